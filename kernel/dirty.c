@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+#include "kernel/dirty.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/kvm_ioctl.h"
+#include "kernel/mem.h"
+#include "kernel/util/bitmap.h"
+#include "kernel/util/log.h"
+#include "kernel/vm_priv.h"
+
+bool dirty_active(struct vm *vm)
+{
+	bool on;
+
+	pthread_mutex_lock(&vm->dirty_lock);
+	on = vm->dirty_on;
+	pthread_mutex_unlock(&vm->dirty_lock);
+	return on;
+}
+
+int dirty_start(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->dirty_lock);
+	if (vm->dirty_on) {
+		pthread_mutex_unlock(&vm->dirty_lock);
+		return -EALREADY;
+	}
+	/*
+	 * Nothing has been harvested yet, so every page counts as dirty: in
+	 * both modes the first take returns the whole of each segment. (In
+	 * log mode KVM's initially-set bitmap says the same.)
+	 */
+	mem_mark_all_dirty(vm->mem);
+	ret = mem_set_logging(vm->mem, true);
+	if (ret < 0)
+		mem_set_logging(vm->mem, false);
+	else
+		vm->dirty_on = true;
+	pthread_mutex_unlock(&vm->dirty_lock);
+	return ret;
+}
+
+static int scratch_reserve(struct vm *vm, size_t words)
+{
+	uint64_t *p;
+
+	if (words <= vm->dirty_scratch_words)
+		return 0;
+	p = realloc(vm->dirty_scratch, words * sizeof(uint64_t));
+	if (!p)
+		return -ENOMEM;
+	vm->dirty_scratch = p;
+	vm->dirty_scratch_words = words;
+	return 0;
+}
+
+/*
+ * Log mode: fetch one slot's bitmap, fold it into the segment, then clear
+ * (re-protect) exactly the pages fetched. Only the span between the first
+ * and the last non-zero word goes back to KVM, so a mostly clean slot
+ * costs one copy and one scan. Called with vm->dirty_lock and the mem read
+ * lock held.
+ */
+static int sync_slot(struct vm *vm, struct mem_map *map)
+{
+	size_t pages = mem_map_len(map) / PAGE_SIZE;
+	size_t words = BITMAP_WORDS(pages), lo, hi;
+	struct kvm_clear_dirty_log clear;
+	struct kvm_dirty_log log;
+	uint64_t *buf;
+	int ret;
+
+	ret = scratch_reserve(vm, words);
+	if (ret < 0)
+		return ret;
+	buf = vm->dirty_scratch;
+	memset(&log, 0, sizeof(log));
+	log.slot = mem_map_slot(map);
+	log.dirty_bitmap = buf;
+	ret = kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
+	if (ret < 0) {
+		pr_err("KVM_GET_DIRTY_LOG slot %u: %s", log.slot,
+		       strerror(-ret));
+		return ret;
+	}
+	for (lo = 0; lo < words && !buf[lo]; lo++)
+		;
+	if (lo == words)
+		return 0;
+	for (hi = words - 1; !buf[hi]; hi--)
+		;
+	mem_map_or_bitmap(map, buf);
+
+	memset(&clear, 0, sizeof(clear));
+	clear.slot = log.slot;
+	clear.first_page = lo * 64;
+	clear.num_pages = (uint32_t)MIN((hi + 1) * 64, pages) - lo * 64;
+	clear.dirty_bitmap = buf + lo;
+	ret = kvm_ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear);
+	if (ret < 0)
+		pr_err("KVM_CLEAR_DIRTY_LOG slot %u: %s", clear.slot,
+		       strerror(-ret));
+	return ret;
+}
+
+/*
+ * Ring mode: moves every published entry of @vcpu's ring into the segment
+ * bitmaps and marks it for reset. Called with vcpu->ring_lock and the mem
+ * read lock held. Returns the number of entries harvested.
+ */
+static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu)
+{
+	struct mem_map *map = NULL;
+	uint32_t n = 0, last_slot = UINT32_MAX;
+
+	for (;;) {
+		struct kvm_dirty_gfn *e =
+			&vcpu->ring[vcpu->ring_fetch &
+				    (vcpu->ring_entries - 1)];
+		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+
+		if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
+			break;
+		if (e->slot != last_slot) {
+			/* Address space 0 only: high 16 bits of slot. */
+			map = (e->slot >> 16) ? NULL :
+				mem_slot_map_locked(vm->mem, e->slot);
+			last_slot = e->slot;
+		}
+		if (map)
+			mem_map_mark_page(map, e->offset);
+		else
+			pr_warn("dirty ring entry for unknown slot %#x",
+				e->slot);
+		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+				 __ATOMIC_RELEASE);
+		vcpu->ring_fetch++;
+		n++;
+	}
+	return n;
+}
+
+static int ring_reset(struct vm *vm)
+{
+	int ret = kvm_ioctl_val(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+
+	if (ret < 0) {
+		pr_err("KVM_RESET_DIRTY_RINGS: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+int dirty_ring_harvest(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	uint32_t n;
+
+	if (!vcpu->ring)
+		return -EINVAL;
+	pthread_mutex_lock(&vcpu->ring_lock);
+	mem_rdlock(vm->mem);
+	n = ring_collect(vm, vcpu);
+	mem_unlock(vm->mem);
+	pthread_mutex_unlock(&vcpu->ring_lock);
+	return n ? ring_reset(vm) : 0;
+}
+
+int dirty_sync(struct vm *vm)
+{
+	unsigned int i, nr;
+	uint32_t n = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->dirty_lock);
+	if (!vm->dirty_on) {
+		pthread_mutex_unlock(&vm->dirty_lock);
+		return -EINVAL;
+	}
+	if (vm->cfg.dirty == DIRTY_MODE_RING) {
+		for (i = 0; i < vm->nr_vcpus; i++) {
+			struct vcpu *vcpu = vm->vcpus[i];
+
+			pthread_mutex_lock(&vcpu->ring_lock);
+			mem_rdlock(vm->mem);
+			n += ring_collect(vm, vcpu);
+			mem_unlock(vm->mem);
+			pthread_mutex_unlock(&vcpu->ring_lock);
+		}
+		if (n)
+			ret = ring_reset(vm);
+	} else {
+		mem_rdlock(vm->mem);
+		nr = mem_nr_maps_locked(vm->mem);
+		for (i = 0; i < nr && !ret; i++) {
+			struct mem_map *map = mem_map_at_locked(vm->mem, i);
+
+			if (mem_map_logging(map))
+				ret = sync_slot(vm, map);
+		}
+		mem_unlock(vm->mem);
+	}
+	pthread_mutex_unlock(&vm->dirty_lock);
+	return ret;
+}
+
+size_t dirty_take(struct mem_seg *seg, uint64_t *out)
+{
+	return bitmap_take_atomic(mem_seg_dirty_bitmap(seg), out,
+				  mem_seg_pages(seg));
+}
+
+size_t dirty_count(struct mem_seg *seg)
+{
+	return bitmap_weight(mem_seg_dirty_bitmap(seg), mem_seg_pages(seg));
+}
+
+int dirty_stop(struct vm *vm)
+{
+	int ret;
+
+	if (!dirty_active(vm))
+		return -EINVAL;
+	/* Keep what KVM recorded so far: the bitmaps stay valid. */
+	ret = dirty_sync(vm);
+	pthread_mutex_lock(&vm->dirty_lock);
+	if (mem_set_logging(vm->mem, false) < 0 && !ret)
+		ret = -EIO;
+	vm->dirty_on = false;
+	free(vm->dirty_scratch);
+	vm->dirty_scratch = NULL;
+	vm->dirty_scratch_words = 0;
+	pthread_mutex_unlock(&vm->dirty_lock);
+	return ret;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_KERNEL_DIRTY_H
+#define VMM_KERNEL_DIRTY_H
+
+/*
+ * Dirty-page tracking, per segment. The source is KVM (the dirty log with
+ * manual protect, or the per-vCPU dirty ring, chosen at vm_create()) plus
+ * every VMM write made through mem.h. Both feed each segment's bitmap.
+ *
+ *   dirty_start()  turns tracking on for every map (and maps added later);
+ *                  every page of every segment counts as dirty at start.
+ *   dirty_sync()   harvests what KVM recorded into the segment bitmaps and
+ *                  re-arms write protection for those pages. Safe while
+ *                  vCPUs run; a page the guest writes after the sync shows
+ *                  in the next one. The harvest is exact for every write
+ *                  made before the vCPUs last left guest mode: with the
+ *                  VM paused (or every vCPU in an exit), nothing is missed.
+ *                  (Hardware KVM buffers ring entries in the CPU's PML log
+ *                  until the vCPU exits; pausing flushes it.)
+ *   dirty_take()   moves a segment's bitmap into the caller's buffer and
+ *                  clears it.
+ *   dirty_count()  counts a segment's dirty pages.
+ *   dirty_stop()   final harvest, then tracking off.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/util/compiler.h"
+
+struct vm;
+struct mem_seg;
+struct vcpu;
+
+int dirty_start(struct vm *vm) __must_check;
+int dirty_sync(struct vm *vm) __must_check;
+size_t dirty_take(struct mem_seg *seg, uint64_t *out);
+size_t dirty_count(struct mem_seg *seg);
+int dirty_stop(struct vm *vm) __must_check;
+bool dirty_active(struct vm *vm);
+
+/* Harvests one vCPU's ring (ring mode only); used on ring-full exits. */
+int dirty_ring_harvest(struct vcpu *vcpu) __must_check;
+
+#endif /* VMM_KERNEL_DIRTY_H */
