@@ -5,6 +5,7 @@
 #include <string.h>
 #include <linux/kvm.h>
 
+#include "kernel/kvm_ioctl.h"
 #include "kernel/mem.h"
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
@@ -13,6 +14,8 @@
 #define PTE_P 0x1ULL
 #define PTE_RW 0x2ULL
 #define PTE_US 0x4ULL
+#define PTE_A 0x20ULL
+#define PTE_D 0x40ULL
 #define PTE_PS 0x80ULL
 
 #define CR0_PE (1ULL << 0)
@@ -64,23 +67,25 @@ static uint64_t pt_next(struct pt_ctx *c, uint64_t table, unsigned int idx)
 	e = pt_alloc(c);
 	if (c->err)
 		return 0;
-	e |= PTE_P | PTE_RW | PTE_US;
+	/* A and D preset: the CPU never writes to the tables (so page-table
+	 * pages do not show up in a dirty log the guest did not cause). */
+	e |= PTE_P | PTE_RW | PTE_US | PTE_A;
 	if (mem_write(c->mem, table + idx * 8, &e, 8) < 0)
 		c->err = -EFAULT;
 	return e & ~0xfffULL;
 }
 
-static int map_range(struct mem_map *map, void *arg)
+static int map_gpa_range(struct pt_ctx *c, uint64_t gpa, uint64_t len)
 {
-	struct pt_ctx *c = arg;
 	uint64_t pml4 = c->base;
-	uint64_t a = ALIGN_DOWN(mem_map_gpa(map), SZ_2M);
-	uint64_t end = ALIGN_UP(mem_map_gpa(map) + mem_map_len(map), SZ_2M);
+	uint64_t a = ALIGN_DOWN(gpa, SZ_2M);
+	uint64_t end = ALIGN_UP(gpa + len, SZ_2M);
 
 	for (; a < end && !c->err; a += SZ_2M) {
 		uint64_t pdpt = pt_next(c, pml4, (a >> 39) & 511);
 		uint64_t pd = c->err ? 0 : pt_next(c, pdpt, (a >> 30) & 511);
-		uint64_t pde = a | PTE_P | PTE_RW | PTE_US | PTE_PS;
+		uint64_t pde = a | PTE_P | PTE_RW | PTE_US | PTE_PS | PTE_A |
+			       PTE_D;
 
 		if (c->err)
 			break;
@@ -90,13 +95,18 @@ static int map_range(struct mem_map *map, void *arg)
 	return c->err;
 }
 
+static int map_range(struct mem_map *map, void *arg)
+{
+	return map_gpa_range(arg, mem_map_gpa(map), mem_map_len(map));
+}
+
 static void seg_flat(struct kvm_segment *s, uint16_t sel, bool code, int dpl)
 {
 	memset(s, 0, sizeof(*s));
 	s->base = 0;
 	s->limit = 0xffffffff;
 	s->selector = sel | (uint16_t)dpl;
-	s->type = code ? 0xb : 0x3;
+	s->type = code ? 0xb : 0x3; /* accessed */
 	s->present = 1;
 	s->dpl = (uint8_t)dpl;
 	s->db = code ? 0 : 1;
@@ -122,16 +132,19 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 	pt_alloc(&pc);
 	if (!pc.err)
 		mem_for_each_map(mem, map_range, &pc);
+	if (!pc.err && b->extra_len)
+		map_gpa_range(&pc, b->extra_gpa, b->extra_len);
 	if (pc.err) {
 		pr_err("boot64: building page tables: %s", strerror(-pc.err));
 		return pc.err;
 	}
 
 	memset(gdt, 0, sizeof(gdt));
-	gdt[BOOT64_SEL_KCODE / 8] = 0x00af9a000000ffffULL;
-	gdt[BOOT64_SEL_KDATA / 8] = 0x00cf92000000ffffULL;
-	gdt[BOOT64_SEL_UDATA / 8] = 0x00cff2000000ffffULL;
-	gdt[BOOT64_SEL_UCODE / 8] = 0x00affa000000ffffULL;
+	/* Accessed bits preset, for the same reason as A/D in the tables. */
+	gdt[BOOT64_SEL_KCODE / 8] = 0x00af9b000000ffffULL;
+	gdt[BOOT64_SEL_KDATA / 8] = 0x00cf93000000ffffULL;
+	gdt[BOOT64_SEL_UDATA / 8] = 0x00cff3000000ffffULL;
+	gdt[BOOT64_SEL_UCODE / 8] = 0x00affb000000ffffULL;
 	for (i = 0; i < n; i++) {
 		uint64_t tss = b->gdt_gpa + TSS_OFF + i * TSS_SIZE;
 		uint64_t lim = 103;
@@ -215,6 +228,19 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 		ret = vcpu_set_regs(vcpu, &regs);
 		if (ret < 0)
 			return ret;
+		/* With the in-kernel LAPIC, APs wait for INIT/SIPI: not here. */
+		if (vm_has_irqchip(vm)) {
+			struct kvm_mp_state mp = {
+				.mp_state = KVM_MP_STATE_RUNNABLE
+			};
+
+			ret = kvm_ioctl(vcpu_fd(vcpu), KVM_SET_MP_STATE, &mp);
+			if (ret < 0) {
+				pr_err("boot64: vCPU %u KVM_SET_MP_STATE: %s",
+				       i, strerror(-ret));
+				return ret;
+			}
+		}
 	}
 	return 0;
 }

@@ -48,6 +48,8 @@ struct boot64 {
 	 * arg_stride. */
 	uint64_t user_stack_top;
 	uint64_t arg_base, arg_stride;
+	/* An extra range to identity-map, such as an MMIO window (0 = none). */
+	uint64_t extra_gpa, extra_len;
 };
 
 int boot64_setup(struct vm *vm, const struct boot64 *b) __must_check;

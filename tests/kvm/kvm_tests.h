@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_TESTS_KVM_TESTS_H
+#define VMM_TESTS_KVM_TESTS_H
+
+#include "tests/harness/test_util.h"
+
+extern const struct test_case vm_tests[];
+extern const struct test_case mem_tests[];
+extern const struct test_case dirty_tests[];
+extern const struct test_case pause_tests[];
+
+#endif /* VMM_TESTS_KVM_TESTS_H */

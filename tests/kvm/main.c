@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests that need /dev/kvm. Without it they fail; they never skip. */
+#include "kernel/util/compiler.h"
+#include "tests/kvm/kvm_tests.h"
+
+static const struct test_suite suites[] = {
+	{ "vm", vm_tests, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	return test_main(suites, ARRAY_SIZE(suites), argc, argv);
+}
