@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+#include "kernel/irq.h"
+
+#include <errno.h>
+
+#include "kernel/kvm_ioctl.h"
+#include "kernel/vm.h"
+
+int irq_line(struct vm *vm, uint32_t gsi, bool level)
+{
+	struct kvm_irq_level l = { .irq = gsi, .level = level ? 1 : 0 };
+
+	if (!vm_has_irqchip(vm))
+		return -ENODEV;
+	int ret = kvm_ioctl(vm_fd(vm), KVM_IRQ_LINE, &l);
+
+	return ret < 0 ? ret : 0;
+}
+
+int irq_pulse(struct vm *vm, uint32_t gsi)
+{
+	int ret = irq_line(vm, gsi, true);
+
+	return ret ? ret : irq_line(vm, gsi, false);
+}
