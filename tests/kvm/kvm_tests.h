@@ -2,6 +2,7 @@
 #ifndef VMM_TESTS_KVM_TESTS_H
 #define VMM_TESTS_KVM_TESTS_H
 
+#include "kernel/util/compiler.h"
 #include "tests/harness/test_util.h"
 
 extern const struct test_case vm_tests[];

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests: no /dev/kvm needed. One suite per module. */
+#include "kernel/util/compiler.h"
+#include "tests/unit/unit_tests.h"
+
+static const struct test_suite suites[] = {
+	{ "bitmap", bitmap_tests, NULL, NULL },
+	{ "iotrap", iotrap_tests, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	return test_main(suites, ARRAY_SIZE(suites), argc, argv);
+}

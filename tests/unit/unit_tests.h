@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_TESTS_UNIT_TESTS_H
+#define VMM_TESTS_UNIT_TESTS_H
+
+#include "kernel/util/compiler.h"
+#include "tests/harness/test_util.h"
+
+extern const struct test_case bitmap_tests[];
+extern const struct test_case iotrap_tests[];
+
+#endif /* VMM_TESTS_UNIT_TESTS_H */
