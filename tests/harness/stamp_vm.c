@@ -219,6 +219,12 @@ void stamp_vm_boot(struct stamp_vm *s)
 	TEST_ASSERT(ret == 0, "boot64_setup: %s", strerror(-ret));
 	ret = vm_start(s->vm);
 	TEST_ASSERT(ret == 0, "vm_start: %s", strerror(-ret));
+	/*
+	 * Wait until every vCPU is in its ring-3 loop, so the ring-0 entry's
+	 * stack writes are over before a test starts counting dirty pages.
+	 */
+	for (i = 0; i < s->nr_vcpus; i++)
+		stamp_stride(s, i, 0, STAMP_MAILBOX_GPA, 0, 0);
 }
 
 void stamp_vm_destroy(struct stamp_vm *s)

@@ -5,6 +5,7 @@
 
 static const struct test_suite suites[] = {
 	{ "vm", vm_tests, NULL, NULL },
+	{ "dirty", dirty_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
