@@ -28,7 +28,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (level > log_get_level())
+	if (level > log_get_level() || level < LOG_ERR)
 		return;
 	n = snprintf(buf, sizeof(buf), "vmrun: %s: ", prefix[level]);
 	va_start(ap, fmt);

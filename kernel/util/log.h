@@ -5,6 +5,7 @@
 #include "kernel/util/compiler.h"
 
 enum log_level {
+	LOG_QUIET = -1, /* nothing at all */
 	LOG_ERR,
 	LOG_WARN,
 	LOG_INFO,

@@ -51,6 +51,20 @@ int test_main(const struct test_suite *suites, unsigned int n, int argc,
 	int status;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 1; i < (unsigned int)argc; i++) {
+		unsigned int j;
+
+		for (j = 0; j < n && strcmp(argv[i], suites[j].name); j++)
+			;
+		if (j == n) {
+			fprintf(stderr, "%s: no suite named '%s'; suites:",
+				argv[0], argv[i]);
+			for (j = 0; j < n; j++)
+				fprintf(stderr, " %s", suites[j].name);
+			fprintf(stderr, "\n");
+			return 2;
+		}
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
 	for (i = 0; i < n; i++) {
