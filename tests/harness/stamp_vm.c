@@ -49,12 +49,13 @@ static int mmio_cmd(struct vcpu *vcpu, uint64_t addr __attribute__((unused)),
 
 	if (is_write || len > 8)
 		return 0;
+	/* Waits in 1 ms slices: a pause sets the yield flag but does not
+	 * signal this condition variable. */
 	pthread_mutex_lock(&s->lock);
-	abs_deadline(&ts, 20);
-	while (!s->cpu[id].pending && !vm_yield_pending(s->vm)) {
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) ==
-		    ETIMEDOUT)
-			break;
+	for (int slice = 0; slice < 20 && !s->cpu[id].pending &&
+			    !vm_yield_pending(s->vm); slice++) {
+		abs_deadline(&ts, 1);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	}
 	cmd = s->cpu[id].pending;
 	s->cpu[id].pending = 0;

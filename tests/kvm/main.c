@@ -7,6 +7,7 @@ static const struct test_suite suites[] = {
 	{ "vm", vm_tests, NULL, NULL },
 	{ "mem", mem_tests, NULL, NULL },
 	{ "dirty", dirty_tests, NULL, NULL },
+	{ "pause", pause_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
