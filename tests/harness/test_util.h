@@ -83,6 +83,13 @@ struct proc_census {
 };
 void proc_census(struct proc_census *c);
 
+/* Address-sanitized builds map memory on their own as they go. */
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
 /* Monotonic time in nanoseconds. */
 unsigned long long now_ns(void);
 

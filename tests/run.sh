@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite: installs build dependencies, builds vmrun twice
+# (a normal build and an ASan/UBSan build, both with warnings as errors),
+# and runs the unit tests and the KVM tests against /dev/kvm in each.
+# A host without a usable /dev/kvm fails the run; it never passes vacuously.
+#
+#   bash tests/run.sh            everything
+#   bash tests/run.sh --quick    the normal build only
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bash tests/deps.sh || exit 1
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+passed=0
+failed=0
+status=0
+
+run_suite() { # build-dir binary
+	local out
+	out=$(mktemp)
+	"$1/$2" 2>&1 | tee "$out"
+	local rc=${PIPESTATUS[0]}
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	if [ -n "$line" ]; then
+		passed=$((passed + $(echo "$line" | awk '{print $1}')))
+		failed=$((failed + $(echo "$line" | awk '{print $3}' | tr -d ,)))
+	fi
+	if [ "$rc" -ne 0 ]; then
+		echo "tests/run.sh: $1/$2 exited with $rc" >&2
+		[ -z "$line" ] && failed=$((failed + 1))
+		status=1
+	fi
+	rm -f "$out"
+}
+
+build() { # dir [meson options...]
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null || return 1
+	fi
+	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
+}
+
+configs=("build")
+((quick)) || configs+=("build-asan")
+
+for dir in "${configs[@]}"; do
+	echo "=== $dir ==="
+	if [ "$dir" = build-asan ]; then
+		build "$dir" -Db_sanitize=address,undefined -Db_lundef=false || { status=1; failed=$((failed + 1)); continue; }
+		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	else
+		build "$dir" || { status=1; failed=$((failed + 1)); continue; }
+	fi
+	run_suite "$dir" tests/unit/unit_tests
+	run_suite "$dir" tests/kvm/kvm_tests
+done
+
+echo
+echo "${passed} passed, ${failed} failed"
+exit $status
