@@ -9,6 +9,7 @@
  */
 
 #include <errno.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 

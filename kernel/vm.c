@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,11 +157,16 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	pthread_mutex_init(&vm->dirty_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 
+	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_efd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		ret = -errno;
 		pr_err("cannot open /dev/kvm: %s", strerror(-ret));
-		goto err_free;
+		goto err_efd;
 	}
 	ret = kvm_ioctl_val(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (ret != KVM_API_VERSION) {
@@ -215,6 +221,8 @@ err_vm:
 	close(vm->vm_fd);
 err_kvm:
 	close(vm->kvm_fd);
+err_efd:
+	close(vm->stop_efd);
 err_free:
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->dirty_lock);
@@ -253,6 +261,7 @@ void vm_destroy(struct vm *vm)
 	free(vm->dirty_scratch);
 	close(vm->vm_fd);
 	close(vm->kvm_fd);
+	close(vm->stop_efd);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->dirty_lock);
 	pthread_mutex_destroy(&vm->lock);
@@ -339,8 +348,12 @@ bool vm_yield_pending(struct vm *vm)
 
 static void stop_locked(struct vm *vm, enum vm_exit_reason reason)
 {
+	uint64_t one = 1;
+
 	if (vm->reason == VM_EXIT_NONE)
 		vm->reason = reason;
+	if (!vm->stopping && write(vm->stop_efd, &one, sizeof(one)) < 0)
+		pr_warn("vm: stop eventfd: %s", strerror(errno));
 	vm->stopping = true;
 	__atomic_store_n(&vm->yield, true, __ATOMIC_SEQ_CST);
 	kick_all(vm);
@@ -432,6 +445,11 @@ struct vcpu *vm_vcpu(struct vm *vm, unsigned int id)
 enum dirty_mode vm_dirty_mode(const struct vm *vm)
 {
 	return vm->cfg.dirty;
+}
+
+int vm_stop_fd(const struct vm *vm)
+{
+	return vm->stop_efd;
 }
 
 int vm_fd(const struct vm *vm)

@@ -72,6 +72,13 @@ bool vm_yield_pending(struct vm *vm);
 /* Asks every vCPU thread to finish; records @reason if none is yet. */
 void vm_stop(struct vm *vm, enum vm_exit_reason reason);
 
+/* Same, with a one-line detail (see vm_exit_detail()). */
+void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason,
+		    const char *fmt, ...) __printf(3, 4);
+
+/* An eventfd that becomes readable once the VM is asked to stop. */
+int vm_stop_fd(const struct vm *vm);
+
 /*
  * Waits until the VM stops (by vm_stop() or a guest event), or
  * @timeout_ms passes (-1 = forever). Returns the reason, or VM_EXIT_NONE on

@@ -67,6 +67,7 @@ struct vm {
 	bool yield;               /* [a] pause or stop pending */
 	enum vm_exit_reason reason; /* [l] */
 	char detail[256];         /* [l] */
+	int stop_efd;             /* [I] written once on stop */
 
 	bool dirty_on;            /* [d] tracking active */
 	pthread_mutex_t dirty_lock; /* [d] serializes dirty_sync/start/stop */
@@ -81,9 +82,6 @@ int vcpu_thread_start(struct vcpu *vcpu);
 void vcpu_kick(struct vcpu *vcpu);
 int vcpu_signal_init(void);
 
-/* vm.c: called by a vCPU thread that must stop the VM with a reason. */
-void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason,
-		    const char *fmt, ...) __printf(3, 4);
 
 /* mem.c */
 int vm_mem_create(struct vm *vm, struct vm_mem **out);

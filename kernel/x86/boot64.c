@@ -222,9 +222,13 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 		regs.rsp = b->stack_top - i * b->stack_stride;
 		regs.rflags = 0x2;
 		regs.rdi = i;
-		regs.rsi = n;
-		regs.rdx = b->user_stack_top - i * b->stack_stride;
-		regs.rcx = b->arg_base + i * b->arg_stride;
+		if (b->boot_info_gpa) {
+			regs.rsi = b->boot_info_gpa;
+		} else {
+			regs.rsi = n;
+			regs.rdx = b->user_stack_top - i * b->stack_stride;
+			regs.rcx = b->arg_base + i * b->arg_stride;
+		}
 		ret = vcpu_set_regs(vcpu, &regs);
 		if (ret < 0)
 			return ret;
@@ -243,4 +247,65 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 		}
 	}
 	return 0;
+}
+
+static void seg_flat32(struct kvm_segment *s, uint16_t sel, bool code)
+{
+	memset(s, 0, sizeof(*s));
+	s->limit = 0xffffffff;
+	s->selector = sel;
+	s->type = code ? 0xb : 0x3;
+	s->present = 1;
+	s->db = 1;
+	s->s = 1;
+	s->g = 1;
+}
+
+int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry,
+		 uint32_t eax, uint32_t ebx)
+{
+	/* null, 32-bit code 0x08, data 0x10, a 32-bit TSS at 0x18. */
+	uint64_t gdt[4] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL,
+			    0x00008b000000ffffULL | ((gdt_gpa + 0x800) << 16) };
+	struct vcpu *vcpu = vm_vcpu(vm, 0);
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	int ret;
+
+	ret = mem_write(vm_mem(vm), gdt_gpa, gdt, sizeof(gdt));
+	if (!ret)
+		ret = mem_fill(vm_mem(vm), gdt_gpa + 0x800, 0, 104);
+	if (ret < 0)
+		return ret;
+	ret = vcpu_get_sregs(vcpu, &sregs);
+	if (ret < 0)
+		return ret;
+	seg_flat32(&sregs.cs, 0x08, true);
+	seg_flat32(&sregs.ds, 0x10, false);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	memset(&sregs.tr, 0, sizeof(sregs.tr));
+	sregs.tr.base = gdt_gpa + 0x800;
+	sregs.tr.limit = 103;
+	sregs.tr.selector = 0x18;
+	sregs.tr.type = 0xb;
+	sregs.tr.present = 1;
+	sregs.gdt.base = gdt_gpa;
+	sregs.gdt.limit = sizeof(gdt) - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = CR0_PE | CR0_ET;
+	sregs.cr3 = 0;
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	ret = vcpu_set_sregs(vcpu, &sregs);
+	if (ret < 0) {
+		pr_err("boot32: KVM_SET_SREGS: %s", strerror(-ret));
+		return ret;
+	}
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = entry;
+	regs.rflags = 0x2;
+	regs.rax = eax;
+	regs.rbx = ebx;
+	return vcpu_set_regs(vcpu, &regs);
 }

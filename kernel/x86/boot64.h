@@ -48,10 +48,22 @@ struct boot64 {
 	 * arg_stride. */
 	uint64_t user_stack_top;
 	uint64_t arg_base, arg_stride;
+	/* If non-zero: RSI = boot_info_gpa and RDX = RCX = 0 instead (the
+	 * vmrun entry of vmrun_boot.h). */
+	uint64_t boot_info_gpa;
 	/* An extra range to identity-map, such as an MMIO window (0 = none). */
 	uint64_t extra_gpa, extra_len;
 };
 
 int boot64_setup(struct vm *vm, const struct boot64 *b) __must_check;
+
+/*
+ * 32-bit protected-mode entry for PVH and Multiboot kernels, on vCPU 0
+ * only (the others wait for INIT/SIPI from the guest): flat 4 GiB code
+ * and data segments, paging off, interrupts off, EAX = @eax, EBX = @ebx,
+ * EIP = @entry. The GDT (4 KiB) is written at @gdt_gpa.
+ */
+int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry,
+		 uint32_t eax, uint32_t ebx) __must_check;
 
 #endif /* VMM_X86_BOOT64_H */

@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: MIT */
+#include "kernel/machine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "kernel/dev/dev.h"
+#include "kernel/dev/dev_table.h"
+#include "kernel/dev/serial.h"
+#include "kernel/mem.h"
+#include "kernel/util/log.h"
+#include "kernel/x86/boot64.h"
+#include "kernel/x86/loader.h"
+#include "kernel/x86/vmrun_boot.h"
+
+/* Low memory that vmrun uses for boot structures (below 1 MiB). */
+#define LOW_GDT 0x1000ULL
+#define LOW_BOOTINFO 0x3000ULL
+#define LOW_CMDLINE 0x4000ULL
+#define LOW_CMDLINE_MAX 0x1000ULL
+#define LOW_PT 0x10000ULL
+#define LOW_PT_SIZE 0x40000ULL
+#define LOW_STACKS 0x50000ULL
+#define LOW_STACK_SIZE 0x4000ULL
+#define LOW_END 0x100000ULL
+
+#define RAM_LOW_MAX VMRUN_MMIO_HOLE
+#define RAM_HIGH_BASE (4ULL << 30)
+
+/* The GSIs given to virtio-mmio devices 0..7 (free ISA lines). */
+static const uint32_t virtio_gsis[] = { 5, 6, 7, 9, 10, 11, 12, 14 };
+
+#define MACHINE_MAX_DEVS 32
+
+struct machine {
+	struct vm *vm;
+	struct mem_seg *ram;
+	uint64_t ram_low, ram_high;
+	struct dev *devs[MACHINE_MAX_DEVS]; /* in dev_table order */
+	unsigned int nr_devs;
+	struct dev *serial;
+	struct vmrun_boot_info boot;
+	bool stdin_console;
+};
+
+static int fail(char *err, size_t len, int ret, const char *fmt, ...)
+	__printf(4, 5);
+
+static int fail(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+static int add_dev(struct machine *m, const struct dev_ops *ops,
+		   const char *conf, char *err, size_t errlen)
+{
+	struct dev *d;
+	int ret;
+
+	if (m->nr_devs == MACHINE_MAX_DEVS)
+		return fail(err, errlen, -ENOSPC, "too many devices");
+	ret = ops->init(m->vm, conf, &d);
+	if (ret < 0)
+		return fail(err, errlen, ret, "device %s (%s): %s", ops->name,
+			    conf ? conf : "default", strerror(-ret));
+	m->devs[m->nr_devs++] = d;
+	return 0;
+}
+
+/*
+ * Creates the devices in dev_table order. Virtio devices get consecutive
+ * MMIO windows and GSIs and are listed in the boot info.
+ */
+static int create_devices(struct machine *m, const struct machine_config *cfg,
+			  char *err, size_t errlen)
+{
+	unsigned int i, j, nv = 0;
+	char conf[512];
+	int ret;
+
+	for (i = 0; i < dev_table_len; i++) {
+		const struct dev_table_entry *e = &dev_table[i];
+		unsigned int count = 1;
+
+		if (e->kind == DEV_KIND_VIRTIO_BLK)
+			count = cfg->nr_disks;
+		else if (e->kind == DEV_KIND_VIRTIO_NET)
+			count = cfg->nr_nets;
+		else if (e->kind == DEV_KIND_VIRTIO_RNG)
+			count = cfg->rng ? 1 : 0;
+		for (j = 0; j < count; j++) {
+			const char *c = NULL;
+
+			if (e->kind == DEV_KIND_SERIAL) {
+				c = cfg->console ? cfg->console : "stdio";
+			} else if (e->kind != DEV_KIND_PLATFORM) {
+				uint64_t base = VMRUN_VIRTIO_MMIO_BASE +
+						nv * VMRUN_VIRTIO_MMIO_STRIDE;
+				struct vmrun_boot_dev *bd;
+
+				if (nv == ARRAY_SIZE(virtio_gsis))
+					return fail(err, errlen, -ENOSPC,
+						    "at most %zu virtio devices",
+						    ARRAY_SIZE(virtio_gsis));
+				snprintf(conf, sizeof(conf),
+					 "base=%#llx,gsi=%u%s%s",
+					 (unsigned long long)base,
+					 virtio_gsis[nv],
+					 e->kind == DEV_KIND_VIRTIO_BLK ?
+						 ",path=" :
+					 e->kind == DEV_KIND_VIRTIO_NET ? "," :
+									  "",
+					 e->kind == DEV_KIND_VIRTIO_BLK ?
+						 cfg->disks[j] :
+					 e->kind == DEV_KIND_VIRTIO_NET ?
+						 cfg->nets[j] :
+						 "");
+				c = conf;
+				bd = &m->boot.devs[m->boot.nr_devs++];
+				bd->type = e->kind == DEV_KIND_VIRTIO_BLK ?
+						   VMRUN_DEV_VIRTIO_BLK :
+					   e->kind == DEV_KIND_VIRTIO_NET ?
+						   VMRUN_DEV_VIRTIO_NET :
+						   VMRUN_DEV_VIRTIO_RNG;
+				bd->gsi = virtio_gsis[nv];
+				bd->base = base;
+				bd->size = VMRUN_VIRTIO_MMIO_SIZE;
+				nv++;
+			}
+			ret = add_dev(m, e->ops, c, err, errlen);
+			if (ret < 0)
+				return ret;
+			if (e->kind == DEV_KIND_SERIAL)
+				m->serial = m->devs[m->nr_devs - 1];
+		}
+	}
+	return 0;
+}
+
+static int setup_ram(struct machine *m, const struct machine_config *cfg,
+		     char *err, size_t errlen)
+{
+	struct vm_mem *mem = vm_mem(m->vm);
+	int ret;
+
+	ret = mem_seg_create(mem, "ram", cfg->mem, &m->ram);
+	if (ret < 0)
+		return fail(err, errlen, ret, "allocating %llu MiB of RAM: %s",
+			    (unsigned long long)(cfg->mem >> 20),
+			    strerror(-ret));
+	m->ram_low = MIN(cfg->mem, RAM_LOW_MAX);
+	m->ram_high = cfg->mem - m->ram_low;
+	ret = mem_map(mem, m->ram, 0, 0, m->ram_low, NULL);
+	if (!ret && m->ram_high)
+		ret = mem_map(mem, m->ram, m->ram_low, RAM_HIGH_BASE,
+			      m->ram_high, NULL);
+	if (ret < 0)
+		return fail(err, errlen, ret, "mapping RAM: %s",
+			    strerror(-ret));
+	return 0;
+}
+
+/* Builds the boot info, page tables and vCPU state for the vmrun entry. */
+static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
+			size_t cmdlen, char *err, size_t errlen)
+{
+	struct boot64 b;
+	int ret;
+
+	m->boot.magic = VMRUN_BOOT_MAGIC;
+	m->boot.version = VMRUN_BOOT_VERSION;
+	m->boot.nr_cpus = vm_nr_vcpus(m->vm);
+	m->boot.ram_below_4g = m->ram_low;
+	m->boot.ram_above_4g = m->ram_high;
+	m->boot.cmdline_gpa = LOW_CMDLINE;
+	m->boot.cmdline_len = (uint32_t)cmdlen;
+	ret = mem_write(vm_mem(m->vm), LOW_BOOTINFO, &m->boot,
+			sizeof(m->boot));
+	if (ret < 0)
+		return fail(err, errlen, ret, "writing boot info");
+
+	memset(&b, 0, sizeof(b));
+	b.gdt_gpa = LOW_GDT;
+	b.pt_gpa = LOW_PT;
+	b.pt_size = LOW_PT_SIZE;
+	b.entry = img->entry;
+	b.stack_top = LOW_STACKS + MACHINE_MAX_CPUS * LOW_STACK_SIZE;
+	b.stack_stride = LOW_STACK_SIZE;
+	b.rsp0_top = b.stack_top;
+	b.rsp0_stride = LOW_STACK_SIZE;
+	b.boot_info_gpa = LOW_BOOTINFO;
+	b.extra_gpa = VMRUN_MMIO_HOLE;
+	b.extra_len = RAM_HIGH_BASE - VMRUN_MMIO_HOLE;
+	ret = boot64_setup(m->vm, &b);
+	if (ret < 0)
+		return fail(err, errlen, ret, "setting up 64-bit entry: %s",
+			    strerror(-ret));
+	return 0;
+}
+
+/* hvm_start_info and one memory map entry type, from the PVH ABI. */
+struct hvm_start_info {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint32_t nr_modules;
+	uint64_t modlist_paddr;
+	uint64_t cmdline_paddr;
+	uint64_t rsdp_paddr;
+	uint64_t memmap_paddr;
+	uint32_t memmap_entries;
+	uint32_t reserved;
+};
+
+struct hvm_memmap_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+	uint32_t reserved;
+};
+
+#define HVM_START_MAGIC 0x336ec578u
+#define E820_RAM 1
+#define E820_RESERVED 2
+
+struct mb1_info {
+	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline;
+	uint32_t mods_count, mods_addr, syms[4], mmap_length, mmap_addr;
+};
+
+struct mb1_mmap {
+	uint32_t size;
+	uint64_t addr, len;
+	uint32_t type;
+} __attribute__((packed));
+
+static int boot_32bit(struct machine *m, const struct kernel_image *img,
+		      char *err, size_t errlen)
+{
+	struct vm_mem *mem = vm_mem(m->vm);
+	uint32_t eax, ebx = LOW_BOOTINFO;
+	int ret;
+
+	if (img->kind == KERNEL_ENTRY_PVH) {
+		struct hvm_start_info si = { 0 };
+		struct hvm_memmap_entry mm[3] = { 0 };
+		uint32_t n = 0;
+
+		mm[n++] = (struct hvm_memmap_entry){ 0, 0x9fc00, E820_RAM, 0 };
+		mm[n++] = (struct hvm_memmap_entry){ LOW_END,
+						     m->ram_low - LOW_END,
+						     E820_RAM, 0 };
+		if (m->ram_high)
+			mm[n++] = (struct hvm_memmap_entry){
+				RAM_HIGH_BASE, m->ram_high, E820_RAM, 0
+			};
+		si.magic = HVM_START_MAGIC;
+		si.version = 1;
+		si.cmdline_paddr = LOW_CMDLINE;
+		si.memmap_paddr = LOW_BOOTINFO + 0x100;
+		si.memmap_entries = n;
+		ret = mem_write(mem, LOW_BOOTINFO, &si, sizeof(si));
+		if (!ret)
+			ret = mem_write(mem, si.memmap_paddr, mm,
+					n * sizeof(mm[0]));
+		eax = 0;
+	} else {
+		struct mb1_info mi = { 0 };
+		struct mb1_mmap mm[3];
+		uint32_t n = 0;
+
+		mm[n++] = (struct mb1_mmap){ 20, 0, 0x9fc00, E820_RAM };
+		mm[n++] = (struct mb1_mmap){ 20, LOW_END, m->ram_low - LOW_END,
+					     E820_RAM };
+		if (m->ram_high)
+			mm[n++] = (struct mb1_mmap){ 20, RAM_HIGH_BASE,
+						     m->ram_high, E820_RAM };
+		mi.flags = 0x1 | 0x4 | 0x40; /* mem, cmdline, mmap */
+		mi.mem_lower = 639;
+		mi.mem_upper = (uint32_t)MIN((m->ram_low - LOW_END) >> 10,
+					     (uint64_t)UINT32_MAX);
+		mi.cmdline = LOW_CMDLINE;
+		mi.mmap_addr = LOW_BOOTINFO + 0x100;
+		mi.mmap_length = n * sizeof(mm[0]);
+		ret = mem_write(mem, LOW_BOOTINFO, &mi, sizeof(mi));
+		if (!ret)
+			ret = mem_write(mem, mi.mmap_addr, mm,
+					n * sizeof(mm[0]));
+		eax = 0x2badb002;
+	}
+	if (ret < 0)
+		return fail(err, errlen, ret, "writing boot information");
+	if (img->entry > UINT32_MAX)
+		return fail(err, errlen, -EINVAL,
+			    "32-bit entry point %#llx above 4 GiB",
+			    (unsigned long long)img->entry);
+	ret = boot32_setup(m->vm, LOW_GDT, (uint32_t)img->entry, eax, ebx);
+	if (ret < 0)
+		return fail(err, errlen, ret, "setting up 32-bit entry: %s",
+			    strerror(-ret));
+	return 0;
+}
+
+int machine_create(const struct machine_config *cfg, struct machine **out,
+		   char *err, size_t errlen)
+{
+	struct vm_config vc = { .nr_vcpus = cfg->cpus, .pit = true,
+				.dirty = cfg->dirty };
+	struct kernel_image img;
+	struct machine *m;
+	size_t cmdlen = cfg->cmdline ? strlen(cfg->cmdline) : 0;
+	char kerr[256];
+	int ret;
+
+	if (!cfg->cpus || cfg->cpus > MACHINE_MAX_CPUS)
+		return fail(err, errlen, -EINVAL, "--cpus %u: must be 1..%d",
+			    cfg->cpus, MACHINE_MAX_CPUS);
+	if (cfg->mem < (16ULL << 20) || cfg->mem % SZ_2M ||
+	    cfg->mem > (1ULL << 40))
+		return fail(err, errlen, -EINVAL,
+			    "--mem %llu MiB: must be a multiple of 2 MiB, 16 MiB .. 1 TiB",
+			    (unsigned long long)(cfg->mem >> 20));
+	if (cmdlen >= LOW_CMDLINE_MAX)
+		return fail(err, errlen, -EINVAL,
+			    "command line of %zu bytes; at most %llu", cmdlen,
+			    LOW_CMDLINE_MAX - 1);
+	ret = kernel_parse(cfg->kernel, cfg->kernel_size, &img, kerr,
+			   sizeof(kerr));
+	if (ret < 0)
+		return fail(err, errlen, ret, "%s: %s", cfg->kernel_name,
+			    kerr);
+	if (img.lo < LOW_END)
+		return fail(err, errlen, -EINVAL,
+			    "%s: loads at %#llx; vmrun needs kernels at 1 MiB or above",
+			    cfg->kernel_name, (unsigned long long)img.lo);
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	ret = vm_create(&vc, &m->vm);
+	if (ret < 0) {
+		fail(err, errlen, ret, "creating the VM: %s", strerror(-ret));
+		goto err_free;
+	}
+	ret = setup_ram(m, cfg, err, errlen);
+	if (ret < 0)
+		goto err_vm;
+	ret = kernel_load(vm_mem(m->vm), &img, LOW_END,
+			  m->ram_high ? RAM_HIGH_BASE + m->ram_high :
+					m->ram_low,
+			  kerr, sizeof(kerr));
+	if (ret < 0) {
+		fail(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
+		goto err_vm;
+	}
+	ret = mem_write(vm_mem(m->vm), LOW_CMDLINE, cfg->cmdline ? cfg->cmdline : "",
+			cmdlen + 1);
+	if (ret < 0)
+		goto err_vm;
+	ret = create_devices(m, cfg, err, errlen);
+	if (ret < 0)
+		goto err_devs;
+	if (img.kind == KERNEL_ENTRY_VMRUN64)
+		ret = boot_vmrun64(m, &img, cmdlen, err, errlen);
+	else
+		ret = boot_32bit(m, &img, err, errlen);
+	if (ret < 0)
+		goto err_devs;
+	m->stdin_console = !cfg->console || !strcmp(cfg->console, "stdio");
+	*out = m;
+	return 0;
+
+err_devs:
+	while (m->nr_devs) {
+		struct dev *d = m->devs[--m->nr_devs];
+
+		d->ops->fini(d);
+	}
+err_vm:
+	vm_destroy(m->vm);
+	mem_seg_put(m->ram);
+err_free:
+	free(m);
+	return ret;
+}
+
+enum vm_exit_reason machine_run(struct machine *m, int *signo)
+{
+	struct pollfd pfd[3];
+	sigset_t mask, old;
+	int sfd, ret, nfds;
+	bool stdin_open = m->stdin_console;
+
+	*signo = 0;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	ret = vm_start(m->vm);
+	if (ret < 0) {
+		vm_stop_detail(m->vm, VM_EXIT_ERROR, "starting vCPUs: %s",
+			       strerror(-ret));
+		goto out;
+	}
+	for (;;) {
+		nfds = 0;
+		pfd[nfds++] = (struct pollfd){ vm_stop_fd(m->vm), POLLIN, 0 };
+		if (sfd >= 0)
+			pfd[nfds++] = (struct pollfd){ sfd, POLLIN, 0 };
+		if (stdin_open)
+			pfd[nfds++] = (struct pollfd){ STDIN_FILENO, POLLIN, 0 };
+		ret = poll(pfd, (nfds_t)nfds, -1);
+		if (ret < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents)
+			break;
+		if (sfd >= 0 && pfd[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				*signo = (int)si.ssi_signo;
+				vm_stop_detail(m->vm, VM_EXIT_REQUESTED,
+					       "stopped by signal %d",
+					       *signo);
+				break;
+			}
+		}
+		if (stdin_open && pfd[nfds - 1].revents) {
+			char buf[16];
+			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+			if (n <= 0)
+				stdin_open = false;
+			else if (m->serial)
+				serial_rx(m->serial, buf, (size_t)n);
+		}
+	}
+out:
+	ret = vm_wait(m->vm, -1);
+	if (sfd >= 0)
+		close(sfd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return (enum vm_exit_reason)ret;
+}
+
+void machine_destroy(struct machine *m)
+{
+	if (!m)
+		return;
+	vm_stop(m->vm, VM_EXIT_REQUESTED);
+	vm_wait(m->vm, -1);
+	while (m->nr_devs) {
+		struct dev *d = m->devs[--m->nr_devs];
+
+		d->ops->fini(d);
+	}
+	vm_destroy(m->vm);
+	mem_seg_put(m->ram);
+	free(m);
+}
+
+struct vm *machine_vm(struct machine *m)
+{
+	return m->vm;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_KERNEL_MACHINE_H
+#define VMM_KERNEL_MACHINE_H
+
+/*
+ * The x86-64 machine vmrun runs: RAM as one segment mapped below 3 GiB
+ * and (the rest) from 4 GiB, the platform devices in dev_table order, a
+ * guest kernel, and the event loop that serves console input, network
+ * back ends and signals while the vCPUs run. See kernel/x86/vmrun_boot.h
+ * for the addresses.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/util/compiler.h"
+#include "kernel/vm.h"
+
+struct machine;
+
+#define MACHINE_MAX_DISKS 4
+#define MACHINE_MAX_NETS 4
+#define MACHINE_MAX_CPUS 16
+
+struct machine_config {
+	uint64_t mem;             /* bytes, a multiple of 2 MiB */
+	unsigned int cpus;
+	const void *kernel;       /* image bytes (borrowed) */
+	size_t kernel_size;
+	const char *kernel_name;  /* for messages */
+	const char *cmdline;
+	const char *console;      /* "stdio", "file:PATH" or "none" */
+	const char *disks[MACHINE_MAX_DISKS];
+	unsigned int nr_disks;
+	const char *nets[MACHINE_MAX_NETS]; /* --net specs */
+	unsigned int nr_nets;
+	bool rng;
+	enum dirty_mode dirty;
+};
+
+/*
+ * Builds the machine; on failure returns -errno with a one-line reason in
+ * @err, and nothing is left behind.
+ */
+int machine_create(const struct machine_config *cfg, struct machine **out,
+		   char *err, size_t errlen) __must_check;
+
+/*
+ * Starts the vCPUs and serves events until the VM stops or SIGINT or
+ * SIGTERM arrives (which stops it cleanly). Returns why it stopped;
+ * *@signo is set to the signal, if one ended it.
+ */
+enum vm_exit_reason machine_run(struct machine *m, int *signo);
+
+void machine_destroy(struct machine *m);
+
+struct vm *machine_vm(struct machine *m);
+
+#endif /* VMM_KERNEL_MACHINE_H */

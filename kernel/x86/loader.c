@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+#include "kernel/x86/loader.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernel/mem.h"
+#include "kernel/x86/vmrun_boot.h"
+
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define MB1_MAGIC 0x1badb002u
+#define MB1_SEARCH 8192
+#define MB1_FLAG_AOUT_KLUDGE (1u << 16)
+
+static int fail(char *err, size_t len, int ret, const char *fmt, ...)
+	__printf(4, 5);
+
+static int fail(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+const char *kernel_entry_name(enum kernel_entry kind)
+{
+	switch (kind) {
+	case KERNEL_ENTRY_VMRUN64:
+		return "vmrun 64-bit entry";
+	case KERNEL_ENTRY_PVH:
+		return "PVH";
+	case KERNEL_ENTRY_MULTIBOOT:
+		return "Multiboot v1";
+	}
+	return "?";
+}
+
+/* True if [off, off + len) lies inside a file of @size bytes. */
+static bool in_file(size_t size, uint64_t off, uint64_t len)
+{
+	return off <= size && len <= size - off;
+}
+
+static int add_seg(struct kernel_image *img, uint64_t paddr, uint64_t off,
+		   uint64_t filesz, uint64_t memsz, char *err, size_t errlen)
+{
+	struct kernel_seg *s;
+
+	if (!memsz)
+		return 0;
+	if (img->nr_segs == KERNEL_MAX_SEGS)
+		return fail(err, errlen, -EINVAL,
+			    "more than %d loadable segments", KERNEL_MAX_SEGS);
+	if (filesz > memsz)
+		return fail(err, errlen, -EINVAL,
+			    "segment at %#llx: file size %#llx exceeds memory size %#llx",
+			    (unsigned long long)paddr,
+			    (unsigned long long)filesz,
+			    (unsigned long long)memsz);
+	if (!in_file(img->size, off, filesz))
+		return fail(err, errlen, -EINVAL,
+			    "segment at %#llx: bytes %#llx+%#llx lie outside the %zu-byte file",
+			    (unsigned long long)paddr, (unsigned long long)off,
+			    (unsigned long long)filesz, img->size);
+	if (paddr + memsz < paddr || paddr + memsz > (1ULL << 46))
+		return fail(err, errlen, -EINVAL,
+			    "segment at %#llx of %#llx bytes is outside the physical address space",
+			    (unsigned long long)paddr,
+			    (unsigned long long)memsz);
+	s = &img->segs[img->nr_segs++];
+	s->paddr = paddr;
+	s->offset = off;
+	s->filesz = filesz;
+	s->memsz = memsz;
+	if (img->nr_segs == 1 || paddr < img->lo)
+		img->lo = paddr;
+	if (paddr + memsz > img->hi)
+		img->hi = paddr + memsz;
+	return 0;
+}
+
+/* Reads a note's descriptor as a little-endian number of 4 or 8 bytes. */
+static uint64_t note_value(const uint8_t *desc, uint32_t len)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, desc, len >= 8 ? 8 : 4);
+	return v;
+}
+
+/*
+ * Walks the notes in [off, off + len) of the file and records a vmrun or
+ * PVH entry. Returns 0 or a negative error for malformed notes.
+ */
+static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
+		      uint64_t *vmrun, uint64_t *pvh, char *err, size_t errlen)
+{
+	const uint8_t *p, *end;
+
+	if (!in_file(img->size, off, len))
+		return fail(err, errlen, -EINVAL,
+			    "note segment lies outside the file");
+	p = img->data + off;
+	end = p + len;
+	while ((size_t)(end - p) >= sizeof(Elf64_Nhdr)) {
+		Elf64_Nhdr nh;
+		uint64_t nsz, dsz;
+		const uint8_t *name, *desc;
+
+		memcpy(&nh, p, sizeof(nh));
+		nsz = ALIGN_UP((uint64_t)nh.n_namesz, 4);
+		dsz = ALIGN_UP((uint64_t)nh.n_descsz, 4);
+		if (nsz + dsz > (uint64_t)(end - p) - sizeof(nh))
+			return fail(err, errlen, -EINVAL,
+				    "truncated ELF note");
+		name = p + sizeof(nh);
+		desc = name + nsz;
+		if (nh.n_namesz == 6 && !memcmp(name, VMRUN_NOTE_NAME, 6) &&
+		    nh.n_type == VMRUN_NOTE_ENTRY64) {
+			if (nh.n_descsz != 8)
+				return fail(err, errlen, -EINVAL,
+					    "vmrun note has a %u-byte descriptor, expected 8",
+					    nh.n_descsz);
+			*vmrun = note_value(desc, 8);
+		} else if (nh.n_namesz == 4 && !memcmp(name, "Xen", 4) &&
+			   nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY) {
+			if (nh.n_descsz != 4 && nh.n_descsz != 8)
+				return fail(err, errlen, -EINVAL,
+					    "PVH note has a %u-byte descriptor",
+					    nh.n_descsz);
+			*pvh = note_value(desc, nh.n_descsz);
+		}
+		p = desc + dsz;
+	}
+	return 0;
+}
+
+static int parse_elf64(struct kernel_image *img, char *err, size_t errlen)
+{
+	uint64_t vmrun = 0, pvh = 0;
+	Elf64_Ehdr eh;
+	unsigned int i;
+	int ret;
+
+	if (img->size < sizeof(eh))
+		return fail(err, errlen, -EINVAL, "truncated ELF header");
+	memcpy(&eh, img->data, sizeof(eh));
+	if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
+		return fail(err, errlen, -ENOTSUP,
+			    "ELF64 image is not little-endian x86-64");
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum)
+		return fail(err, errlen, -EINVAL,
+			    "ELF program header table missing or malformed");
+	if (!in_file(img->size, eh.e_phoff,
+		     (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr)))
+		return fail(err, errlen, -EINVAL,
+			    "ELF program headers lie outside the file");
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
+		       sizeof(ph));
+		if (ph.p_type == PT_LOAD)
+			ret = add_seg(img, ph.p_paddr, ph.p_offset,
+				      ph.p_filesz, ph.p_memsz, err, errlen);
+		else if (ph.p_type == PT_NOTE)
+			ret = scan_notes(img, ph.p_offset, ph.p_filesz,
+					 &vmrun, &pvh, err, errlen);
+		else
+			ret = 0;
+		if (ret < 0)
+			return ret;
+	}
+	if (!img->nr_segs)
+		return fail(err, errlen, -EINVAL, "ELF image has nothing to load");
+	if (vmrun) {
+		img->kind = KERNEL_ENTRY_VMRUN64;
+		img->entry = vmrun;
+	} else if (pvh) {
+		img->kind = KERNEL_ENTRY_PVH;
+		img->entry = pvh;
+	} else {
+		return fail(err, errlen, -ENOTSUP,
+			    "ELF64 image has neither a vmrun nor a PVH entry note (a plain ELF64 kernel cannot be entered)");
+	}
+	return 0;
+}
+
+static int parse_elf32(struct kernel_image *img, uint64_t *pvh, char *err,
+		       size_t errlen)
+{
+	uint64_t vmrun = 0;
+	Elf32_Ehdr eh;
+	unsigned int i;
+	int ret;
+
+	if (img->size < sizeof(eh))
+		return fail(err, errlen, -EINVAL, "truncated ELF header");
+	memcpy(&eh, img->data, sizeof(eh));
+	if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_386)
+		return fail(err, errlen, -ENOTSUP,
+			    "ELF32 image is not little-endian i386");
+	if (eh.e_phentsize != sizeof(Elf32_Phdr) || !eh.e_phnum)
+		return fail(err, errlen, -EINVAL,
+			    "ELF program header table missing or malformed");
+	if (!in_file(img->size, eh.e_phoff,
+		     (uint64_t)eh.e_phnum * sizeof(Elf32_Phdr)))
+		return fail(err, errlen, -EINVAL,
+			    "ELF program headers lie outside the file");
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf32_Phdr ph;
+
+		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
+		       sizeof(ph));
+		if (ph.p_type == PT_LOAD)
+			ret = add_seg(img, ph.p_paddr, ph.p_offset,
+				      ph.p_filesz, ph.p_memsz, err, errlen);
+		else if (ph.p_type == PT_NOTE)
+			ret = scan_notes(img, ph.p_offset, ph.p_filesz,
+					 &vmrun, pvh, err, errlen);
+		else
+			ret = 0;
+		if (ret < 0)
+			return ret;
+	}
+	if (!img->nr_segs)
+		return fail(err, errlen, -EINVAL, "ELF image has nothing to load");
+	img->entry = eh.e_entry;
+	return 0;
+}
+
+/* Finds a Multiboot v1 header in the first 8 KiB; returns its offset. */
+static long find_mb1(const struct kernel_image *img, uint32_t hdr[8])
+{
+	size_t off, lim = MIN(img->size, (size_t)MB1_SEARCH);
+
+	for (off = 0; off + 12 <= lim; off += 4) {
+		memcpy(hdr, img->data + off, 12);
+		if (hdr[0] == MB1_MAGIC && hdr[0] + hdr[1] + hdr[2] == 0) {
+			memset(hdr + 3, 0, 5 * 4);
+			memcpy(hdr + 3, img->data + off + 12,
+			       MIN((size_t)20, img->size - off - 12));
+			return (long)off;
+		}
+	}
+	return -1;
+}
+
+static int parse_mb1_kludge(struct kernel_image *img, long off,
+			    const uint32_t h[8], char *err, size_t errlen)
+{
+	/* header_addr load_addr load_end_addr bss_end_addr entry_addr */
+	uint32_t header_addr = h[3], load_addr = h[4], load_end = h[5];
+	uint32_t bss_end = h[6], entry = h[7];
+	uint64_t file_off, filesz, memsz;
+
+	if ((size_t)off + 32 > img->size)
+		return fail(err, errlen, -EINVAL,
+			    "Multiboot header address fields are truncated");
+	if (header_addr < load_addr || header_addr - load_addr > (uint32_t)off)
+		return fail(err, errlen, -EINVAL,
+			    "Multiboot header_addr %#x / load_addr %#x are inconsistent",
+			    header_addr, load_addr);
+	file_off = (uint64_t)off - (header_addr - load_addr);
+	filesz = load_end ? (uint64_t)load_end - load_addr :
+			    img->size - file_off;
+	if (load_end && load_end < load_addr)
+		return fail(err, errlen, -EINVAL,
+			    "Multiboot load_end_addr below load_addr");
+	memsz = bss_end ? (uint64_t)bss_end - load_addr : filesz;
+	if (bss_end && bss_end < load_addr + filesz)
+		return fail(err, errlen, -EINVAL,
+			    "Multiboot bss_end_addr below the loaded image");
+	img->entry = entry;
+	return add_seg(img, load_addr, file_off, filesz, memsz, err, errlen);
+}
+
+int kernel_parse(const void *data, size_t size, struct kernel_image *img,
+		 char *err, size_t errlen)
+{
+	static const uint8_t elfmag[4] = { 0x7f, 'E', 'L', 'F' };
+	uint32_t mbh[8];
+	uint64_t pvh = 0;
+	long mboff;
+	int ret;
+
+	memset(img, 0, sizeof(*img));
+	img->data = data;
+	img->size = size;
+	if (err && errlen)
+		err[0] = 0;
+	if (size < 64)
+		return fail(err, errlen, -EINVAL,
+			    "file too small to be a kernel (%zu bytes)", size);
+
+	mboff = find_mb1(img, mbh);
+	if (!memcmp(data, elfmag, 4) && img->data[EI_CLASS] == ELFCLASS64 &&
+	    (mboff < 0 || !(mbh[1] & MB1_FLAG_AOUT_KLUDGE)))
+		return parse_elf64(img, err, errlen);
+
+	if (mboff >= 0) {
+		/* Flags 0-2 (alignment, memory info, video) are requests we
+		 * meet or may ignore: modules are page aligned, the memory
+		 * fields are always given, there is no framebuffer. */
+		if (mbh[1] & MB1_FLAG_AOUT_KLUDGE) {
+			ret = parse_mb1_kludge(img, mboff, mbh, err, errlen);
+		} else if (!memcmp(data, elfmag, 4) &&
+			   img->data[EI_CLASS] == ELFCLASS32) {
+			ret = parse_elf32(img, &pvh, err, errlen);
+		} else {
+			ret = fail(err, errlen, -EINVAL,
+				   "Multiboot header without address fields in a non-ELF32 file");
+		}
+		if (ret < 0)
+			return ret;
+		img->kind = KERNEL_ENTRY_MULTIBOOT;
+		return 0;
+	}
+	if (!memcmp(data, elfmag, 4) && img->data[EI_CLASS] == ELFCLASS32) {
+		ret = parse_elf32(img, &pvh, err, errlen);
+		if (ret < 0)
+			return ret;
+		if (!pvh)
+			return fail(err, errlen, -ENOTSUP,
+				    "ELF32 image has neither a Multiboot header nor a PVH note");
+		img->kind = KERNEL_ENTRY_PVH;
+		img->entry = pvh;
+		return 0;
+	}
+	if (!memcmp(data, elfmag, 4))
+		return fail(err, errlen, -EINVAL, "ELF image of unknown class %u",
+			    img->data[EI_CLASS]);
+	return fail(err, errlen, -EINVAL,
+		    "not a kernel vmrun can boot: no ELF header and no Multiboot header in the first 8 KiB");
+}
+
+int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
+		uint64_t ram_lo, uint64_t ram_hi, char *err, size_t errlen)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < img->nr_segs; i++) {
+		const struct kernel_seg *s = &img->segs[i];
+
+		if (s->paddr < ram_lo || s->paddr + s->memsz > ram_hi ||
+		    !mem_range_ok(mem, s->paddr, s->memsz))
+			return fail(err, errlen, -ERANGE,
+				    "kernel segment [%#llx, %#llx) is outside guest RAM [%#llx, %#llx) or crosses a hole",
+				    (unsigned long long)s->paddr,
+				    (unsigned long long)(s->paddr + s->memsz),
+				    (unsigned long long)ram_lo,
+				    (unsigned long long)ram_hi);
+	}
+	if (img->entry < img->lo || img->entry >= img->hi)
+		return fail(err, errlen, -EINVAL,
+			    "entry point %#llx lies outside the loaded image [%#llx, %#llx)",
+			    (unsigned long long)img->entry,
+			    (unsigned long long)img->lo,
+			    (unsigned long long)img->hi);
+	for (i = 0; i < img->nr_segs; i++) {
+		const struct kernel_seg *s = &img->segs[i];
+
+		ret = mem_write(mem, s->paddr, img->data + s->offset,
+				s->filesz);
+		if (!ret && s->memsz > s->filesz)
+			ret = mem_fill(mem, s->paddr + s->filesz, 0,
+				       s->memsz - s->filesz);
+		if (ret < 0)
+			return fail(err, errlen, ret, "writing segment %u: %s",
+				    i, strerror(-ret));
+	}
+	return 0;
+}

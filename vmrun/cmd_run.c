@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernel/machine.h"
+#include "kernel/util/log.h"
+#include "vmrun/vmrun.h"
+
+#define DEFAULT_CMDLINE "work=dirty mib=64 rate=200 pattern=seq tick_ms=1000"
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmrun run [OPTIONS]\n"
+		"\n"
+		"Boots a guest and runs it until it powers off, resets or faults,\n"
+		"or until Ctrl-C / SIGTERM (which stop it cleanly).\n"
+		"\n"
+		"  --kernel FILE      a Multiboot v1 image or an ELF with a PVH or vmrun\n"
+		"                     entry note (default: the built-in reference guest)\n"
+		"  --cmdline STRING   the guest's command line (default for the reference\n"
+		"                     guest: \"" DEFAULT_CMDLINE "\")\n"
+		"  --mem SIZE         guest RAM, e.g. 512M or 2G (default 256M)\n"
+		"  --cpus N           vCPUs, 1..16 (default 1)\n"
+		"  --disk FILE        a raw disk image as virtio-blk (repeatable)\n"
+		"  --net SPEC         virtio-net: tap:NAME[,bridge=BR] (repeatable)\n"
+		"  --rng              add a virtio-rng device\n"
+		"  --console SPEC     stdio (default), file:PATH or none\n"
+		"  --dirty-ring       track dirty pages with the dirty ring\n"
+		"  -v, --verbose      more messages (repeat for debug)\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"exit status: 0 guest powered off, 1 VMM error, 2 bad arguments or\n"
+		"image, 3 guest reset, 4 guest triple fault, 5 KVM internal error,\n"
+		"128+N stopped by signal N.\n");
+}
+
+/* Parses 512, 512M, 2G, 1024K (plain numbers are MiB). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1ULL << 20;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end) {
+		switch (*end) {
+		case 'k':
+		case 'K':
+			mul = 1ULL << 10;
+			break;
+		case 'm':
+		case 'M':
+			mul = 1ULL << 20;
+			break;
+		case 'g':
+		case 'G':
+			mul = 1ULL << 30;
+			break;
+		default:
+			return -EINVAL;
+		}
+		if (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))
+			return -EINVAL;
+	}
+	if (v > (1ULL << 50) / mul)
+		return -ERANGE;
+	*out = v * mul;
+	return 0;
+}
+
+static int read_file(const char *path, void **data, size_t *size)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		*data = NULL;
+		*size = 0;
+		return 0;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	*data = p;
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+static int exit_code(enum vm_exit_reason r, int signo)
+{
+	switch (r) {
+	case VM_EXIT_POWEROFF:
+		return EXIT_POWEROFF;
+	case VM_EXIT_RESET:
+		return EXIT_GUEST_RESET;
+	case VM_EXIT_SHUTDOWN:
+		return EXIT_TRIPLE_FAULT;
+	case VM_EXIT_INTERNAL:
+		return EXIT_KVM_INTERNAL;
+	case VM_EXIT_REQUESTED:
+		return signo ? 128 + signo : EXIT_VMM_ERROR;
+	default:
+		return EXIT_VMM_ERROR;
+	}
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "net", required_argument, NULL, 'n' },
+		{ "rng", no_argument, NULL, 'r' },
+		{ "console", required_argument, NULL, 'o' },
+		{ "dirty-ring", no_argument, NULL, 'R' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct machine_config cfg = { .mem = 256ULL << 20, .cpus = 1,
+				      .console = "stdio" };
+	const char *kernel_path = NULL;
+	bool cmdline_set = false;
+	struct machine *m;
+	void *kdata = NULL;
+	size_t ksize = 0;
+	char err[512];
+	int c, ret, signo, verbose = 0;
+	enum vm_exit_reason r;
+	char *end;
+	unsigned long v;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			kernel_path = optarg;
+			break;
+		case 'c':
+			cfg.cmdline = optarg;
+			cmdline_set = true;
+			break;
+		case 'm':
+			if (parse_size(optarg, &cfg.mem) < 0) {
+				die_msg("--mem '%s': expected a size such as 512M or 2G",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'p':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || !v ||
+			    v > MACHINE_MAX_CPUS) {
+				die_msg("--cpus '%s': expected 1..%d", optarg,
+					MACHINE_MAX_CPUS);
+				return EXIT_USAGE;
+			}
+			cfg.cpus = (unsigned int)v;
+			break;
+		case 'd':
+			if (cfg.nr_disks == MACHINE_MAX_DISKS) {
+				die_msg("at most %d --disk options",
+					MACHINE_MAX_DISKS);
+				return EXIT_USAGE;
+			}
+			cfg.disks[cfg.nr_disks++] = optarg;
+			break;
+		case 'n':
+			if (cfg.nr_nets == MACHINE_MAX_NETS) {
+				die_msg("at most %d --net options",
+					MACHINE_MAX_NETS);
+				return EXIT_USAGE;
+			}
+			cfg.nets[cfg.nr_nets++] = optarg;
+			break;
+		case 'r':
+			cfg.rng = true;
+			break;
+		case 'o':
+			cfg.console = optarg;
+			break;
+		case 'R':
+			cfg.dirty = DIRTY_MODE_RING;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		default:
+			run_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		die_msg("run: unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
+
+	if (kernel_path) {
+		ret = read_file(kernel_path, &kdata, &ksize);
+		if (ret < 0) {
+			die_msg("--kernel %s: %s", kernel_path,
+				ret == -EINVAL ? "not a regular file" :
+						 strerror(-ret));
+			return EXIT_USAGE;
+		}
+		cfg.kernel = kdata;
+		cfg.kernel_size = ksize;
+		cfg.kernel_name = kernel_path;
+	} else {
+		if (!builtin_guest) {
+			die_msg("this build has no built-in guest; use --kernel");
+			return EXIT_USAGE;
+		}
+		cfg.kernel = builtin_guest;
+		cfg.kernel_size = *builtin_guest_size;
+		cfg.kernel_name = "the built-in reference guest";
+		if (!cmdline_set)
+			cfg.cmdline = DEFAULT_CMDLINE;
+	}
+
+	ret = machine_create(&cfg, &m, err, sizeof(err));
+	if (kdata && ret < 0)
+		munmap(kdata, ksize);
+	if (ret < 0) {
+		die_msg("%s", err);
+		return ret == -EINVAL || ret == -ENOTSUP || ret == -ERANGE ?
+			       EXIT_USAGE :
+			       EXIT_VMM_ERROR;
+	}
+	r = machine_run(m, &signo);
+	ret = exit_code(r, signo);
+	if (r != VM_EXIT_POWEROFF)
+		die_msg("%s", vm_exit_detail(machine_vm(m)));
+	machine_destroy(m);
+	if (kdata)
+		munmap(kdata, ksize);
+	return ret;
+}

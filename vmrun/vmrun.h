@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_VMRUN_VMRUN_H
+#define VMM_VMRUN_VMRUN_H
+
+/* Exit codes of the vmrun command (documented in --help and the man page). */
+enum {
+	EXIT_POWEROFF = 0,    /* guest powered off */
+	EXIT_VMM_ERROR = 1,   /* a VMM-side error */
+	EXIT_USAGE = 2,       /* bad arguments or input */
+	EXIT_GUEST_RESET = 3, /* guest asked for a reset */
+	EXIT_TRIPLE_FAULT = 4,
+	EXIT_KVM_INTERNAL = 5,
+};
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* Prints "vmrun: <msg>" to stderr. */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The built-in reference guest, if this build has one. */
+extern const unsigned char *const builtin_guest;
+extern const size_t *const builtin_guest_size;
+
+#endif /* VMM_VMRUN_VMRUN_H */
