@@ -24,6 +24,9 @@ mb_header:
 #endif
 entry:
 	movl	$stack_top, %esp	/* neither protocol gives a stack */
+#ifdef CRASH
+	ud2				/* no IDT: #UD, #DF, triple fault */
+#endif
 	movl	%eax, %ebp		/* boot magic */
 	movl	$msg, %esi
 	call	puts

@@ -9,5 +9,6 @@ extern const struct test_case vm_tests[];
 extern const struct test_case mem_tests[];
 extern const struct test_case dirty_tests[];
 extern const struct test_case pause_tests[];
+extern const struct test_case run_tests[];
 
 #endif /* VMM_TESTS_KVM_TESTS_H */

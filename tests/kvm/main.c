@@ -8,6 +8,7 @@ static const struct test_suite suites[] = {
 	{ "mem", mem_tests, NULL, NULL },
 	{ "dirty", dirty_tests, NULL, NULL },
 	{ "pause", pause_tests, NULL, NULL },
+	{ "run", run_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)

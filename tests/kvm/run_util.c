@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+#include "tests/kvm/run_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/harness/test_util.h"
+
+int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
+	      int timeout_ms, int sig, int sig_after_ms)
+{
+	const char *args[64];
+	int po[2], pe[2], status, i, n = 0;
+	size_t lo = 0, le = 0;
+	unsigned long long t0 = now_ns();
+	bool sent = false;
+	pid_t pid;
+
+	args[n++] = VMRUN_BIN;
+	for (i = 0; argv[i] && n < 63; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		dup2(devnull, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execv(VMRUN_BIN, (char *const *)(uintptr_t)args);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	for (;;) {
+		struct pollfd p[2] = { { po[0], POLLIN, 0 },
+				       { pe[0], POLLIN, 0 } };
+		int el = (int)((now_ns() - t0) / 1000000ULL);
+		char buf[4096];
+		ssize_t r;
+
+		if (sig && !sent && el >= sig_after_ms) {
+			kill(pid, sig);
+			sent = true;
+		}
+		if (el >= timeout_ms) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(p, 2, 20) <= 0)
+			continue;
+		if (p[0].revents) {
+			r = read(po[0], buf, sizeof(buf));
+			if (r > 0 && lo + (size_t)r < cap) {
+				memcpy(out + lo, buf, (size_t)r);
+				lo += (size_t)r;
+			}
+			if (r == 0)
+				p[0].fd = -1;
+		}
+		if (p[1].revents) {
+			r = read(pe[0], buf, sizeof(buf));
+			if (r > 0 && le + (size_t)r < cap) {
+				memcpy(err + le, buf, (size_t)r);
+				le += (size_t)r;
+			}
+		}
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			goto done;
+	}
+	waitpid(pid, &status, 0);
+done:
+	/* Drain what is left. */
+	for (;;) {
+		ssize_t r = read(po[0], out + lo, cap - 1 - lo);
+
+		if (r <= 0)
+			break;
+		lo += (size_t)r;
+	}
+	for (;;) {
+		ssize_t r = read(pe[0], err + le, cap - 1 - le);
+
+		if (r <= 0)
+			break;
+		le += (size_t)r;
+	}
+	out[lo] = 0;
+	err[le] = 0;
+	close(po[0]);
+	close(pe[0]);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
