@@ -6,6 +6,7 @@
 static const struct test_suite suites[] = {
 	{ "bitmap", bitmap_tests, NULL, NULL },
 	{ "iotrap", iotrap_tests, NULL, NULL },
+	{ "loader", loader_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)

@@ -7,5 +7,6 @@
 
 extern const struct test_case bitmap_tests[];
 extern const struct test_case iotrap_tests[];
+extern const struct test_case loader_tests[];
 
 #endif /* VMM_TESTS_UNIT_TESTS_H */
