@@ -119,17 +119,17 @@ static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu)
 	uint32_t n = 0, last_slot = UINT32_MAX;
 
 	for (;;) {
-		struct kvm_dirty_gfn *e =
-			&vcpu->ring[vcpu->ring_fetch &
-				    (vcpu->ring_entries - 1)];
+		struct kvm_dirty_gfn *e = &vcpu->ring[vcpu->ring_fetch &
+						      (vcpu->ring_entries - 1)];
 		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
 
 		if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
 			break;
 		if (e->slot != last_slot) {
 			/* Address space 0 only: high 16 bits of slot. */
-			map = (e->slot >> 16) ? NULL :
-				mem_slot_map_locked(vm->mem, e->slot);
+			map = (e->slot >> 16) ?
+				      NULL :
+				      mem_slot_map_locked(vm->mem, e->slot);
 			last_slot = e->slot;
 		}
 		if (map)

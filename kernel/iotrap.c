@@ -15,25 +15,25 @@
  */
 
 struct iotrap_range {
-	uint64_t base;        /* [I] */
-	uint64_t len;         /* [I] */
-	iotrap_fn_t fn;       /* [I] */
-	void *opaque;         /* [I] */
-	unsigned int refs;    /* [a] 1 for the registry + 1 per active call */
-	bool dead;            /* [L] unregistered; freed at the last put */
+	uint64_t base;	   /* [I] */
+	uint64_t len;	   /* [I] */
+	iotrap_fn_t fn;	   /* [I] */
+	void *opaque;	   /* [I] */
+	unsigned int refs; /* [a] 1 for the registry + 1 per active call */
+	bool dead;	   /* [L] unregistered; freed at the last put */
 };
 
 #define IOTRAP_MAX_RANGES 256
 #define IOTRAP_MAX_REPORTED 64
 
 struct iotrap {
-	enum iotrap_space space;  /* [I] */
+	enum iotrap_space space; /* [I] */
 	pthread_mutex_t lock;
-	pthread_cond_t idle;      /* a range's refs dropped */
-	unsigned int nr;          /* [L] */
+	pthread_cond_t idle; /* a range's refs dropped */
+	unsigned int nr;     /* [L] */
 	struct iotrap_range *ranges[IOTRAP_MAX_RANGES]; /* [L] sorted */
-	uint64_t unclaimed;       /* [a] */
-	unsigned int nr_reported; /* [L] */
+	uint64_t unclaimed;				/* [a] */
+	unsigned int nr_reported;			/* [L] */
 	uint64_t reported[IOTRAP_MAX_REPORTED]; /* [L] logged addresses */
 };
 

@@ -113,9 +113,10 @@ static int create_devices(struct machine *m, const struct machine_config *cfg,
 				struct vmrun_boot_dev *bd;
 
 				if (nv == ARRAY_SIZE(virtio_gsis))
-					return fail(err, errlen, -ENOSPC,
-						    "at most %zu virtio devices",
-						    ARRAY_SIZE(virtio_gsis));
+					return fail(
+						err, errlen, -ENOSPC,
+						"at most %zu virtio devices",
+						ARRAY_SIZE(virtio_gsis));
 				snprintf(conf, sizeof(conf),
 					 "base=%#llx,gsi=%u%s%s",
 					 (unsigned long long)base,
@@ -188,8 +189,7 @@ static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
 	m->boot.ram_above_4g = m->ram_high;
 	m->boot.cmdline_gpa = LOW_CMDLINE;
 	m->boot.cmdline_len = (uint32_t)cmdlen;
-	ret = mem_write(vm_mem(m->vm), LOW_BOOTINFO, &m->boot,
-			sizeof(m->boot));
+	ret = mem_write(vm_mem(m->vm), LOW_BOOTINFO, &m->boot, sizeof(m->boot));
 	if (ret < 0)
 		return fail(err, errlen, ret, "writing boot info");
 
@@ -265,9 +265,9 @@ static int boot_32bit(struct machine *m, const struct kernel_image *img,
 						     m->ram_low - LOW_END,
 						     E820_RAM, 0 };
 		if (m->ram_high)
-			mm[n++] = (struct hvm_memmap_entry){
-				RAM_HIGH_BASE, m->ram_high, E820_RAM, 0
-			};
+			mm[n++] = (struct hvm_memmap_entry){ RAM_HIGH_BASE,
+							     m->ram_high,
+							     E820_RAM, 0 };
 		si.magic = HVM_START_MAGIC;
 		si.version = 1;
 		si.cmdline_paddr = LOW_CMDLINE;
@@ -318,7 +318,8 @@ static int boot_32bit(struct machine *m, const struct kernel_image *img,
 int machine_create(const struct machine_config *cfg, struct machine **out,
 		   char *err, size_t errlen)
 {
-	struct vm_config vc = { .nr_vcpus = cfg->cpus, .pit = true,
+	struct vm_config vc = { .nr_vcpus = cfg->cpus,
+				.pit = true,
 				.dirty = cfg->dirty };
 	struct kernel_image img;
 	struct machine *m;
@@ -331,9 +332,10 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 			    cfg->cpus, MACHINE_MAX_CPUS);
 	if (cfg->mem < (16ULL << 20) || cfg->mem % SZ_2M ||
 	    cfg->mem > (1ULL << 40))
-		return fail(err, errlen, -EINVAL,
-			    "--mem %llu MiB: must be a multiple of 2 MiB, 16 MiB .. 1 TiB",
-			    (unsigned long long)(cfg->mem >> 20));
+		return fail(
+			err, errlen, -EINVAL,
+			"--mem %llu MiB: must be a multiple of 2 MiB, 16 MiB .. 1 TiB",
+			(unsigned long long)(cfg->mem >> 20));
 	if (cmdlen >= LOW_CMDLINE_MAX)
 		return fail(err, errlen, -EINVAL,
 			    "command line of %zu bytes; at most %llu", cmdlen,
@@ -341,12 +343,12 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	ret = kernel_parse(cfg->kernel, cfg->kernel_size, &img, kerr,
 			   sizeof(kerr));
 	if (ret < 0)
-		return fail(err, errlen, ret, "%s: %s", cfg->kernel_name,
-			    kerr);
+		return fail(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
 	if (img.lo < LOW_END)
-		return fail(err, errlen, -EINVAL,
-			    "%s: loads at %#llx; vmrun needs kernels at 1 MiB or above",
-			    cfg->kernel_name, (unsigned long long)img.lo);
+		return fail(
+			err, errlen, -EINVAL,
+			"%s: loads at %#llx; vmrun needs kernels at 1 MiB or above",
+			cfg->kernel_name, (unsigned long long)img.lo);
 
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -367,8 +369,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 		fail(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
 		goto err_vm;
 	}
-	ret = mem_write(vm_mem(m->vm), LOW_CMDLINE, cfg->cmdline ? cfg->cmdline : "",
-			cmdlen + 1);
+	ret = mem_write(vm_mem(m->vm), LOW_CMDLINE,
+			cfg->cmdline ? cfg->cmdline : "", cmdlen + 1);
 	if (ret < 0)
 		goto err_vm;
 	ret = create_devices(m, cfg, err, errlen);
@@ -423,7 +425,8 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 		if (sfd >= 0)
 			pfd[nfds++] = (struct pollfd){ sfd, POLLIN, 0 };
 		if (stdin_open)
-			pfd[nfds++] = (struct pollfd){ STDIN_FILENO, POLLIN, 0 };
+			pfd[nfds++] =
+				(struct pollfd){ STDIN_FILENO, POLLIN, 0 };
 		ret = poll(pfd, (nfds_t)nfds, -1);
 		if (ret < 0 && errno != EINTR)
 			break;
@@ -435,8 +438,7 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				*signo = (int)si.ssi_signo;
 				vm_stop_detail(m->vm, VM_EXIT_REQUESTED,
-					       "stopped by signal %d",
-					       *signo);
+					       "stopped by signal %d", *signo);
 				break;
 			}
 		}

@@ -24,13 +24,13 @@ struct machine;
 #define MACHINE_MAX_CPUS 16
 
 struct machine_config {
-	uint64_t mem;             /* bytes, a multiple of 2 MiB */
+	uint64_t mem; /* bytes, a multiple of 2 MiB */
 	unsigned int cpus;
-	const void *kernel;       /* image bytes (borrowed) */
+	const void *kernel; /* image bytes (borrowed) */
 	size_t kernel_size;
-	const char *kernel_name;  /* for messages */
+	const char *kernel_name; /* for messages */
 	const char *cmdline;
-	const char *console;      /* "stdio", "file:PATH" or "none" */
+	const char *console; /* "stdio", "file:PATH" or "none" */
 	const char *disks[MACHINE_MAX_DISKS];
 	unsigned int nr_disks;
 	const char *nets[MACHINE_MAX_NETS]; /* --net specs */

@@ -23,36 +23,36 @@
  */
 
 struct mem_seg {
-	struct vm_mem *mem;       /* [L] NULL once the VM is gone */
-	struct mem_seg *next;     /* [L] mem->segs list */
-	unsigned int refs;        /* [a] */
-	int fd;                   /* [I] */
-	size_t size;              /* [I] */
-	uint8_t *hva;             /* [I] MAP_SHARED over fd */
-	uint64_t *dirty;          /* [a] one bit per page */
-	char name[32];            /* [I] */
+	struct vm_mem *mem;   /* [L] NULL once the VM is gone */
+	struct mem_seg *next; /* [L] mem->segs list */
+	unsigned int refs;    /* [a] */
+	int fd;		      /* [I] */
+	size_t size;	      /* [I] */
+	uint8_t *hva;	      /* [I] MAP_SHARED over fd */
+	uint64_t *dirty;      /* [a] one bit per page */
+	char name[32];	      /* [I] */
 };
 
 struct mem_map {
-	struct mem_seg *seg;      /* [I] holds a reference */
-	uint64_t gpa;             /* [I] */
-	uint64_t seg_off;         /* [I] */
-	size_t len;               /* [I] */
-	uint32_t slot;            /* [I] */
-	uint32_t kvm_flags;       /* [F] */
+	struct mem_seg *seg; /* [I] holds a reference */
+	uint64_t gpa;	     /* [I] */
+	uint64_t seg_off;    /* [I] */
+	size_t len;	     /* [I] */
+	uint32_t slot;	     /* [I] */
+	uint32_t kvm_flags;  /* [F] */
 };
 
 #define MEM_MAX_MAPS 512
 
 struct vm_mem {
-	struct vm *vm;            /* [I] */
+	struct vm *vm; /* [I] */
 	pthread_rwlock_t lock;
-	struct mem_seg *segs;     /* [L] */
-	unsigned int nr_maps;     /* [L][F] */
+	struct mem_seg *segs;		    /* [L] */
+	unsigned int nr_maps;		    /* [L][F] */
 	struct mem_map *maps[MEM_MAX_MAPS]; /* [L][F] sorted by gpa */
 	uint64_t slot_used[BITMAP_WORDS(MEM_MAX_MAPS)]; /* [L][F] */
-	struct mem_map *by_slot[MEM_MAX_MAPS]; /* [L][F] */
-	bool logging;             /* [L] new maps start with dirty logging */
+	struct mem_map *by_slot[MEM_MAX_MAPS];		/* [L][F] */
+	bool logging; /* [L] new maps start with dirty logging */
 };
 
 int vm_mem_create(struct vm *vm, struct vm_mem **out)
@@ -82,8 +82,8 @@ static int kvm_set_slot(struct vm_mem *mem, struct mem_map *map, size_t len)
 		.flags = map->kvm_flags,
 		.guest_phys_addr = map->gpa,
 		.memory_size = len,
-		.userspace_addr = (uint64_t)(uintptr_t)(map->seg->hva +
-							map->seg_off),
+		.userspace_addr =
+			(uint64_t)(uintptr_t)(map->seg->hva + map->seg_off),
 	};
 
 	return kvm_ioctl(vm_fd(mem->vm), KVM_SET_USER_MEMORY_REGION, &r);
@@ -332,8 +332,7 @@ int mem_map(struct vm_mem *mem, struct mem_seg *seg, uint64_t seg_off,
 	if (!len || !IS_ALIGNED(gpa, PAGE_SIZE) ||
 	    !IS_ALIGNED(seg_off, PAGE_SIZE) || !IS_ALIGNED(len, PAGE_SIZE))
 		return -EINVAL;
-	if (seg_off > seg->size || len > seg->size - seg_off ||
-	    gpa + len < gpa)
+	if (seg_off > seg->size || len > seg->size - seg_off || gpa + len < gpa)
 		return -EINVAL;
 	if (seg->mem != mem) {
 		pr_err("mem: segment '%s' belongs to another VM", seg->name);
@@ -608,8 +607,8 @@ uint64_t mem_top(struct vm_mem *mem)
 	return top;
 }
 
-int mem_for_each_map(struct vm_mem *mem,
-		     int (*fn)(struct mem_map *map, void *arg), void *arg)
+int mem_for_each_map (struct vm_mem *mem,
+		      int (*fn)(struct mem_map *map, void *arg), void *arg)
 {
 	unsigned int i;
 	int ret = 0;
@@ -621,8 +620,8 @@ int mem_for_each_map(struct vm_mem *mem,
 	return ret;
 }
 
-int mem_for_each_seg(struct vm_mem *mem,
-		     int (*fn)(struct mem_seg *seg, void *arg), void *arg)
+int mem_for_each_seg (struct vm_mem *mem,
+		      int (*fn)(struct mem_seg *seg, void *arg), void *arg)
 {
 	struct mem_seg *seg;
 	int ret = 0;

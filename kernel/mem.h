@@ -121,10 +121,10 @@ uint64_t mem_top(struct vm_mem *mem);
  * (which is returned). Called with the map list read-locked: callbacks
  * must not map or unmap.
  */
-int mem_for_each_map(struct vm_mem *mem,
-		     int (*fn)(struct mem_map *map, void *arg), void *arg);
-int mem_for_each_seg(struct vm_mem *mem,
-		     int (*fn)(struct mem_seg *seg, void *arg), void *arg);
+int mem_for_each_map (struct vm_mem *mem,
+		      int (*fn)(struct mem_map *map, void *arg), void *arg);
+int mem_for_each_seg (struct vm_mem *mem,
+		      int (*fn)(struct mem_seg *seg, void *arg), void *arg);
 
 /* Looks a map up by its KVM slot id; NULL if none. */
 struct mem_map *mem_map_by_slot(struct vm_mem *mem, uint32_t slot);

@@ -84,11 +84,10 @@ int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **out)
 	}
 	if (vm->cfg.dirty == DIRTY_MODE_RING) {
 		vcpu->ring_entries = vm->cfg.dirty_ring_size;
-		vcpu->ring = mmap(NULL,
-				  vcpu->ring_entries *
-					  sizeof(struct kvm_dirty_gfn),
-				  PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-				  (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
+		vcpu->ring = mmap(
+			NULL, vcpu->ring_entries * sizeof(struct kvm_dirty_gfn),
+			PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
+			(off_t)KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
 		if (vcpu->ring == MAP_FAILED) {
 			ret = -errno;
 			pr_err("mapping vCPU %u dirty ring: %s", id,
@@ -224,8 +223,8 @@ static void *vcpu_thread(void *arg)
 				       strerror(-ret));
 			break;
 		}
-		if (ret == VCPU_STOP && !__atomic_load_n(&vm->stopping,
-							 __ATOMIC_SEQ_CST))
+		if (ret == VCPU_STOP &&
+		    !__atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST))
 			vm_stop(vm, VM_EXIT_REQUESTED);
 	}
 

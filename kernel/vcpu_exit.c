@@ -79,12 +79,12 @@ static int exit_internal(struct vcpu *vcpu, struct kvm_run *run)
 	if (n > ARRAY_SIZE(run->internal.data))
 		n = ARRAY_SIZE(run->internal.data);
 	for (i = 0; i < n && i < 4 && off < sizeof(extra); i++)
-		off += (size_t)snprintf(extra + off, sizeof(extra) - off,
-					" %#llx",
-					(unsigned long long)run->internal.data[i]);
+		off += (size_t)snprintf(
+			extra + off, sizeof(extra) - off, " %#llx",
+			(unsigned long long)run->internal.data[i]);
 	vm_stop_detail(vcpu->vm, VM_EXIT_INTERNAL,
-		       "vCPU %u: KVM internal error, suberror %u%s%s",
-		       vcpu->id, run->internal.suberror,
+		       "vCPU %u: KVM internal error, suberror %u%s%s", vcpu->id,
+		       run->internal.suberror,
 		       run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
 			       " (emulation failure)" :
 			       "",
@@ -106,8 +106,7 @@ static int exit_system_event(struct vcpu *vcpu, struct kvm_run *run)
 {
 	switch (run->system_event.type) {
 	case KVM_SYSTEM_EVENT_SHUTDOWN:
-		vm_stop_detail(vcpu->vm, VM_EXIT_POWEROFF,
-			       "guest powered off");
+		vm_stop_detail(vcpu->vm, VM_EXIT_POWEROFF, "guest powered off");
 		break;
 	case KVM_SYSTEM_EVENT_RESET:
 		vm_stop_detail(vcpu->vm, VM_EXIT_RESET, "guest reset");

@@ -63,13 +63,15 @@ static int check_caps(struct vm *vm)
 		}
 	}
 	if (vm->cfg.dirty == DIRTY_MODE_LOG) {
-		v = kvm_check_cap(vm->kvm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+		v = kvm_check_cap(vm->kvm_fd,
+				  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
 		if (v <= 0 || !(v & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
 			pr_err("KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, needed for dirty-log mode");
 			return -ENOTSUP;
 		}
 	} else {
-		if (kvm_check_cap(vm->kvm_fd, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <= 0 &&
+		if (kvm_check_cap(vm->kvm_fd, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <=
+			    0 &&
 		    kvm_check_cap(vm->kvm_fd, KVM_CAP_DIRTY_LOG_RING) <= 0) {
 			pr_err("KVM lacks KVM_CAP_DIRTY_LOG_RING, needed for dirty-ring mode");
 			return -ENOTSUP;
@@ -93,7 +95,8 @@ static int enable_dirty_mode(struct vm *vm)
 	if (vm->cfg.dirty == DIRTY_MODE_LOG) {
 		uint64_t flags = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 
-		if (kvm_check_cap(vm->kvm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+		if (kvm_check_cap(vm->kvm_fd,
+				  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
 		    KVM_DIRTY_LOG_INITIALLY_SET)
 			flags |= KVM_DIRTY_LOG_INITIALLY_SET;
 		ret = kvm_enable_cap(vm->vm_fd,
@@ -367,8 +370,8 @@ void vm_stop(struct vm *vm, enum vm_exit_reason reason)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason,
-		    const char *fmt, ...)
+void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
+		    ...)
 {
 	va_list ap;
 

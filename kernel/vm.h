@@ -15,16 +15,16 @@ struct iotrap;
 #define VM_MAX_VCPUS 64
 
 enum dirty_mode {
-	DIRTY_MODE_LOG,  /* KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG */
+	DIRTY_MODE_LOG,	 /* KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG */
 	DIRTY_MODE_RING, /* per-vCPU dirty ring */
 };
 
 struct vm_config {
-	unsigned int nr_vcpus;    /* 1..VM_MAX_VCPUS */
-	enum dirty_mode dirty;    /* fixed for the VM's life (KVM's rule) */
+	unsigned int nr_vcpus;	  /* 1..VM_MAX_VCPUS */
+	enum dirty_mode dirty;	  /* fixed for the VM's life (KVM's rule) */
 	uint32_t dirty_ring_size; /* entries per vCPU; 0 = default 4096 */
-	bool no_irqchip;          /* skip the in-kernel PIC/IOAPIC/LAPIC */
-	bool pit;                 /* create the in-kernel PIT */
+	bool no_irqchip;	  /* skip the in-kernel PIC/IOAPIC/LAPIC */
+	bool pit;		  /* create the in-kernel PIT */
 };
 
 /* Why a VM stopped; vm_wait() returns it. */
@@ -32,10 +32,10 @@ enum vm_exit_reason {
 	VM_EXIT_NONE,
 	VM_EXIT_REQUESTED, /* vm_stop() from the VMM */
 	VM_EXIT_POWEROFF,  /* guest asked to power off */
-	VM_EXIT_RESET,     /* guest asked for a reset */
+	VM_EXIT_RESET,	   /* guest asked for a reset */
 	VM_EXIT_SHUTDOWN,  /* triple fault */
 	VM_EXIT_INTERNAL,  /* KVM internal error or failed entry */
-	VM_EXIT_ERROR,     /* VMM-side error */
+	VM_EXIT_ERROR,	   /* VMM-side error */
 };
 
 const char *vm_exit_reason_str(enum vm_exit_reason r);
@@ -73,8 +73,8 @@ bool vm_yield_pending(struct vm *vm);
 void vm_stop(struct vm *vm, enum vm_exit_reason reason);
 
 /* Same, with a one-line detail (see vm_exit_detail()). */
-void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason,
-		    const char *fmt, ...) __printf(3, 4);
+void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
+		    ...) __printf(3, 4);
 
 /* An eventfd that becomes readable once the VM is asked to stop. */
 int vm_stop_fd(const struct vm *vm);

@@ -25,53 +25,53 @@ struct mem_map;
  */
 
 struct vcpu {
-	struct vm *vm;            /* [I] */
-	unsigned int id;          /* [I] */
-	int fd;                   /* [I] */
-	struct kvm_run *run;      /* [v] (immediate_exit: [a]) */
-	size_t run_size;          /* [I] */
-	pthread_t thread;         /* [I] after start */
-	bool thread_started;      /* [l] */
-	bool parked;              /* [l] acknowledged the pause */
-	bool io_pending;          /* [v] last exit needs a KVM_RUN to finish */
-	bool running;             /* [a] inside KVM_RUN (for ring kicks) */
+	struct vm *vm;	     /* [I] */
+	unsigned int id;     /* [I] */
+	int fd;		     /* [I] */
+	struct kvm_run *run; /* [v] (immediate_exit: [a]) */
+	size_t run_size;     /* [I] */
+	pthread_t thread;    /* [I] after start */
+	bool thread_started; /* [l] */
+	bool parked;	     /* [l] acknowledged the pause */
+	bool io_pending;     /* [v] last exit needs a KVM_RUN to finish */
+	bool running;	     /* [a] inside KVM_RUN (for ring kicks) */
 
 	/* Dirty ring, ring mode only. */
 	struct kvm_dirty_gfn *ring; /* [I] mmap of the vCPU's ring */
-	uint32_t ring_entries;    /* [I] */
-	uint32_t ring_fetch;      /* [r] next entry to harvest */
+	uint32_t ring_entries;	    /* [I] */
+	uint32_t ring_fetch;	    /* [r] next entry to harvest */
 	pthread_mutex_t ring_lock;
 
-	struct vcpu_stats stats;  /* [a] */
-	struct vcpu_arch arch;    /* [v] or [F] */
+	struct vcpu_stats stats; /* [a] */
+	struct vcpu_arch arch;	 /* [v] or [F] */
 };
 
 struct vm {
-	int kvm_fd;               /* [I] */
-	int vm_fd;                /* [I] */
-	struct vm_config cfg;     /* [I] */
-	bool irqchip;             /* [I] */
-	struct vm_mem *mem;       /* [I] */
-	struct iotrap *pio;       /* [I] */
-	struct iotrap *mmio;      /* [I] */
-	unsigned int nr_vcpus;    /* [I] */
+	int kvm_fd;			  /* [I] */
+	int vm_fd;			  /* [I] */
+	struct vm_config cfg;		  /* [I] */
+	bool irqchip;			  /* [I] */
+	struct vm_mem *mem;		  /* [I] */
+	struct iotrap *pio;		  /* [I] */
+	struct iotrap *mmio;		  /* [I] */
+	unsigned int nr_vcpus;		  /* [I] */
 	struct vcpu *vcpus[VM_MAX_VCPUS]; /* [I] */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* any change to the fields below */
-	unsigned int pause_depth; /* [l] */
-	unsigned int nr_parked;   /* [l] */
-	unsigned int nr_threads;  /* [l] vCPU threads alive */
-	bool started;             /* [l] */
-	bool stopping;            /* [l] (also read [a] by vCPU threads) */
-	bool yield;               /* [a] pause or stop pending */
+	pthread_cond_t cond;	    /* any change to the fields below */
+	unsigned int pause_depth;   /* [l] */
+	unsigned int nr_parked;	    /* [l] */
+	unsigned int nr_threads;    /* [l] vCPU threads alive */
+	bool started;		    /* [l] */
+	bool stopping;		    /* [l] (also read [a] by vCPU threads) */
+	bool yield;		    /* [a] pause or stop pending */
 	enum vm_exit_reason reason; /* [l] */
-	char detail[256];         /* [l] */
-	int stop_efd;             /* [I] written once on stop */
+	char detail[256];	    /* [l] */
+	int stop_efd;		    /* [I] written once on stop */
 
-	bool dirty_on;            /* [d] tracking active */
+	bool dirty_on;		    /* [d] tracking active */
 	pthread_mutex_t dirty_lock; /* [d] serializes dirty_sync/start/stop */
-	uint64_t *dirty_scratch;  /* [d] KVM_GET_DIRTY_LOG buffer */
+	uint64_t *dirty_scratch;    /* [d] KVM_GET_DIRTY_LOG buffer */
 	size_t dirty_scratch_words; /* [d] */
 };
 
@@ -81,7 +81,6 @@ void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_thread_start(struct vcpu *vcpu);
 void vcpu_kick(struct vcpu *vcpu);
 int vcpu_signal_init(void);
-
 
 /* mem.c */
 int vm_mem_create(struct vm *vm, struct vm_mem **out);

@@ -43,13 +43,13 @@ static const struct {
 	unsigned int bit;
 	const char *name;
 } leaf1[] = {
-	{ 1, 0, "fpu" },   { 1, 4, "tsc" },     { 1, 5, "msr" },
-	{ 1, 6, "pae" },   { 1, 8, "cx8" },     { 1, 9, "apic" },
-	{ 1, 15, "cmov" }, { 1, 25, "sse" },    { 1, 26, "sse2" },
-	{ 1, 28, "htt" },  { 0, 0, "sse3" },    { 0, 9, "ssse3" },
-	{ 0, 13, "cx16" }, { 0, 19, "sse4.1" }, { 0, 20, "sse4.2" },
+	{ 1, 0, "fpu" },     { 1, 4, "tsc" },	  { 1, 5, "msr" },
+	{ 1, 6, "pae" },     { 1, 8, "cx8" },	  { 1, 9, "apic" },
+	{ 1, 15, "cmov" },   { 1, 25, "sse" },	  { 1, 26, "sse2" },
+	{ 1, 28, "htt" },    { 0, 0, "sse3" },	  { 0, 9, "ssse3" },
+	{ 0, 13, "cx16" },   { 0, 19, "sse4.1" }, { 0, 20, "sse4.2" },
 	{ 0, 21, "x2apic" }, { 0, 23, "popcnt" }, { 0, 24, "tsc-deadline" },
-	{ 0, 26, "xsave" }, { 0, 28, "avx" },   { 0, 31, "hypervisor" },
+	{ 0, 26, "xsave" },  { 0, 28, "avx" },	  { 0, 31, "hypervisor" },
 };
 
 int cmd_info(int argc, char **argv)
@@ -71,7 +71,8 @@ int cmd_info(int argc, char **argv)
 		die_msg("cannot open /dev/kvm: %s", strerror(errno));
 		return EXIT_VMM_ERROR;
 	}
-	printf("KVM API version: %d\n", kvm_ioctl_val(kvm, KVM_GET_API_VERSION, 0));
+	printf("KVM API version: %d\n",
+	       kvm_ioctl_val(kvm, KVM_GET_API_VERSION, 0));
 	vm = kvm_ioctl_val(kvm, KVM_CREATE_VM, 0);
 	printf("\ncapabilities (system / VM):\n");
 	for (i = 0; i < ARRAY_SIZE(caps); i++) {
@@ -82,8 +83,7 @@ int cmd_info(int argc, char **argv)
 	}
 	printf("\ndirty tracking:\n");
 	v = kvm_check_cap(kvm, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
-	printf("  log (bitmap, manual protect)  %s%s\n",
-	       v > 0 ? "yes" : "no",
+	printf("  log (bitmap, manual protect)  %s%s\n", v > 0 ? "yes" : "no",
 	       v & KVM_DIRTY_LOG_INITIALLY_SET ? ", initially-set" : "");
 	v = kvm_check_cap(vm >= 0 ? vm : kvm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
 	if (v <= 0)
@@ -104,7 +104,8 @@ int cmd_info(int argc, char **argv)
 			if (e->function == 1) {
 				printf("  leaf 1:");
 				for (j = 0; j < ARRAY_SIZE(leaf1); j++) {
-					uint32_t r = leaf1[j].reg ? e->edx : e->ecx;
+					uint32_t r =
+						leaf1[j].reg ? e->edx : e->ecx;
 
 					if (r & (1u << leaf1[j].bit))
 						printf(" %s", leaf1[j].name);

@@ -140,7 +140,8 @@ int cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct machine_config cfg = { .mem = 256ULL << 20, .cpus = 1,
+	struct machine_config cfg = { .mem = 256ULL << 20,
+				      .cpus = 1,
 				      .console = "stdio" };
 	const char *kernel_path = NULL;
 	bool cmdline_set = false;

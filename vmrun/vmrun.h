@@ -6,7 +6,7 @@
 enum {
 	EXIT_POWEROFF = 0,    /* guest powered off */
 	EXIT_VMM_ERROR = 1,   /* a VMM-side error */
-	EXIT_USAGE = 2,       /* bad arguments or input */
+	EXIT_USAGE = 2,	      /* bad arguments or input */
 	EXIT_GUEST_RESET = 3, /* guest asked for a reset */
 	EXIT_TRIPLE_FAULT = 4,
 	EXIT_KVM_INTERNAL = 5,

@@ -46,8 +46,8 @@ static int power_pm(struct vcpu *vcpu __unused, uint64_t addr __unused,
 	return VCPU_CONTINUE;
 }
 
-static int power_i8042(struct vcpu *vcpu __unused, uint64_t addr,
-		       void *data, uint32_t len, bool is_write, void *opaque)
+static int power_i8042(struct vcpu *vcpu __unused, uint64_t addr, void *data,
+		       uint32_t len, bool is_write, void *opaque)
 {
 	struct power *p = opaque;
 

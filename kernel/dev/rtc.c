@@ -167,8 +167,7 @@ static void rtc_reset(struct dev *dev)
 	pthread_mutex_unlock(&rtc->lock);
 }
 
-static int rtc_init(struct vm *vm, const char *conf __unused,
-		    struct dev **out)
+static int rtc_init(struct vm *vm, const char *conf __unused, struct dev **out)
 {
 	struct rtc *rtc = calloc(1, sizeof(*rtc));
 	int ret;

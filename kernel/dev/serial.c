@@ -26,7 +26,7 @@
 #define UART_IRQ 4
 #define FIFO_LEN 16
 
-#define IER_RDI 0x01 /* received data available */
+#define IER_RDI 0x01  /* received data available */
 #define IER_THRI 0x02 /* transmitter holding register empty */
 #define IIR_NONE 0x01
 #define IIR_THRI 0x02
@@ -42,7 +42,7 @@
 /* The guest-visible state: saved and restored whole. */
 struct serial_regs {
 	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
-	uint8_t thr_pending;  /* THR-empty interrupt not yet acknowledged */
+	uint8_t thr_pending; /* THR-empty interrupt not yet acknowledged */
 	uint8_t rx_len;
 	uint8_t rx[FIFO_LEN];
 };
@@ -51,8 +51,8 @@ struct serial {
 	struct dev dev;
 	pthread_mutex_t lock;
 	struct serial_regs r; /* [lock] */
-	bool irq_level;       /* [lock] */
-	int out_fd;           /* -1: none */
+	bool irq_level;	      /* [lock] */
+	int out_fd;	      /* -1: none */
 	bool own_fd;
 };
 
@@ -174,8 +174,9 @@ static int serial_io(struct vcpu *vcpu __unused, uint64_t addr, void *data,
 			v = LSR_THRE | LSR_TEMT | (r->rx_len ? LSR_DR : 0);
 			break;
 		case 6:
-			v = (r->mcr & MCR_LOOP) ? (uint8_t)((r->mcr & 0x0f) << 4) :
-						  MSR_DEFAULT;
+			v = (r->mcr & MCR_LOOP) ?
+				    (uint8_t)((r->mcr & 0x0f) << 4) :
+				    MSR_DEFAULT;
 			break;
 		default:
 			v = r->scr;

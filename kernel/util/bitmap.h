@@ -22,7 +22,8 @@ void bitmap_free(uint64_t *map);
 static inline bool bitmap_test(const uint64_t *map, size_t bit)
 {
 	return (__atomic_load_n(&map[bit / 64], __ATOMIC_RELAXED) >>
-		(bit % 64)) & 1;
+		(bit % 64)) &
+	       1;
 }
 
 static inline void bitmap_set(uint64_t *map, size_t bit)
@@ -66,7 +67,7 @@ size_t bitmap_take_atomic(uint64_t *src, uint64_t *dst, size_t nbits);
 /* Returns the first set bit >= @start, or @nbits if none. */
 size_t bitmap_next_set(const uint64_t *map, size_t nbits, size_t start);
 
-#define bitmap_for_each_set(bit, map, nbits)                          \
+#define bitmap_for_each_set(bit, map, nbits)                              \
 	for ((bit) = bitmap_next_set((map), (nbits), 0); (bit) < (nbits); \
 	     (bit) = bitmap_next_set((map), (nbits), (bit) + 1))
 

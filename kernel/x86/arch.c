@@ -46,7 +46,8 @@ int vm_arch_init(struct vm *vm)
 	if (vm->cfg.pit) {
 		struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 
-		if (!vm->irqchip || kvm_check_cap(vm->vm_fd, KVM_CAP_PIT2) <= 0) {
+		if (!vm->irqchip ||
+		    kvm_check_cap(vm->vm_fd, KVM_CAP_PIT2) <= 0) {
 			pr_err("the in-kernel PIT needs KVM_CAP_PIT2 and the in-kernel irqchip");
 			return -ENOTSUP;
 		}

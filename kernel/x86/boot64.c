@@ -84,8 +84,8 @@ static int map_gpa_range(struct pt_ctx *c, uint64_t gpa, uint64_t len)
 	for (; a < end && !c->err; a += SZ_2M) {
 		uint64_t pdpt = pt_next(c, pml4, (a >> 39) & 511);
 		uint64_t pd = c->err ? 0 : pt_next(c, pdpt, (a >> 30) & 511);
-		uint64_t pde = a | PTE_P | PTE_RW | PTE_US | PTE_PS | PTE_A |
-			       PTE_D;
+		uint64_t pde =
+			a | PTE_P | PTE_RW | PTE_US | PTE_PS | PTE_A | PTE_D;
 
 		if (c->err)
 			break;
@@ -120,7 +120,8 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 	struct vm_mem *mem = vm_mem(vm);
 	uint64_t gdt[BOOT64_SEL_TSS0 / 8 + 2 * BOOT64_MAX_TSS];
 	unsigned int n = vm_nr_vcpus(vm), i;
-	struct pt_ctx pc = { .mem = mem, .base = b->pt_gpa,
+	struct pt_ctx pc = { .mem = mem,
+			     .base = b->pt_gpa,
 			     .size = b->pt_size };
 	int ret;
 
@@ -131,7 +132,8 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 	/* Page tables: the PML4 first, then whatever the ranges need. */
 	pt_alloc(&pc);
 	if (!pc.err)
-		mem_for_each_map(mem, map_range, &pc);
+		mem_for_each_map (mem, map_range, &pc)
+			;
 	if (!pc.err && b->extra_len)
 		map_gpa_range(&pc, b->extra_gpa, b->extra_len);
 	if (pc.err) {
@@ -175,8 +177,10 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 			const struct boot64_gate *g = &b->gates[i];
 			uint64_t h = g->handler, d[2];
 
-			d[0] = (h & 0xffff) | ((uint64_t)BOOT64_SEL_KCODE << 16) |
-			       ((0x8eULL | ((uint64_t)(g->dpl & 3) << 5)) << 40) |
+			d[0] = (h & 0xffff) |
+			       ((uint64_t)BOOT64_SEL_KCODE << 16) |
+			       ((0x8eULL | ((uint64_t)(g->dpl & 3) << 5))
+				<< 40) |
 			       (((h >> 16) & 0xffff) << 48);
 			d[1] = h >> 32;
 			ret = mem_write(mem, b->idt_gpa + g->vector * 16ULL, d,
@@ -204,7 +208,8 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 		sregs.tr.type = 0xb; /* busy 64-bit TSS */
 		sregs.tr.present = 1;
 		sregs.gdt.base = b->gdt_gpa;
-		sregs.gdt.limit = (uint16_t)((BOOT64_SEL_TSS0 / 8 + 2 * n) * 8 - 1);
+		sregs.gdt.limit =
+			(uint16_t)((BOOT64_SEL_TSS0 / 8 + 2 * n) * 8 - 1);
 		sregs.idt.base = b->idt_gpa;
 		sregs.idt.limit = b->idt_gpa ? 4095 : 0;
 		sregs.cr3 = b->pt_gpa;
@@ -261,8 +266,8 @@ static void seg_flat32(struct kvm_segment *s, uint16_t sel, bool code)
 	s->g = 1;
 }
 
-int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry,
-		 uint32_t eax, uint32_t ebx)
+int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry, uint32_t eax,
+		 uint32_t ebx)
 {
 	/* null, 32-bit code 0x08, data 0x10, a 32-bit TSS at 0x18. */
 	uint64_t gdt[4] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL,

@@ -33,10 +33,10 @@ struct boot64_gate {
 };
 
 struct boot64 {
-	uint64_t gdt_gpa;   /* 4 KiB: GDT, then the TSSs from +0x800 */
-	uint64_t idt_gpa;   /* 4 KiB, or 0 for no IDT */
-	uint64_t pt_gpa;    /* page-table pool */
-	uint64_t pt_size;   /* bytes in the pool */
+	uint64_t gdt_gpa; /* 4 KiB: GDT, then the TSSs from +0x800 */
+	uint64_t idt_gpa; /* 4 KiB, or 0 for no IDT */
+	uint64_t pt_gpa;  /* page-table pool */
+	uint64_t pt_size; /* bytes in the pool */
 	const struct boot64_gate *gates;
 	unsigned int nr_gates;
 	uint64_t entry;
@@ -63,7 +63,7 @@ int boot64_setup(struct vm *vm, const struct boot64 *b) __must_check;
  * and data segments, paging off, interrupts off, EAX = @eax, EBX = @ebx,
  * EIP = @entry. The GDT (4 KiB) is written at @gdt_gpa.
  */
-int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry,
-		 uint32_t eax, uint32_t ebx) __must_check;
+int boot32_setup(struct vm *vm, uint64_t gdt_gpa, uint32_t entry, uint32_t eax,
+		 uint32_t ebx) __must_check;
 
 #endif /* VMM_X86_BOOT64_H */

@@ -60,21 +60,22 @@ static int add_seg(struct kernel_image *img, uint64_t paddr, uint64_t off,
 		return fail(err, errlen, -EINVAL,
 			    "more than %d loadable segments", KERNEL_MAX_SEGS);
 	if (filesz > memsz)
-		return fail(err, errlen, -EINVAL,
-			    "segment at %#llx: file size %#llx exceeds memory size %#llx",
-			    (unsigned long long)paddr,
-			    (unsigned long long)filesz,
-			    (unsigned long long)memsz);
+		return fail(
+			err, errlen, -EINVAL,
+			"segment at %#llx: file size %#llx exceeds memory size %#llx",
+			(unsigned long long)paddr, (unsigned long long)filesz,
+			(unsigned long long)memsz);
 	if (!in_file(img->size, off, filesz))
-		return fail(err, errlen, -EINVAL,
-			    "segment at %#llx: bytes %#llx+%#llx lie outside the %zu-byte file",
-			    (unsigned long long)paddr, (unsigned long long)off,
-			    (unsigned long long)filesz, img->size);
+		return fail(
+			err, errlen, -EINVAL,
+			"segment at %#llx: bytes %#llx+%#llx lie outside the %zu-byte file",
+			(unsigned long long)paddr, (unsigned long long)off,
+			(unsigned long long)filesz, img->size);
 	if (paddr + memsz < paddr || paddr + memsz > (1ULL << 46))
-		return fail(err, errlen, -EINVAL,
-			    "segment at %#llx of %#llx bytes is outside the physical address space",
-			    (unsigned long long)paddr,
-			    (unsigned long long)memsz);
+		return fail(
+			err, errlen, -EINVAL,
+			"segment at %#llx of %#llx bytes is outside the physical address space",
+			(unsigned long long)paddr, (unsigned long long)memsz);
 	s = &img->segs[img->nr_segs++];
 	s->paddr = paddr;
 	s->offset = off;
@@ -119,16 +120,16 @@ static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
 		nsz = ALIGN_UP((uint64_t)nh.n_namesz, 4);
 		dsz = ALIGN_UP((uint64_t)nh.n_descsz, 4);
 		if (nsz + dsz > (uint64_t)(end - p) - sizeof(nh))
-			return fail(err, errlen, -EINVAL,
-				    "truncated ELF note");
+			return fail(err, errlen, -EINVAL, "truncated ELF note");
 		name = p + sizeof(nh);
 		desc = name + nsz;
 		if (nh.n_namesz == 6 && !memcmp(name, VMRUN_NOTE_NAME, 6) &&
 		    nh.n_type == VMRUN_NOTE_ENTRY64) {
 			if (nh.n_descsz != 8)
-				return fail(err, errlen, -EINVAL,
-					    "vmrun note has a %u-byte descriptor, expected 8",
-					    nh.n_descsz);
+				return fail(
+					err, errlen, -EINVAL,
+					"vmrun note has a %u-byte descriptor, expected 8",
+					nh.n_descsz);
 			*vmrun = note_value(desc, 8);
 		} else if (nh.n_namesz == 4 && !memcmp(name, "Xen", 4) &&
 			   nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY) {
@@ -169,18 +170,19 @@ static int parse_elf64(struct kernel_image *img, char *err, size_t errlen)
 		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
 		       sizeof(ph));
 		if (ph.p_type == PT_LOAD)
-			ret = add_seg(img, ph.p_paddr, ph.p_offset,
-				      ph.p_filesz, ph.p_memsz, err, errlen);
+			ret = add_seg(img, ph.p_paddr, ph.p_offset, ph.p_filesz,
+				      ph.p_memsz, err, errlen);
 		else if (ph.p_type == PT_NOTE)
-			ret = scan_notes(img, ph.p_offset, ph.p_filesz,
-					 &vmrun, &pvh, err, errlen);
+			ret = scan_notes(img, ph.p_offset, ph.p_filesz, &vmrun,
+					 &pvh, err, errlen);
 		else
 			ret = 0;
 		if (ret < 0)
 			return ret;
 	}
 	if (!img->nr_segs)
-		return fail(err, errlen, -EINVAL, "ELF image has nothing to load");
+		return fail(err, errlen, -EINVAL,
+			    "ELF image has nothing to load");
 	if (vmrun) {
 		img->kind = KERNEL_ENTRY_VMRUN64;
 		img->entry = vmrun;
@@ -188,8 +190,9 @@ static int parse_elf64(struct kernel_image *img, char *err, size_t errlen)
 		img->kind = KERNEL_ENTRY_PVH;
 		img->entry = pvh;
 	} else {
-		return fail(err, errlen, -ENOTSUP,
-			    "ELF64 image has neither a vmrun nor a PVH entry note (a plain ELF64 kernel cannot be entered)");
+		return fail(
+			err, errlen, -ENOTSUP,
+			"ELF64 image has neither a vmrun nor a PVH entry note (a plain ELF64 kernel cannot be entered)");
 	}
 	return 0;
 }
@@ -221,18 +224,19 @@ static int parse_elf32(struct kernel_image *img, uint64_t *pvh, char *err,
 		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
 		       sizeof(ph));
 		if (ph.p_type == PT_LOAD)
-			ret = add_seg(img, ph.p_paddr, ph.p_offset,
-				      ph.p_filesz, ph.p_memsz, err, errlen);
+			ret = add_seg(img, ph.p_paddr, ph.p_offset, ph.p_filesz,
+				      ph.p_memsz, err, errlen);
 		else if (ph.p_type == PT_NOTE)
-			ret = scan_notes(img, ph.p_offset, ph.p_filesz,
-					 &vmrun, pvh, err, errlen);
+			ret = scan_notes(img, ph.p_offset, ph.p_filesz, &vmrun,
+					 pvh, err, errlen);
 		else
 			ret = 0;
 		if (ret < 0)
 			return ret;
 	}
 	if (!img->nr_segs)
-		return fail(err, errlen, -EINVAL, "ELF image has nothing to load");
+		return fail(err, errlen, -EINVAL,
+			    "ELF image has nothing to load");
 	img->entry = eh.e_entry;
 	return 0;
 }
@@ -266,9 +270,10 @@ static int parse_mb1_kludge(struct kernel_image *img, long off,
 		return fail(err, errlen, -EINVAL,
 			    "Multiboot header address fields are truncated");
 	if (header_addr < load_addr || header_addr - load_addr > (uint32_t)off)
-		return fail(err, errlen, -EINVAL,
-			    "Multiboot header_addr %#x / load_addr %#x are inconsistent",
-			    header_addr, load_addr);
+		return fail(
+			err, errlen, -EINVAL,
+			"Multiboot header_addr %#x / load_addr %#x are inconsistent",
+			header_addr, load_addr);
 	file_off = (uint64_t)off - (header_addr - load_addr);
 	filesz = load_end ? (uint64_t)load_end - load_addr :
 			    img->size - file_off;
@@ -316,8 +321,9 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 			   img->data[EI_CLASS] == ELFCLASS32) {
 			ret = parse_elf32(img, &pvh, err, errlen);
 		} else {
-			ret = fail(err, errlen, -EINVAL,
-				   "Multiboot header without address fields in a non-ELF32 file");
+			ret = fail(
+				err, errlen, -EINVAL,
+				"Multiboot header without address fields in a non-ELF32 file");
 		}
 		if (ret < 0)
 			return ret;
@@ -329,17 +335,20 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 		if (ret < 0)
 			return ret;
 		if (!pvh)
-			return fail(err, errlen, -ENOTSUP,
-				    "ELF32 image has neither a Multiboot header nor a PVH note");
+			return fail(
+				err, errlen, -ENOTSUP,
+				"ELF32 image has neither a Multiboot header nor a PVH note");
 		img->kind = KERNEL_ENTRY_PVH;
 		img->entry = pvh;
 		return 0;
 	}
 	if (!memcmp(data, elfmag, 4))
-		return fail(err, errlen, -EINVAL, "ELF image of unknown class %u",
+		return fail(err, errlen, -EINVAL,
+			    "ELF image of unknown class %u",
 			    img->data[EI_CLASS]);
-	return fail(err, errlen, -EINVAL,
-		    "not a kernel vmrun can boot: no ELF header and no Multiboot header in the first 8 KiB");
+	return fail(
+		err, errlen, -EINVAL,
+		"not a kernel vmrun can boot: no ELF header and no Multiboot header in the first 8 KiB");
 }
 
 int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
@@ -353,19 +362,21 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 
 		if (s->paddr < ram_lo || s->paddr + s->memsz > ram_hi ||
 		    !mem_range_ok(mem, s->paddr, s->memsz))
-			return fail(err, errlen, -ERANGE,
-				    "kernel segment [%#llx, %#llx) is outside guest RAM [%#llx, %#llx) or crosses a hole",
-				    (unsigned long long)s->paddr,
-				    (unsigned long long)(s->paddr + s->memsz),
-				    (unsigned long long)ram_lo,
-				    (unsigned long long)ram_hi);
+			return fail(
+				err, errlen, -ERANGE,
+				"kernel segment [%#llx, %#llx) is outside guest RAM [%#llx, %#llx) or crosses a hole",
+				(unsigned long long)s->paddr,
+				(unsigned long long)(s->paddr + s->memsz),
+				(unsigned long long)ram_lo,
+				(unsigned long long)ram_hi);
 	}
 	if (img->entry < img->lo || img->entry >= img->hi)
-		return fail(err, errlen, -EINVAL,
-			    "entry point %#llx lies outside the loaded image [%#llx, %#llx)",
-			    (unsigned long long)img->entry,
-			    (unsigned long long)img->lo,
-			    (unsigned long long)img->hi);
+		return fail(
+			err, errlen, -EINVAL,
+			"entry point %#llx lies outside the loaded image [%#llx, %#llx)",
+			(unsigned long long)img->entry,
+			(unsigned long long)img->lo,
+			(unsigned long long)img->hi);
 	for (i = 0; i < img->nr_segs; i++) {
 		const struct kernel_seg *s = &img->segs[i];
 

@@ -24,28 +24,28 @@
 struct vm_mem;
 
 enum kernel_entry {
-	KERNEL_ENTRY_VMRUN64, /* direct 64-bit entry (vmrun note) */
-	KERNEL_ENTRY_PVH,     /* 32-bit protected mode, hvm_start_info */
+	KERNEL_ENTRY_VMRUN64,	/* direct 64-bit entry (vmrun note) */
+	KERNEL_ENTRY_PVH,	/* 32-bit protected mode, hvm_start_info */
 	KERNEL_ENTRY_MULTIBOOT, /* 32-bit protected mode, multiboot_info */
 };
 
 #define KERNEL_MAX_SEGS 16
 
 struct kernel_seg {
-	uint64_t paddr;   /* where it goes in guest memory */
-	uint64_t filesz;  /* bytes from the file ... */
-	uint64_t memsz;   /* ... then zeroes up to this size */
-	uint64_t offset;  /* file offset */
+	uint64_t paddr;	 /* where it goes in guest memory */
+	uint64_t filesz; /* bytes from the file ... */
+	uint64_t memsz;	 /* ... then zeroes up to this size */
+	uint64_t offset; /* file offset */
 };
 
 struct kernel_image {
 	const uint8_t *data; /* the file (borrowed) */
 	size_t size;
 	enum kernel_entry kind;
-	uint64_t entry;      /* entry address for @kind */
+	uint64_t entry; /* entry address for @kind */
 	unsigned int nr_segs;
 	struct kernel_seg segs[KERNEL_MAX_SEGS];
-	uint64_t lo, hi;     /* lowest and highest+1 guest address used */
+	uint64_t lo, hi; /* lowest and highest+1 guest address used */
 };
 
 /*

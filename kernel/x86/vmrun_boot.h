@@ -40,20 +40,20 @@
 #define VMRUN_DEV_VIRTIO_RNG 4
 
 struct vmrun_boot_dev {
-	uint32_t type;  /* VMRUN_DEV_* */
-	uint32_t gsi;   /* interrupt line on the 8259 PIC / IOAPIC */
-	uint64_t base;  /* virtio-mmio register window */
+	uint32_t type; /* VMRUN_DEV_* */
+	uint32_t gsi;  /* interrupt line on the 8259 PIC / IOAPIC */
+	uint64_t base; /* virtio-mmio register window */
 	uint64_t size;
 };
 
 struct vmrun_boot_info {
-	uint64_t magic;       /* VMRUN_BOOT_MAGIC */
-	uint32_t version;     /* VMRUN_BOOT_VERSION */
+	uint64_t magic;	  /* VMRUN_BOOT_MAGIC */
+	uint32_t version; /* VMRUN_BOOT_VERSION */
 	uint32_t nr_cpus;
 	uint64_t ram_below_4g; /* bytes of RAM from 0 */
 	uint64_t ram_above_4g; /* bytes of RAM from 4 GiB */
-	uint64_t cmdline_gpa; /* NUL-terminated */
-	uint32_t cmdline_len; /* without the NUL */
+	uint64_t cmdline_gpa;  /* NUL-terminated */
+	uint32_t cmdline_len;  /* without the NUL */
 	uint32_t nr_devs;
 	struct vmrun_boot_dev devs[VMRUN_BOOT_MAX_DEVS];
 };

@@ -13,7 +13,8 @@
  * exits to the VMM as KVM_EXIT_MMIO from any ring, without ring-0 code.
  */
 #define STAMP_MMIO_BASE 0xfe000000
-#define STAMP_MMIO_CMD (STAMP_MMIO_BASE + 0x0)  /* read: next command, 0 = none */
+#define STAMP_MMIO_CMD \
+	(STAMP_MMIO_BASE + 0x0) /* read: next command, 0 = none */
 #define STAMP_MMIO_DONE (STAMP_MMIO_BASE + 0x8) /* write: command done */
 #define STAMP_MMIO_SIZE 0x1000
 #define STAMP_PORT_FAULT 0x518 /* ring-0 OUT: exception vector */

@@ -52,8 +52,9 @@ static int mmio_cmd(struct vcpu *vcpu, uint64_t addr __attribute__((unused)),
 	/* Waits in 1 ms slices: a pause sets the yield flag but does not
 	 * signal this condition variable. */
 	pthread_mutex_lock(&s->lock);
-	for (int slice = 0; slice < 20 && !s->cpu[id].pending &&
-			    !vm_yield_pending(s->vm); slice++) {
+	for (int slice = 0;
+	     slice < 20 && !s->cpu[id].pending && !vm_yield_pending(s->vm);
+	     slice++) {
 		abs_deadline(&ts, 1);
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 	}
@@ -264,8 +265,7 @@ void stamp_mb_write(struct stamp_vm *s, unsigned int cpu, unsigned int off,
 	TEST_ASSERT(ret == 0, "mailbox write: %s", strerror(-ret));
 }
 
-uint64_t stamp_mb_read(struct stamp_vm *s, unsigned int cpu,
-		       unsigned int off)
+uint64_t stamp_mb_read(struct stamp_vm *s, unsigned int cpu, unsigned int off)
 {
 	uint64_t v = 0;
 	int ret = mem_read(vm_mem(s->vm),

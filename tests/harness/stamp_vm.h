@@ -28,9 +28,9 @@ struct mem_seg;
 #define STAMP_LIST_MAX ((STAMP_MAILBOX_SIZE - MB_LIST) / 8)
 
 struct stamp_cpu {
-	uint32_t pending;    /* command waiting for the guest to take */
-	uint64_t done;       /* DONE reports so far */
-	uint32_t last_done;  /* value of the last DONE */
+	uint32_t pending;   /* command waiting for the guest to take */
+	uint64_t done;	    /* DONE reports so far */
+	uint32_t last_done; /* value of the last DONE */
 };
 
 struct stamp_vm {
@@ -40,7 +40,7 @@ struct stamp_vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct stamp_cpu cpu[STAMP_MAX_VCPUS];
-	int fault_vector;    /* -1, or the vector the guest reported */
+	int fault_vector; /* -1, or the vector the guest reported */
 	int fault_cpu;
 };
 
@@ -61,8 +61,7 @@ struct mem_seg *stamp_vm_add_mem(struct stamp_vm *s, const char *name,
 /* Writes a mailbox quadword of @cpu (a VMM write: marks the page). */
 void stamp_mb_write(struct stamp_vm *s, unsigned int cpu, unsigned int off,
 		    uint64_t val);
-uint64_t stamp_mb_read(struct stamp_vm *s, unsigned int cpu,
-		       unsigned int off);
+uint64_t stamp_mb_read(struct stamp_vm *s, unsigned int cpu, unsigned int off);
 
 /* Posts @cmd to @cpu; the guest takes it at its next IN. */
 void stamp_post(struct stamp_vm *s, unsigned int cpu, uint32_t cmd);

@@ -70,8 +70,9 @@ int test_main(const struct test_suite *suites, unsigned int n, int argc,
 		for (j = 0; j < n && strcmp(argv[i], suites[j].name); j++)
 			;
 		if (j == n) {
-			fprintf(stderr, "%s: no suite named '%s'; suites:",
-				argv[0], argv[i]);
+			fprintf(stderr,
+				"%s: no suite named '%s'; suites:", argv[0],
+				argv[i]);
 			for (j = 0; j < n; j++)
 				fprintf(stderr, " %s", suites[j].name);
 			fprintf(stderr, "\n");
@@ -99,13 +100,12 @@ int test_main(const struct test_suite *suites, unsigned int n, int argc,
 	run = CU_get_number_of_tests_run();
 	failed = CU_get_number_of_tests_failed();
 	failed_suites = CU_get_number_of_suites_failed();
-	printf("\n%u passed, %u failed", run - failed,
-	       failed + failed_suites);
+	printf("\n%u passed, %u failed", run - failed, failed + failed_suites);
 	if (skips)
 		printf(", %u skipped", skips);
 	printf("\n");
-	status = (failed || failed_suites ||
-		  CU_get_number_of_failures()) ? 1 : 0;
+	status = (failed || failed_suites || CU_get_number_of_failures()) ? 1 :
+									    0;
 	CU_cleanup_registry();
 	return status;
 }

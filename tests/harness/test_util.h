@@ -47,14 +47,14 @@ void test_assert_record(bool ok, int line, const char *cond, const char *file,
 	} while (0)
 
 /* Skips the rest of the test, printing what is missing. */
-#define TEST_REQUIRE(cond, what)                                            \
-	do {                                                                \
-		if (!(cond)) {                                              \
+#define TEST_REQUIRE(cond, what)                                               \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
 			fprintf(stderr, "\n  SKIP %s: %s missing\n", __func__, \
-				what);                                      \
-			test_note_skip();                                   \
-			return;                                             \
-		}                                                           \
+				what);                                         \
+			test_note_skip();                                      \
+			return;                                                \
+		}                                                              \
 	} while (0)
 
 void test_note_skip(void);

@@ -16,8 +16,8 @@
 #include "tests/harness/stamp_vm.h"
 #include "tests/kvm/kvm_tests.h"
 
-#define GPA_A (1ULL << 30)            /* segment A, 16 MiB */
-#define GPA_B1 (2ULL << 30)           /* segment B, 8 MiB ... */
+#define GPA_A (1ULL << 30)		       /* segment A, 16 MiB */
+#define GPA_B1 (2ULL << 30)		       /* segment B, 8 MiB ... */
 #define GPA_B2 ((2ULL << 30) + (512ULL << 20)) /* ... mapped again here */
 #define SIZE_A (16UL << 20)
 #define SIZE_B (8UL << 20)
@@ -25,7 +25,7 @@
 
 struct expect {
 	struct mem_seg *seg;
-	uint64_t *want;  /* pages expected dirty this round */
+	uint64_t *want; /* pages expected dirty this round */
 	uint64_t *got;
 	uint64_t *value; /* what each page's first quadword must hold */
 };
@@ -87,26 +87,29 @@ static void check_round(struct stamp_vm *s, struct expect *ex, unsigned int n,
 			bool w = bitmap_test(e->want, p);
 			bool g = bitmap_test(e->got, p);
 
-			TEST_ASSERT(!(w && !g),
-				    "round %u: segment %s page %zu written but not reported dirty (%zu reported, %zu expected)",
-				    round, mem_seg_name(e->seg), p, got, want);
-			TEST_ASSERT(!(g && !w),
-				    "round %u: segment %s page %zu reported dirty but not written (%zu reported, %zu expected)",
-				    round, mem_seg_name(e->seg), p, got, want);
+			TEST_ASSERT(
+				!(w && !g),
+				"round %u: segment %s page %zu written but not reported dirty (%zu reported, %zu expected)",
+				round, mem_seg_name(e->seg), p, got, want);
+			TEST_ASSERT(
+				!(g && !w),
+				"round %u: segment %s page %zu reported dirty but not written (%zu reported, %zu expected)",
+				round, mem_seg_name(e->seg), p, got, want);
 			if (e->value[p]) {
 				uint64_t v;
 
 				memcpy(&v, hva + p * 4096, 8);
-				TEST_ASSERT(v == e->value[p],
-					    "round %u: %s page %zu holds %#llx, expected %#llx",
-					    round, mem_seg_name(e->seg), p,
-					    (unsigned long long)v,
-					    (unsigned long long)e->value[p]);
+				TEST_ASSERT(
+					v == e->value[p],
+					"round %u: %s page %zu holds %#llx, expected %#llx",
+					round, mem_seg_name(e->seg), p,
+					(unsigned long long)v,
+					(unsigned long long)e->value[p]);
 			}
 		}
 		TEST_ASSERT(dirty_count(e->seg) == 0,
-			    "%s: %zu bits left after take", mem_seg_name(e->seg),
-			    dirty_count(e->seg));
+			    "%s: %zu bits left after take",
+			    mem_seg_name(e->seg), dirty_count(e->seg));
 		bitmap_zero(e->want, pages);
 	}
 }
@@ -114,7 +117,8 @@ static void check_round(struct stamp_vm *s, struct expect *ex, unsigned int n,
 static void exactness(enum dirty_mode mode, unsigned int nr_vcpus,
 		      uint32_t ring_size, unsigned int pages_per_cpu)
 {
-	struct vm_config cfg = { .nr_vcpus = nr_vcpus, .dirty = mode,
+	struct vm_config cfg = { .nr_vcpus = nr_vcpus,
+				 .dirty = mode,
 				 .dirty_ring_size = ring_size };
 	struct stamp_vm *s = stamp_vm_create(&cfg);
 	struct mem_seg *a, *b;
@@ -129,8 +133,8 @@ static void exactness(enum dirty_mode mode, unsigned int nr_vcpus,
 	b = stamp_vm_add_mem(s, "B", SIZE_B, GPA_B1);
 	ret = mem_map(vm_mem(s->vm), b, 0, GPA_B2, SIZE_B, NULL);
 	TEST_ASSERT(ret == 0, "second map of B: %s", strerror(-ret));
-	TEST_ASSERT(mem_seg_refs(b) == 3, "B refs %u, expected 3 (owner + 2 maps)",
-		    mem_seg_refs(b));
+	TEST_ASSERT(mem_seg_refs(b) == 3,
+		    "B refs %u, expected 3 (owner + 2 maps)", mem_seg_refs(b));
 	stamp_vm_boot(s);
 
 	ret = dirty_start(s->vm);
@@ -165,15 +169,16 @@ static void exactness(enum dirty_mode mode, unsigned int nr_vcpus,
 				} else {
 					e = &ex[2];
 					off = (r >> 8) % (SIZE_B / 4096) * 4096;
-					gpas[i] = ((r >> 4) & 1 ? GPA_B2 : GPA_B1) +
+					gpas[i] = ((r >> 4) & 1 ? GPA_B2 :
+								  GPA_B1) +
 						  off;
 				}
 				expect_range(e, off, 4096);
 				e->value[off / 4096] = value;
 			}
 			/* The VMM writes the list into the mailbox. */
-			expect_range(&ex[0], STAMP_MAILBOX_GPA +
-					     c * STAMP_MAILBOX_SIZE,
+			expect_range(&ex[0],
+				     STAMP_MAILBOX_GPA + c * STAMP_MAILBOX_SIZE,
 				     MB_LIST + pages_per_cpu * 8);
 			stamp_list(s, c, value, gpas, pages_per_cpu);
 		}
@@ -197,7 +202,8 @@ static void exactness(enum dirty_mode mode, unsigned int nr_vcpus,
 			TEST_ASSERT(ret == 0, "mem_write: %s", strerror(-ret));
 			expect_range(&ex[2], off, sizeof(buf));
 			if (ex[2].value[off / 4096 + 1])
-				ex[2].value[off / 4096 + 1] = 0; /* overwritten */
+				ex[2].value[off / 4096 + 1] =
+					0; /* overwritten */
 		}
 		check_round(s, ex, 3, round);
 	}
@@ -205,11 +211,11 @@ static void exactness(enum dirty_mode mode, unsigned int nr_vcpus,
 		vcpu_get_stats(vm_vcpu(s->vm, c), &st);
 		ring_full += st.ring_full_exits;
 	}
-	if (mode == DIRTY_MODE_RING && ring_size &&
-	    pages_per_cpu > ring_size)
-		TEST_ASSERT(ring_full > 0,
-			    "ring of %u entries, %u pages a round, yet no ring-full exit",
-			    ring_size, pages_per_cpu);
+	if (mode == DIRTY_MODE_RING && ring_size && pages_per_cpu > ring_size)
+		TEST_ASSERT(
+			ring_full > 0,
+			"ring of %u entries, %u pages a round, yet no ring-full exit",
+			ring_size, pages_per_cpu);
 	ret = dirty_stop(s->vm);
 	TEST_ASSERT(ret == 0, "dirty_stop: %s", strerror(-ret));
 	TEST_ASSERT(!dirty_active(s->vm), "still active after stop");

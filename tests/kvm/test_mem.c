@@ -56,7 +56,8 @@ static void test_mem_shared_by_fd(void)
 			    WEXITSTATUS(status) == 0,
 		    "child saw other bytes (status %#x)", status);
 	ret = mem_read(vm_mem(s->vm), GPA_A + 9 * 4096, &v, 8);
-	TEST_ASSERT(ret == 0 && v == 0xc41d, "VM reads %#llx after the child's write",
+	TEST_ASSERT(ret == 0 && v == 0xc41d,
+		    "VM reads %#llx after the child's write",
 		    (unsigned long long)v);
 
 	/* A second VM maps the same object at another address. */
@@ -68,7 +69,8 @@ static void test_mem_shared_by_fd(void)
 	ret = mem_map(vm_mem(vm2), imp, 0, 8ULL << 30, SIZE_A, NULL);
 	TEST_ASSERT(ret == 0, "map in VM 2: %s", strerror(-ret));
 	ret = mem_read(vm_mem(vm2), (8ULL << 30) + 7 * 4096, &v, 8);
-	TEST_ASSERT(ret == 0 && v == 0x5eed, "VM 2 reads %#llx", (unsigned long long)v);
+	TEST_ASSERT(ret == 0 && v == 0x5eed, "VM 2 reads %#llx",
+		    (unsigned long long)v);
 	gpa = GPA_A + 7 * 4096;
 	stamp_list(s, 0, 0x5eed2, &gpa, 1);
 	ret = mem_read(vm_mem(vm2), (8ULL << 30) + 7 * 4096, &v, 8);
@@ -126,13 +128,14 @@ static void test_mem_refcount_teardown(void)
 	TEST_ASSERT(mem_unmap(vm_mem(vm), m2) == 0, "unmap 2");
 	TEST_ASSERT(mem_seg_refs(seg) == 3, "refs %u", mem_seg_refs(seg));
 	mem_seg_put(seg); /* the owner lets go; map 1 and the saver remain */
-	vm_destroy(vm);   /* drops map 1 */
+	vm_destroy(vm);	  /* drops map 1 */
 	TEST_ASSERT(mem_seg_refs(seg) == 1, "refs after VM gone: %u",
 		    mem_seg_refs(seg));
 	proc_census(&mid);
-	TEST_ASSERT(mid.memfd_maps == before.memfd_maps + 1,
-		    "the object should outlive the VM: %d memfd maps, %d before",
-		    mid.memfd_maps, before.memfd_maps);
+	TEST_ASSERT(
+		mid.memfd_maps == before.memfd_maps + 1,
+		"the object should outlive the VM: %d memfd maps, %d before",
+		mid.memfd_maps, before.memfd_maps);
 	TEST_ASSERT(((const uint8_t *)mem_seg_hva(seg))[4095] == 0,
 		    "object unreadable");
 	mem_seg_put(seg);

@@ -79,10 +79,11 @@ static void test_pause_resume_mixed_vcpus(void)
 			prog = stamp_mb_read(s, LOOP, MB_PROGRESS);
 			usleep(5000);
 			prog2 = stamp_mb_read(s, LOOP, MB_PROGRESS);
-			TEST_ASSERT(prog == prog2,
-				    "round %u: writer went on while paused (%llu -> %llu)",
-				    i, (unsigned long long)prog,
-				    (unsigned long long)prog2);
+			TEST_ASSERT(
+				prog == prog2,
+				"round %u: writer went on while paused (%llu -> %llu)",
+				i, (unsigned long long)prog,
+				(unsigned long long)prog2);
 			if (prog > last)
 				advanced++;
 			last = prog;
@@ -95,7 +96,8 @@ static void test_pause_resume_mixed_vcpus(void)
 		    advanced);
 
 	/* Nested pauses: one resume does not release a second pause. */
-	TEST_ASSERT(vm_pause(s->vm) == 0 && vm_pause(s->vm) == 0, "nested pause");
+	TEST_ASSERT(vm_pause(s->vm) == 0 && vm_pause(s->vm) == 0,
+		    "nested pause");
 	vm_resume(s->vm);
 	TEST_ASSERT(vm_is_paused(s->vm), "one resume released a nested pause");
 	vm_resume(s->vm);
@@ -108,8 +110,8 @@ static void test_pause_resume_mixed_vcpus(void)
 	stamp_stride(s, IDLE, 9, GPA_A, 4, 4096);
 	TEST_ASSERT(vm_wait(s->vm, 0) == VM_EXIT_NONE, "VM stopped: %s",
 		    vm_exit_detail(s->vm));
-	fprintf(stderr, "\n    %u pauses, mean %.1f us, worst %.1f us ",
-		rounds, total / 1000.0 / rounds, worst / 1000.0);
+	fprintf(stderr, "\n    %u pauses, mean %.1f us, worst %.1f us ", rounds,
+		total / 1000.0 / rounds, worst / 1000.0);
 	alarm(0);
 	mem_seg_put(a);
 	stamp_vm_destroy(s);

@@ -12,10 +12,10 @@
 
 static char out[CAP], err[CAP];
 
-#define RUN(timeout, ...)                                                 \
-	({                                                                \
-		const char *const a_[] = { __VA_ARGS__, NULL };           \
-		run_vmrun(a_, out, err, CAP, timeout, 0, 0);              \
+#define RUN(timeout, ...)                                       \
+	({                                                      \
+		const char *const a_[] = { __VA_ARGS__, NULL }; \
+		run_vmrun(a_, out, err, CAP, timeout, 0, 0);    \
 	})
 
 static void test_run_multiboot_poweroff(void)
@@ -89,7 +89,8 @@ static void expect_bad_kernel(const void *data, size_t len, const char *what)
 
 	unlink(k);
 	TEST_ASSERT(rc == 2, "%s: exit %d (want 2), stderr: %s", what, rc, err);
-	TEST_ASSERT(strstr(err, "vmrun: ") && !strchr(strchr(err, '\n') + 1, '\n'),
+	TEST_ASSERT(strstr(err, "vmrun: ") &&
+			    !strchr(strchr(err, '\n') + 1, '\n'),
 		    "%s: want one line of error, got: %s", what, err);
 }
 

@@ -103,9 +103,10 @@ static void test_vcpu_regs_roundtrip(void)
 		TEST_ASSERT(ret == 0, "set_regs: %s", strerror(-ret));
 		ret = vcpu_get_regs(v, &g);
 		TEST_ASSERT(ret == 0, "get_regs: %s", strerror(-ret));
-		TEST_ASSERT(!memcmp(&r, &g, sizeof(r)),
-			    "vCPU %u: regs differ: rax %#llx/%#llx rip %#llx/%#llx",
-			    i, r.rax, g.rax, r.rip, g.rip);
+		TEST_ASSERT(
+			!memcmp(&r, &g, sizeof(r)),
+			"vCPU %u: regs differ: rax %#llx/%#llx rip %#llx/%#llx",
+			i, r.rax, g.rax, r.rip, g.rip);
 
 		ret = vcpu_get_sregs(v, &sr);
 		TEST_ASSERT(ret == 0, "get_sregs: %s", strerror(-ret));
@@ -116,10 +117,11 @@ static void test_vcpu_regs_roundtrip(void)
 		TEST_ASSERT(ret == 0, "set_sregs: %s", strerror(-ret));
 		ret = vcpu_get_sregs(v, &sg);
 		TEST_ASSERT(ret == 0, "get_sregs: %s", strerror(-ret));
-		TEST_ASSERT(sg.cs.base == sr.cs.base && sg.cr2 == sr.cr2 &&
-				    sg.cs.selector == sr.cs.selector,
-			    "vCPU %u: sregs differ: cs.base %#llx/%#llx cr2 %#llx/%#llx",
-			    i, sr.cs.base, sg.cs.base, sr.cr2, sg.cr2);
+		TEST_ASSERT(
+			sg.cs.base == sr.cs.base && sg.cr2 == sr.cr2 &&
+				sg.cs.selector == sr.cs.selector,
+			"vCPU %u: sregs differ: cs.base %#llx/%#llx cr2 %#llx/%#llx",
+			i, sr.cs.base, sg.cs.base, sr.cr2, sg.cr2);
 	}
 	vm_destroy(vm);
 }
@@ -141,12 +143,10 @@ static void test_vm_guest_stamps_pages(void)
 
 		memcpy(&v, hva + off, 8);
 		TEST_ASSERT(v == 0xabcdef, "page %#llx holds %#llx",
-			    (unsigned long long)gpas[i],
-			    (unsigned long long)v);
+			    (unsigned long long)gpas[i], (unsigned long long)v);
 		memcpy(&v, hva + off + 4088, 8);
 		TEST_ASSERT(v == 0xabcdef, "page %#llx tail holds %#llx",
-			    (unsigned long long)gpas[i],
-			    (unsigned long long)v);
+			    (unsigned long long)gpas[i], (unsigned long long)v);
 	}
 	stamp_stride(s, 0, 0x55, (1UL << 30) + 4096, 100, 8192);
 	for (i = 0; i < 100; i++) {
@@ -165,6 +165,7 @@ const struct test_case vm_tests[] = {
 	{ "guest_stamps_pages", test_vm_guest_stamps_pages },
 	{ "regs_roundtrip", test_vcpu_regs_roundtrip },
 	{ "rejects_bad_config", test_vm_rejects_bad_config },
-	{ "create_destroy_leaves_nothing", test_vm_create_destroy_leaves_nothing },
+	{ "create_destroy_leaves_nothing",
+	  test_vm_create_destroy_leaves_nothing },
 	{ NULL, NULL },
 };

@@ -42,7 +42,8 @@ static const char *mode_name(enum dirty_mode m)
 static struct stamp_vm *make_vm(enum dirty_mode mode, uint64_t bytes,
 				unsigned int nr_vcpus, struct mem_seg **data)
 {
-	struct vm_config cfg = { .nr_vcpus = nr_vcpus, .dirty = mode,
+	struct vm_config cfg = { .nr_vcpus = nr_vcpus,
+				 .dirty = mode,
 				 .dirty_ring_size = 65536 };
 	struct stamp_vm *s = stamp_vm_create(&cfg);
 
@@ -149,8 +150,9 @@ static void bench_write_rate(void)
 		struct {
 			bool on;
 			unsigned int every;
-		} cases[] = { { false, 0 }, { true, 0 }, { true, 100 },
-			      { true, 10 } };
+		} cases[] = {
+			{ false, 0 }, { true, 0 }, { true, 100 }, { true, 10 }
+		};
 		unsigned int c;
 
 		for (c = 0; c < 4; c++) {
@@ -212,7 +214,8 @@ static void bench_sync_cost(const unsigned int *gib, unsigned int nr_sizes)
 			uint64_t *scratch = bitmap_alloc(mem_seg_pages(data));
 			int ret = dirty_start(s->vm);
 
-			TEST_ASSERT(ret == 0, "dirty_start: %s", strerror(-ret));
+			TEST_ASSERT(ret == 0, "dirty_start: %s",
+				    strerror(-ret));
 			/* First pass: clear the initial all-dirty state. */
 			TEST_ASSERT(dirty_sync(s->vm) == 0, "sync");
 			dirty_take(data, scratch);
@@ -330,7 +333,9 @@ int main(int argc, char **argv)
 				unsigned long v = strtoul(p, &end, 10);
 
 				if (end == p || !v || v > 64) {
-					fprintf(stderr, "dirty_perf: bad --sizes '%s'\n", argv[i]);
+					fprintf(stderr,
+						"dirty_perf: bad --sizes '%s'\n",
+						argv[i]);
 					return 2;
 				}
 				sizes[nr_sizes++] = (unsigned int)v;
@@ -345,7 +350,8 @@ int main(int argc, char **argv)
 	uname(&u);
 	strftime(date, sizeof(date), "%Y-%m-%d", gmtime(&now));
 	printf("# dirty_perf %s on %s %s, %ld CPUs%s\n", date, u.sysname,
-	       u.release, sysconf(_SC_NPROCESSORS_ONLN), quick ? " (quick)" : "");
+	       u.release, sysconf(_SC_NPROCESSORS_ONLN),
+	       quick ? " (quick)" : "");
 	bench_write_rate();
 	bench_sync_cost(sizes, nr_sizes);
 	bench_few_pages();

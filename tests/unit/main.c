@@ -6,6 +6,11 @@
 static const struct test_suite suites[] = {
 	{ "bitmap", bitmap_tests, NULL, NULL },
 	{ "iotrap", iotrap_tests, NULL, NULL },
+	{ "virtq", virtq_tests, NULL, NULL },
+	{ "virtio_mmio", virtio_mmio_tests, NULL, NULL },
+	{ "virtio_blk", virtio_blk_tests, NULL, NULL },
+	{ "virtio_rng", virtio_rng_tests, NULL, NULL },
+	{ "virtio_net", virtio_net_tests, NULL, NULL },
 	{ "loader", loader_tests, NULL, NULL },
 };
 

@@ -20,7 +20,8 @@ static void test_bitmap_set_range_and_weight(void)
 			TEST_ASSERT(bitmap_weight(m, 1024) == lens[j],
 				    "start %zu len %zu: weight %zu", starts[i],
 				    lens[j], bitmap_weight(m, 1024));
-			bitmap_for_each_set(b, m, 1024) {
+			bitmap_for_each_set(b, m, 1024)
+			{
 				TEST_ASSERT(b >= starts[i] &&
 						    b < starts[i] + lens[j],
 					    "bit %zu outside [%zu, %zu)", b,
@@ -64,10 +65,11 @@ static void test_bitmap_or_at_unaligned(void)
 				    "shift %u bit %zu: %d vs %d", shift, b,
 				    bitmap_test(dst, shift + b),
 				    bitmap_test(src, b));
-		TEST_ASSERT(bitmap_weight(dst, 384) == bitmap_weight(src, 140),
-			    "shift %u: weight %zu vs %zu (bits past the end copied?)",
-			    shift, bitmap_weight(dst, 384),
-			    bitmap_weight(src, 140));
+		TEST_ASSERT(
+			bitmap_weight(dst, 384) == bitmap_weight(src, 140),
+			"shift %u: weight %zu vs %zu (bits past the end copied?)",
+			shift, bitmap_weight(dst, 384),
+			bitmap_weight(src, 140));
 	}
 }
 
@@ -84,7 +86,8 @@ static void test_bitmap_take_clears(void)
 	TEST_ASSERT(bitmap_test(out, 0) && bitmap_test(out, 64) &&
 			    bitmap_test(out, 299),
 		    "bits missing from the take");
-	TEST_ASSERT(bitmap_take_atomic(m, out, 300) == 0, "second take non-empty");
+	TEST_ASSERT(bitmap_take_atomic(m, out, 300) == 0,
+		    "second take non-empty");
 	TEST_ASSERT(bitmap_next_set(out, 300, 0) == 300, "out not overwritten");
 	bitmap_free(m);
 	bitmap_free(out);

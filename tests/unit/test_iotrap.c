@@ -140,8 +140,9 @@ static void test_iotrap_unregister_waits_for_handler(void)
 	TEST_ASSERT(iotrap_register(a.io, 0x2000, 0x10, slow_fn, &d) == 0,
 		    "register");
 	pthread_create(&t1, NULL, dispatcher, &a);
-	for (i = 0; i < 10000 && !__atomic_load_n(&d.in_handler,
-						  __ATOMIC_SEQ_CST); i++)
+	for (i = 0;
+	     i < 10000 && !__atomic_load_n(&d.in_handler, __ATOMIC_SEQ_CST);
+	     i++)
 		usleep(100);
 	TEST_ASSERT(d.in_handler, "handler never entered");
 	pthread_create(&t2, NULL, unregisterer, &a);

@@ -131,8 +131,8 @@ static void test_loader_hostile_headers(void)
 static void test_loader_multiboot_kludge(void)
 {
 	uint8_t buf[0x400];
-	uint32_t h[8] = { 0x1badb002, 0x00010000, 0, 0x200010, 0x200000,
-			  0x200400, 0x201000, 0x200020 };
+	uint32_t h[8] = { 0x1badb002, 0x00010000, 0,	    0x200010,
+			  0x200000,   0x200400,	  0x201000, 0x200020 };
 	struct kernel_image img;
 	char err[256];
 	int ret;
@@ -187,10 +187,11 @@ static void test_loader_mutations_never_crash(void)
 			accepted++;
 			TEST_ASSERT(img.nr_segs <= KERNEL_MAX_SEGS, "segs");
 			for (j = 0; j < img.nr_segs; j++)
-				TEST_ASSERT(img.segs[j].offset +
+				TEST_ASSERT(
+					img.segs[j].offset +
 							img.segs[j].filesz <=
-						    len,
-					    "accepted a segment outside the file");
+						len,
+					"accepted a segment outside the file");
 		}
 	}
 	TEST_ASSERT(accepted > 0 && accepted < 20000, "accepted %u of 20000",

@@ -7,6 +7,11 @@
 
 extern const struct test_case bitmap_tests[];
 extern const struct test_case iotrap_tests[];
+extern const struct test_case virtq_tests[];
+extern const struct test_case virtio_mmio_tests[];
+extern const struct test_case virtio_blk_tests[];
+extern const struct test_case virtio_rng_tests[];
+extern const struct test_case virtio_net_tests[];
 extern const struct test_case loader_tests[];
 
 #endif /* VMM_TESTS_UNIT_TESTS_H */
