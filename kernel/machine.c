@@ -2,19 +2,21 @@
 #include "kernel/machine.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "kernel/dev/dev.h"
 #include "kernel/dev/dev_table.h"
 #include "kernel/dev/serial.h"
+#include "kernel/dev/virtio.h"
 #include "kernel/mem.h"
+#include "kernel/netif.h"
 #include "kernel/util/log.h"
 #include "kernel/x86/boot64.h"
 #include "kernel/x86/loader.h"
@@ -46,6 +48,9 @@ struct machine {
 	struct dev *devs[MACHINE_MAX_DEVS]; /* in dev_table order */
 	unsigned int nr_devs;
 	struct dev *serial;
+	struct dev *nets[MACHINE_MAX_NETS];
+	struct netif *netifs[MACHINE_MAX_NETS];
+	unsigned int nr_nets;
 	struct vmrun_boot_info boot;
 	bool stdin_console;
 };
@@ -82,6 +87,108 @@ static int add_dev(struct machine *m, const struct dev_ops *ops,
 }
 
 /*
+ * Turns a --net spec into the virtio-net conf: "tap:NAME[,bridge=BR]" or
+ * "fd:N" (a connected SOCK_SEQPACKET or SOCK_DGRAM socket: no privileges
+ * needed). @tap and @bridge (16 bytes each) receive the names, if any.
+ */
+static int net_conf(const char *spec, char *conf, size_t len, char *tap,
+		    char *bridge, char *err, size_t errlen)
+{
+	const char *name = spec + 4, *comma;
+	size_t nlen;
+	char *end;
+	long fd;
+
+	tap[0] = bridge[0] = 0;
+	if (!strncmp(spec, "fd:", 3)) {
+		fd = strtol(spec + 3, &end, 10);
+		if (end == spec + 3 || *end || fd < 0 || fd > 65535)
+			return fail(err, errlen, -EINVAL,
+				    "--net %s: fd:N needs a descriptor number",
+				    spec);
+		snprintf(conf, len, "fd=%ld", fd);
+		return 0;
+	}
+	comma = strchr(name, ',');
+	nlen = comma ? (size_t)(comma - name) : strlen(name);
+	if (strncmp(spec, "tap:", 4) || !nlen || nlen >= 16)
+		return fail(
+			err, errlen, -EINVAL,
+			"--net %s: expected tap:NAME[,bridge=BR] or fd:N (names under 16 characters)",
+			spec);
+	snprintf(tap, 16, "%.*s", (int)nlen, name);
+	if (comma) {
+		const char *br = comma + 8;
+
+		if (strncmp(comma, ",bridge=", 8) || !*br || strlen(br) >= 16 ||
+		    strchr(br, ','))
+			return fail(
+				err, errlen, -EINVAL,
+				"--net %s: expected ,bridge=NAME after the tap name",
+				spec);
+		snprintf(bridge, 16, "%s", br);
+	}
+	snprintf(conf, len, "tap=%s", tap);
+	return 0;
+}
+
+/*
+ * Creates virtio device number @nv of @kind: its MMIO window and GSI, its
+ * boot-info entry, and for a tap the host side (up, on its bridge).
+ */
+static int add_virtio(struct machine *m, const struct dev_table_entry *e,
+		      const char *arg, unsigned int nv, char *err,
+		      size_t errlen)
+{
+	uint64_t base = VMRUN_VIRTIO_MMIO_BASE + nv * VMRUN_VIRTIO_MMIO_STRIDE;
+	char conf[512], extra[80] = "", tap[16] = "", bridge[16] = "";
+	struct vmrun_boot_dev *bd;
+	uint32_t type = VMRUN_DEV_VIRTIO_RNG;
+	int ret;
+
+	if (nv >= ARRAY_SIZE(virtio_gsis))
+		return fail(err, errlen, -ENOSPC, "at most %zu virtio devices",
+			    ARRAY_SIZE(virtio_gsis));
+	if (e->kind == DEV_KIND_VIRTIO_BLK) {
+		type = VMRUN_DEV_VIRTIO_BLK;
+		snprintf(extra, sizeof(extra), ",path=");
+	} else if (e->kind == DEV_KIND_VIRTIO_NET) {
+		char nc[64];
+
+		type = VMRUN_DEV_VIRTIO_NET;
+		ret = net_conf(arg, nc, sizeof(nc), tap, bridge, err, errlen);
+		if (ret < 0)
+			return ret;
+		snprintf(extra, sizeof(extra), ",%s", nc);
+		arg = "";
+	}
+	snprintf(conf, sizeof(conf), "base=%#llx,gsi=%u%s%s",
+		 (unsigned long long)base, virtio_gsis[nv], extra,
+		 arg ? arg : "");
+	ret = add_dev(m, e->ops, conf, err, errlen);
+	if (ret < 0)
+		return ret;
+	bd = &m->boot.devs[m->boot.nr_devs++];
+	bd->type = type;
+	bd->gsi = virtio_gsis[nv];
+	bd->base = base;
+	bd->size = VMRUN_VIRTIO_MMIO_SIZE;
+	if (type != VMRUN_DEV_VIRTIO_NET)
+		return 0;
+	m->nets[m->nr_nets] = m->devs[m->nr_devs - 1];
+	if (tap[0]) {
+		ret = netif_attach(tap, bridge[0] ? bridge : NULL,
+				   &m->netifs[m->nr_nets]);
+		if (ret < 0)
+			return fail(err, errlen, ret,
+				    "--net %s: setting up the tap: %s", arg,
+				    strerror(-ret));
+	}
+	m->nr_nets++;
+	return 0;
+}
+
+/*
  * Creates the devices in dev_table order. Virtio devices get consecutive
  * MMIO windows and GSIs and are listed in the boot info.
  */
@@ -89,67 +196,51 @@ static int create_devices(struct machine *m, const struct machine_config *cfg,
 			  char *err, size_t errlen)
 {
 	unsigned int i, j, nv = 0;
-	char conf[512];
-	int ret;
+	int ret = 0;
 
-	for (i = 0; i < dev_table_len; i++) {
+	for (i = 0; i < dev_table_len && !ret; i++) {
 		const struct dev_table_entry *e = &dev_table[i];
-		unsigned int count = 1;
 
-		if (e->kind == DEV_KIND_VIRTIO_BLK)
-			count = cfg->nr_disks;
-		else if (e->kind == DEV_KIND_VIRTIO_NET)
-			count = cfg->nr_nets;
-		else if (e->kind == DEV_KIND_VIRTIO_RNG)
-			count = cfg->rng ? 1 : 0;
-		for (j = 0; j < count; j++) {
-			const char *c = NULL;
-
-			if (e->kind == DEV_KIND_SERIAL) {
-				c = cfg->console ? cfg->console : "stdio";
-			} else if (e->kind != DEV_KIND_PLATFORM) {
-				uint64_t base = VMRUN_VIRTIO_MMIO_BASE +
-						nv * VMRUN_VIRTIO_MMIO_STRIDE;
-				struct vmrun_boot_dev *bd;
-
-				if (nv == ARRAY_SIZE(virtio_gsis))
-					return fail(
-						err, errlen, -ENOSPC,
-						"at most %zu virtio devices",
-						ARRAY_SIZE(virtio_gsis));
-				snprintf(conf, sizeof(conf),
-					 "base=%#llx,gsi=%u%s%s",
-					 (unsigned long long)base,
-					 virtio_gsis[nv],
-					 e->kind == DEV_KIND_VIRTIO_BLK ?
-						 ",path=" :
-					 e->kind == DEV_KIND_VIRTIO_NET ? "," :
-									  "",
-					 e->kind == DEV_KIND_VIRTIO_BLK ?
-						 cfg->disks[j] :
-					 e->kind == DEV_KIND_VIRTIO_NET ?
-						 cfg->nets[j] :
-						 "");
-				c = conf;
-				bd = &m->boot.devs[m->boot.nr_devs++];
-				bd->type = e->kind == DEV_KIND_VIRTIO_BLK ?
-						   VMRUN_DEV_VIRTIO_BLK :
-					   e->kind == DEV_KIND_VIRTIO_NET ?
-						   VMRUN_DEV_VIRTIO_NET :
-						   VMRUN_DEV_VIRTIO_RNG;
-				bd->gsi = virtio_gsis[nv];
-				bd->base = base;
-				bd->size = VMRUN_VIRTIO_MMIO_SIZE;
-				nv++;
-			}
-			ret = add_dev(m, e->ops, c, err, errlen);
-			if (ret < 0)
-				return ret;
-			if (e->kind == DEV_KIND_SERIAL)
+		switch (e->kind) {
+		case DEV_KIND_PLATFORM:
+			ret = add_dev(m, e->ops, NULL, err, errlen);
+			break;
+		case DEV_KIND_SERIAL:
+			ret = add_dev(m, e->ops,
+				      cfg->console ? cfg->console : "stdio",
+				      err, errlen);
+			if (!ret)
 				m->serial = m->devs[m->nr_devs - 1];
+			break;
+		case DEV_KIND_VIRTIO_BLK:
+			for (j = 0; j < cfg->nr_disks && !ret; j++)
+				ret = add_virtio(m, e, cfg->disks[j], nv++, err,
+						 errlen);
+			break;
+		case DEV_KIND_VIRTIO_NET:
+			for (j = 0; j < cfg->nr_nets && !ret; j++)
+				ret = add_virtio(m, e, cfg->nets[j], nv++, err,
+						 errlen);
+			break;
+		case DEV_KIND_VIRTIO_RNG:
+			if (cfg->rng)
+				ret = add_virtio(m, e, NULL, nv++, err, errlen);
+			break;
 		}
 	}
-	return 0;
+	return ret;
+}
+
+/* Finalises devices in reverse order and releases host interfaces. */
+static void destroy_devices(struct machine *m)
+{
+	while (m->nr_devs) {
+		struct dev *d = m->devs[--m->nr_devs];
+
+		d->ops->fini(d);
+	}
+	while (m->nr_nets)
+		netif_release(m->netifs[--m->nr_nets]);
 }
 
 static int setup_ram(struct machine *m, const struct machine_config *cfg,
@@ -387,11 +478,7 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	return 0;
 
 err_devs:
-	while (m->nr_devs) {
-		struct dev *d = m->devs[--m->nr_devs];
-
-		d->ops->fini(d);
-	}
+	destroy_devices(m);
 err_vm:
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
@@ -400,12 +487,55 @@ err_free:
 	return ret;
 }
 
+/* Event sources of the loop, stored in epoll_event.data.u64. */
+enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET = 16 };
+
+static int ep_add(int ep, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = tag };
+
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Handles one event; returns true when the loop should end. */
+static bool machine_event(struct machine *m, int ep, int sfd, uint64_t tag,
+			  int *signo)
+{
+	struct signalfd_siginfo si;
+	char buf[64];
+	ssize_t r;
+
+	switch (tag) {
+	case EV_STOP:
+		return true;
+	case EV_SIGNAL:
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			return false;
+		*signo = (int)si.ssi_signo;
+		vm_stop_detail(m->vm, VM_EXIT_REQUESTED, "stopped by signal %d",
+			       *signo);
+		return true;
+	case EV_STDIN:
+		r = read(STDIN_FILENO, buf, sizeof(buf));
+		if (r <= 0)
+			epoll_ctl(ep, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
+		else if (m->serial)
+			serial_rx(m->serial, buf, (size_t)r);
+		return false;
+	default:
+		if (tag >= EV_NET && tag < EV_NET + m->nr_nets)
+			virtio_net_rx_poll(m->nets[tag - EV_NET]);
+		return false;
+	}
+}
+
 enum vm_exit_reason machine_run(struct machine *m, int *signo)
 {
-	struct pollfd pfd[3];
+	struct epoll_event evs[8];
 	sigset_t mask, old;
-	int sfd, ret, nfds;
-	bool stdin_open = m->stdin_console;
+	int sfd, ep, ret, n, i;
+	unsigned int k;
+	bool done = false;
 
 	*signo = 0;
 	sigemptyset(&mask);
@@ -413,47 +543,44 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 	sigaddset(&mask, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0 || sfd < 0 ||
+	    ep_add(ep, vm_stop_fd(m->vm), EPOLLIN, EV_STOP) < 0 ||
+	    ep_add(ep, sfd, EPOLLIN, EV_SIGNAL) < 0) {
+		vm_stop_detail(m->vm, VM_EXIT_ERROR,
+			       "setting up the event loop: %s",
+			       strerror(errno));
+		goto out;
+	}
+	/* stdin may be a regular file or /dev/null, which epoll refuses. */
+	if (m->stdin_console && ep_add(ep, STDIN_FILENO, EPOLLIN, EV_STDIN) < 0)
+		pr_debug("console input not available");
+	/* Back ends signal edges; the device drains on guest kicks too. */
+	for (k = 0; k < m->nr_nets; k++) {
+		int fd = virtio_net_fd(m->nets[k]);
+
+		if (fd >= 0 &&
+		    ep_add(ep, fd, EPOLLIN | EPOLLET, EV_NET + k) < 0)
+			pr_warn("net %u: cannot watch its back end", k);
+	}
 	ret = vm_start(m->vm);
 	if (ret < 0) {
 		vm_stop_detail(m->vm, VM_EXIT_ERROR, "starting vCPUs: %s",
 			       strerror(-ret));
 		goto out;
 	}
-	for (;;) {
-		nfds = 0;
-		pfd[nfds++] = (struct pollfd){ vm_stop_fd(m->vm), POLLIN, 0 };
-		if (sfd >= 0)
-			pfd[nfds++] = (struct pollfd){ sfd, POLLIN, 0 };
-		if (stdin_open)
-			pfd[nfds++] =
-				(struct pollfd){ STDIN_FILENO, POLLIN, 0 };
-		ret = poll(pfd, (nfds_t)nfds, -1);
-		if (ret < 0 && errno != EINTR)
+	while (!done) {
+		n = epoll_wait(ep, evs, ARRAY_SIZE(evs), -1);
+		if (n < 0 && errno != EINTR)
 			break;
-		if (pfd[0].revents)
-			break;
-		if (sfd >= 0 && pfd[1].revents) {
-			struct signalfd_siginfo si;
-
-			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				*signo = (int)si.ssi_signo;
-				vm_stop_detail(m->vm, VM_EXIT_REQUESTED,
-					       "stopped by signal %d", *signo);
-				break;
-			}
-		}
-		if (stdin_open && pfd[nfds - 1].revents) {
-			char buf[16];
-			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-
-			if (n <= 0)
-				stdin_open = false;
-			else if (m->serial)
-				serial_rx(m->serial, buf, (size_t)n);
-		}
+		for (i = 0; i < n; i++)
+			done |= machine_event(m, ep, sfd, evs[i].data.u64,
+					      signo);
 	}
 out:
 	ret = vm_wait(m->vm, -1);
+	if (ep >= 0)
+		close(ep);
 	if (sfd >= 0)
 		close(sfd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -466,11 +593,7 @@ void machine_destroy(struct machine *m)
 		return;
 	vm_stop(m->vm, VM_EXIT_REQUESTED);
 	vm_wait(m->vm, -1);
-	while (m->nr_devs) {
-		struct dev *d = m->devs[--m->nr_devs];
-
-		d->ops->fini(d);
-	}
+	destroy_devices(m);
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 	free(m);
