@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -51,6 +52,8 @@ struct machine {
 	struct dev *nets[MACHINE_MAX_NETS];
 	struct netif *netifs[MACHINE_MAX_NETS];
 	unsigned int nr_nets;
+	int net_wake_efd; /* written by devices: watch back ends again */
+	bool net_paused[MACHINE_MAX_NETS]; /* event loop only */
 	struct vmrun_boot_info boot;
 	bool stdin_console;
 };
@@ -444,6 +447,11 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->net_wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->net_wake_efd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
 	ret = vm_create(&vc, &m->vm);
 	if (ret < 0) {
 		fail(err, errlen, ret, "creating the VM: %s", strerror(-ret));
@@ -483,12 +491,46 @@ err_vm:
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 err_free:
+	if (m->net_wake_efd >= 0)
+		close(m->net_wake_efd);
 	free(m);
 	return ret;
 }
 
 /* Event sources of the loop, stored in epoll_event.data.u64. */
-enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET = 16 };
+enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET_WAKE, EV_NET = 16 };
+
+/* Runs in a vCPU thread with the device lock held: only signal. */
+static void net_wakeup(void *opaque)
+{
+	struct machine *m = opaque;
+	uint64_t one = 1;
+
+	if (write(m->net_wake_efd, &one, sizeof(one)) < 0)
+		pr_debug("net wakeup: %s", strerror(errno));
+}
+
+/* Starts or stops watching back end @k (level-triggered). */
+static void net_watch(struct machine *m, int ep, unsigned int k, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0,
+				  .data.u64 = EV_NET + k };
+	int fd = virtio_net_fd(m->nets[k]);
+
+	if (fd < 0 || m->net_paused[k] == !on)
+		return;
+	m->net_paused[k] = !on;
+	epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* Watches every paused back end again (after a wakeup or a timeout). */
+static void net_rewatch(struct machine *m, int ep)
+{
+	unsigned int k;
+
+	for (k = 0; k < m->nr_nets; k++)
+		net_watch(m, ep, k, true);
+}
 
 static int ep_add(int ep, int fd, uint32_t events, uint64_t tag)
 {
@@ -522,9 +564,20 @@ static bool machine_event(struct machine *m, int ep, int sfd, uint64_t tag,
 		else if (m->serial)
 			serial_rx(m->serial, buf, (size_t)r);
 		return false;
+	case EV_NET_WAKE:
+		if (read(m->net_wake_efd, buf, 8) == 8)
+			net_rewatch(m, ep);
+		return false;
 	default:
-		if (tag >= EV_NET && tag < EV_NET + m->nr_nets)
-			virtio_net_rx_poll(m->nets[tag - EV_NET]);
+		if (tag >= EV_NET && tag < EV_NET + m->nr_nets) {
+			unsigned int k = (unsigned int)(tag - EV_NET);
+
+			/* Nothing taken: no buffers, driver not up, or a dead
+			 * back end. Stop watching until a wakeup or the
+			 * periodic retry, or the loop would spin. */
+			if (virtio_net_rx_poll(m->nets[k]) <= 0)
+				net_watch(m, ep, k, false);
+		}
 		return false;
 	}
 }
@@ -555,12 +608,13 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 	/* stdin may be a regular file or /dev/null, which epoll refuses. */
 	if (m->stdin_console && ep_add(ep, STDIN_FILENO, EPOLLIN, EV_STDIN) < 0)
 		pr_debug("console input not available");
-	/* Back ends signal edges; the device drains on guest kicks too. */
+	if (m->nr_nets && ep_add(ep, m->net_wake_efd, EPOLLIN, EV_NET_WAKE) < 0)
+		pr_warn("net: cannot watch the wakeup eventfd");
 	for (k = 0; k < m->nr_nets; k++) {
 		int fd = virtio_net_fd(m->nets[k]);
 
-		if (fd >= 0 &&
-		    ep_add(ep, fd, EPOLLIN | EPOLLET, EV_NET + k) < 0)
+		virtio_net_set_rx_wakeup(m->nets[k], net_wakeup, m);
+		if (fd >= 0 && ep_add(ep, fd, EPOLLIN, EV_NET + k) < 0)
 			pr_warn("net %u: cannot watch its back end", k);
 	}
 	ret = vm_start(m->vm);
@@ -570,9 +624,12 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 		goto out;
 	}
 	while (!done) {
-		n = epoll_wait(ep, evs, ARRAY_SIZE(evs), -1);
+		/* With a back end paused, retry every 100 ms regardless. */
+		n = epoll_wait(ep, evs, ARRAY_SIZE(evs), m->nr_nets ? 100 : -1);
 		if (n < 0 && errno != EINTR)
 			break;
+		if (n == 0)
+			net_rewatch(m, ep);
 		for (i = 0; i < n; i++)
 			done |= machine_event(m, ep, sfd, evs[i].data.u64,
 					      signo);
@@ -596,6 +653,7 @@ void machine_destroy(struct machine *m)
 	destroy_devices(m);
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
+	close(m->net_wake_efd);
 	free(m);
 }
 

@@ -39,8 +39,8 @@ extern const struct dev_ops virtio_net_dev_ops;
  */
 int virtio_blk_create(struct vm *vm, uint64_t mmio_base, uint32_t gsi,
 		      const char *path, struct dev **out) __must_check;
-int virtio_blk_create_mmio(const struct virtio_mmio_conf *mc,
-			   const char *path, struct dev **out) __must_check;
+int virtio_blk_create_mmio(const struct virtio_mmio_conf *mc, const char *path,
+			   struct dev **out) __must_check;
 
 /* virtio-rng: fills the driver's buffers from getrandom(). */
 int virtio_rng_create(struct vm *vm, uint64_t mmio_base, uint32_t gsi,
@@ -96,15 +96,34 @@ int virtio_net_create_mmio(const struct virtio_mmio_conf *mc,
 /* The back end's fd, for the event loop (-1 if it has none). */
 int virtio_net_fd(struct dev *dev);
 
+/* Frames virtio_net_rx_poll() takes from the back end per call, at most. */
+#define VIRTIO_NET_RX_BUDGET 64
+
 /*
- * Moves frames from the back end into the guest's receive queue; call it
- * when virtio_net_fd() is readable. Returns the number of frames
- * delivered, or -ENOBUFS when a frame is waiting but the guest has posted
- * no receive buffer: the device delivers it itself (and keeps draining
- * the fd) when the guest kicks the receive queue, so an edge-triggered
- * (EPOLLET) watch on the fd is enough. Returns 0 if the driver is not up
- * or the device is paused.
+ * Moves frames from the back end into the guest's receive queue; the
+ * VMM's event loop calls it when virtio_net_fd() is readable (poll it
+ * level-triggered). Returns the number of frames taken from the back end
+ * (delivered, or dropped when too large for the buffer offered), at most
+ * VIRTIO_NET_RX_BUDGET per call; the fd stays readable if more wait, so
+ * the loop simply calls again. Returns 0 if the driver is not up or the
+ * device is paused.
+ *
+ * -ENOBUFS means a frame is waiting but the guest has posted no receive
+ * buffer: stop watching the fd. When the guest then kicks the receive
+ * queue, the device delivers what it can itself (in the vCPU thread) and
+ * calls the wakeup set with virtio_net_set_rx_wakeup(), after which the
+ * loop watches the fd again. Any other -errno is a back-end failure (such
+ * as -ENOTCONN once the peer of a SOCK_SEQPACKET socket has closed): stop
+ * watching the fd.
  */
 int virtio_net_rx_poll(struct dev *dev);
+
+/*
+ * Sets the callback for the -ENOBUFS case above (NULL to clear). It runs
+ * in a vCPU thread with the device lock held: it must only signal the
+ * event loop (write an eventfd, say), never call back into the device.
+ */
+void virtio_net_set_rx_wakeup(struct dev *dev, void (*fn)(void *opaque),
+			      void *opaque);
 
 #endif /* VMM_DEV_VIRTIO_H */

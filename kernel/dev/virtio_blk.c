@@ -35,13 +35,13 @@
 #define BLK_CONFIG_LEN 24
 
 struct virtio_blk {
-	struct virtio_mmio t;          /* first: holds struct dev */
-	int fd;                        /* [I] */
-	bool ro;                       /* [I] */
-	uint64_t capacity;             /* [I] sectors */
+	struct virtio_mmio t;		/* first: holds struct dev */
+	int fd;				/* [I] */
+	bool ro;			/* [I] */
+	uint64_t capacity;		/* [I] sectors */
 	uint8_t config[BLK_CONFIG_LEN]; /* [I] little endian */
-	char id[VIRTIO_BLK_ID_BYTES];  /* [I] T_GET_ID answer, NUL-padded */
-	struct virtq_chain chain;      /* [t] scratch */
+	char id[VIRTIO_BLK_ID_BYTES];	/* [I] T_GET_ID answer, NUL-padded */
+	struct virtq_chain chain;	/* [t] scratch */
 };
 
 static struct virtio_blk *to_blk(struct virtio_mmio *t)
@@ -303,7 +303,7 @@ static int blk_open(struct virtio_blk *b, const char *path)
 		return -EINVAL;
 	}
 	b->capacity = (uint64_t)size >> SECTOR_SHIFT;
-	put_le(b->config + 0, b->capacity, 8);  /* capacity */
+	put_le(b->config + 0, b->capacity, 8);	/* capacity */
 	put_le(b->config + 12, BLK_SEG_MAX, 4); /* seg_max */
 	put_le(b->config + 20, SECTOR_SIZE, 4); /* blk_size */
 	base = base ? base + 1 : path;
@@ -311,8 +311,8 @@ static int blk_open(struct virtio_blk *b, const char *path)
 	return 0;
 }
 
-int virtio_blk_create_mmio(const struct virtio_mmio_conf *mc,
-			   const char *path, struct dev **out)
+int virtio_blk_create_mmio(const struct virtio_mmio_conf *mc, const char *path,
+			   struct dev **out)
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 	int ret;

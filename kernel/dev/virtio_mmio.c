@@ -13,9 +13,9 @@
 #include "kernel/vcpu.h"
 #include "kernel/vm.h"
 
-#define STATUS_KNOWN                                                     \
-	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |          \
-	 VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FEATURES_OK |       \
+#define STATUS_KNOWN                                               \
+	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |    \
+	 VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FEATURES_OK | \
 	 VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
 #define ISR_KNOWN (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)
 
@@ -572,8 +572,7 @@ int virtio_mmio_dev_load(struct dev *dev, const void *buf, size_t len)
 	return 0;
 }
 
-int virtio_conf_str(const char *conf, const char *key, char *out,
-		    size_t outlen)
+int virtio_conf_str(const char *conf, const char *key, char *out, size_t outlen)
 {
 	size_t klen = strlen(key);
 	const char *p = conf;

@@ -38,18 +38,18 @@ struct vm;
 struct virtio_mmio;
 
 #define VIRTIO_MMIO_SIZE 0x200
-#define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+#define VIRTIO_MMIO_MAGIC 0x74726976  /* "virt" */
 #define VIRTIO_MMIO_VENDOR 0x4e524d56 /* "VMRN" */
 #define VIRTIO_MMIO_MAX_QUEUES 8
 #define VIRTIO_MMIO_CONFIG_MAX (VIRTIO_MMIO_SIZE - 0x100)
 
 /* What a device model provides. */
 struct virtio_mmio_ops {
-	uint32_t device_id;          /* VIRTIO_ID_* */
-	uint64_t features;           /* device-specific feature bits */
-	unsigned int nr_queues;      /* 1..VIRTIO_MMIO_MAX_QUEUES */
-	uint16_t queue_max;          /* QueueNumMax, power of two */
-	uint32_t config_len;         /* bytes of config space */
+	uint32_t device_id;	/* VIRTIO_ID_* */
+	uint64_t features;	/* device-specific feature bits */
+	unsigned int nr_queues; /* 1..VIRTIO_MMIO_MAX_QUEUES */
+	uint16_t queue_max;	/* QueueNumMax, power of two */
+	uint32_t config_len;	/* bytes of config space */
 	/* Config space access; @off + @len <= config_len is checked. */
 	void (*config_read)(struct virtio_mmio *t, uint32_t off, void *data,
 			    uint32_t len);
@@ -81,7 +81,7 @@ struct virtio_mmio_conf {
 /* All guest-visible transport state; the queues' is in vq[i].s. */
 struct virtio_mmio_state {
 	uint32_t status;
-	uint32_t isr;              /* InterruptStatus */
+	uint32_t isr; /* InterruptStatus */
 	uint32_t dev_features_sel;
 	uint32_t drv_features_sel;
 	uint64_t drv_features;
@@ -93,16 +93,16 @@ struct virtio_mmio_state {
  * [I] immutable after virtio_mmio_init()   [t] t->lock
  */
 struct virtio_mmio {
-	struct dev dev;                         /* [I] first: struct dev */
-	const struct virtio_mmio_ops *ops;      /* [I] */
-	struct virtio_mmio_conf conf;           /* [I] */
-	struct virtq_mem mem;                   /* [I] */
+	struct dev dev;			   /* [I] first: struct dev */
+	const struct virtio_mmio_ops *ops; /* [I] */
+	struct virtio_mmio_conf conf;	   /* [I] */
+	struct virtq_mem mem;		   /* [I] */
 	pthread_mutex_t lock;
-	struct virtio_mmio_state s;             /* [t] */
+	struct virtio_mmio_state s;		 /* [t] */
 	struct virtq vq[VIRTIO_MMIO_MAX_QUEUES]; /* [t] */
-	bool irq_level;                         /* [t] line as last set */
-	bool paused;                            /* [t] dev_ops pause() */
-	bool registered;                        /* [I] iotrap window */
+	bool irq_level;				 /* [t] line as last set */
+	bool paused;				 /* [t] dev_ops pause() */
+	bool registered;			 /* [I] iotrap window */
 };
 
 /*

@@ -46,16 +46,19 @@ _Static_assert(sizeof(struct virtio_net_hdr_v1) == NET_HDR_LEN,
 	       "virtio_net_hdr_v1 layout");
 
 struct virtio_net {
-	struct virtio_mmio t;                      /* first: struct dev */
+	struct virtio_mmio t;			     /* first: struct dev */
 	const struct virtio_net_backend_ops *be_ops; /* [I] */
-	void *be;                                  /* [I] */
-	uint8_t config[NET_CONFIG_LEN];            /* [I] little endian */
-	uint8_t *rxbuf;        /* [t] header + frame waiting for a buffer */
-	size_t rx_pending;     /* [t] bytes in rxbuf, 0 if none */
-	uint8_t *txbuf;        /* [t] header room + frame */
-	uint64_t rx_dropped;   /* [t] */
-	uint64_t tx_dropped;   /* [t] */
-	struct virtq_chain chain; /* [t] scratch */
+	void *be;				     /* [I] */
+	uint8_t config[NET_CONFIG_LEN];		     /* [I] little endian */
+	uint8_t *rxbuf;	     /* [t] header + frame waiting for a buffer */
+	size_t rx_pending;   /* [t] bytes in rxbuf, 0 if none */
+	uint8_t *txbuf;	     /* [t] header room + frame */
+	uint64_t rx_dropped; /* [t] */
+	uint64_t tx_dropped; /* [t] */
+	bool rx_starved;     /* [t] the last receive ran out of buffers */
+	void (*rx_wakeup)(void *opaque); /* [t] see virtio.h */
+	void *rx_wakeup_opaque;		 /* [t] */
+	struct virtq_chain chain;	 /* [t] scratch */
 };
 
 static struct virtio_net *to_net(struct virtio_mmio *t)
@@ -65,13 +68,13 @@ static struct virtio_net *to_net(struct virtio_mmio *t)
 
 /* Socket back end: one datagram per frame, no header. */
 
-struct sock_be {
+struct fd_be {
 	int fd;
 };
 
 static int sock_send(void *be, const struct iovec *iov, int iovcnt)
 {
-	struct sock_be *s = be;
+	struct fd_be *s = be;
 	struct iovec v[4];
 	struct msghdr m = { .msg_iov = v };
 
@@ -86,7 +89,7 @@ static int sock_send(void *be, const struct iovec *iov, int iovcnt)
 
 static ssize_t sock_recv(void *be, void *buf, size_t len)
 {
-	struct sock_be *s = be;
+	struct fd_be *s = be;
 	ssize_t r;
 
 	do {
@@ -99,12 +102,12 @@ static ssize_t sock_recv(void *be, void *buf, size_t len)
 
 static int sock_fd(void *be)
 {
-	return ((struct sock_be *)be)->fd;
+	return ((struct fd_be *)be)->fd;
 }
 
 static void sock_close(void *be)
 {
-	struct sock_be *s = be;
+	struct fd_be *s = be;
 
 	close(s->fd);
 	free(s);
@@ -121,7 +124,7 @@ static const struct virtio_net_backend_ops sock_be_ops = {
 
 static int sock_open(int fd, void **out)
 {
-	struct sock_be *s = malloc(sizeof(*s));
+	struct fd_be *s = malloc(sizeof(*s));
 	int type;
 	socklen_t tl = sizeof(type);
 
@@ -146,7 +149,7 @@ static int sock_open(int fd, void **out)
 
 static int tap_send(void *be, const struct iovec *iov, int iovcnt)
 {
-	struct sock_be *s = be;
+	struct fd_be *s = be;
 	ssize_t r;
 
 	do {
@@ -157,7 +160,7 @@ static int tap_send(void *be, const struct iovec *iov, int iovcnt)
 
 static ssize_t tap_recv(void *be, void *buf, size_t len)
 {
-	struct sock_be *s = be;
+	struct fd_be *s = be;
 	ssize_t r;
 
 	do {
@@ -181,7 +184,7 @@ static int tap_open(const char *name, void **out)
 {
 	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
 	int hdr = NET_HDR_LEN, ret;
-	struct sock_be *s;
+	struct fd_be *s;
 
 	if (!name[0] || strlen(name) >= IFNAMSIZ)
 		return -EINVAL;
@@ -247,20 +250,22 @@ static int net_recv(struct virtio_net *n)
 }
 
 /*
- * Delivers frames until the back end runs dry or the guest runs out of
- * receive buffers. Returns the number delivered, -ENOBUFS, or -errno.
- * Locked.
+ * Delivers frames until the back end runs dry, the guest runs out of
+ * receive buffers or VIRTIO_NET_RX_BUDGET frames were taken (so a flood
+ * cannot hold the lock, and with it the vCPUs, for long). Returns the
+ * number of frames taken from the back end (delivered or dropped),
+ * -ENOBUFS, or -errno. Locked.
  */
 static int net_rx(struct virtio_net *n)
 {
 	struct virtq *vq = &n->t.vq[NET_RX];
 	struct virtq_chain *c = &n->chain;
-	int delivered = 0, ret;
+	int taken = 0, ret = 0;
 	uint32_t len;
 
 	if (n->t.paused || !virtio_mmio_running(&n->t) || !virtq_usable(vq))
 		return 0;
-	for (;;) {
+	while (taken < VIRTIO_NET_RX_BUDGET) {
 		if (!n->rx_pending) {
 			ret = net_recv(n);
 			if (ret == -EAGAIN) {
@@ -269,13 +274,16 @@ static int net_rx(struct virtio_net *n)
 			}
 			if (ret < 0)
 				break;
-			if (!n->rx_pending)
+			if (!n->rx_pending) {
+				taken++; /* dropped: too large */
 				continue;
+			}
 		}
 		ret = virtq_pop(vq, c);
 		if (ret == -EAGAIN) {
 			if (virtq_rearm(vq))
 				continue;
+			n->rx_starved = true;
 			ret = -ENOBUFS;
 			break;
 		}
@@ -293,10 +301,22 @@ static int net_rx(struct virtio_net *n)
 		ret = virtq_push(vq, c->head, len);
 		if (ret)
 			break;
-		delivered += len != 0;
+		taken++;
 	}
 	virtio_mmio_signal(&n->t, vq);
-	return ret ? ret : delivered;
+	return ret ? ret : taken;
+}
+
+void virtio_net_set_rx_wakeup(struct dev *dev, void (*fn)(void *opaque),
+			      void *opaque)
+{
+	struct virtio_net *n = to_net(virtio_mmio_from_dev(dev));
+
+	assert(dev->ops == &virtio_net_dev_ops);
+	virtio_mmio_lock(&n->t);
+	n->rx_wakeup = fn;
+	n->rx_wakeup_opaque = opaque;
+	virtio_mmio_unlock(&n->t);
 }
 
 int virtio_net_rx_poll(struct dev *dev)
@@ -329,7 +349,8 @@ static int net_tx_one(struct virtio_net *n, struct virtq *vq,
 	struct iovec iov;
 	int ret;
 
-	if (c->ro_len < NET_HDR_LEN || c->ro_len - NET_HDR_LEN > NET_MAX_FRAME) {
+	if (c->ro_len < NET_HDR_LEN ||
+	    c->ro_len - NET_HDR_LEN > NET_MAX_FRAME) {
 		n->tx_dropped++;
 		return 0;
 	}
@@ -373,16 +394,23 @@ static void net_notify(struct virtio_mmio *t, unsigned int q)
 {
 	struct virtio_net *n = to_net(t);
 
-	/* On the receive queue: buffers were posted, deliver what waits. */
-	if (q == NET_TX)
+	bool starved = n->rx_starved;
+
+	if (q == NET_TX) {
 		net_tx(n);
-	else
-		net_rx(n);
+		return;
+	}
+	/* Receive buffers were posted: deliver what waits, wake the loop. */
+	n->rx_starved = false;
+	net_rx(n);
+	if (starved && n->rx_wakeup)
+		n->rx_wakeup(n->rx_wakeup_opaque);
 }
 
 static void net_reset(struct virtio_mmio *t)
 {
 	to_net(t)->rx_pending = 0;
+	to_net(t)->rx_starved = false;
 }
 
 static void net_config_read(struct virtio_mmio *t, uint32_t off, void *data,
@@ -446,7 +474,7 @@ int virtio_net_create_mmio(const struct virtio_mmio_conf *mc,
 	}
 	memcpy(n->config, nc->mac, 6);
 	n->config[6] = VIRTIO_NET_S_LINK_UP; /* status, le16 */
-	n->config[8] = 1;                    /* max_virtqueue_pairs */
+	n->config[8] = 1;		     /* max_virtqueue_pairs */
 	ret = backend_open(nc, &n->be_ops, &n->be);
 	if (ret)
 		goto err_free;
@@ -502,9 +530,8 @@ static int net_init(struct vm *vm, const char *conf, struct dev **out)
 			return -EINVAL;
 	}
 	if (!virtio_conf_str(conf, "mac", val, sizeof(val)) &&
-	    sscanf(val, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &nc.mac[0],
-		   &nc.mac[1], &nc.mac[2], &nc.mac[3], &nc.mac[4],
-		   &nc.mac[5]) != 6) {
+	    sscanf(val, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &nc.mac[0], &nc.mac[1],
+		   &nc.mac[2], &nc.mac[3], &nc.mac[4], &nc.mac[5]) != 6) {
 		pr_err("virtio-net: bad mac '%s'", val);
 		return -EINVAL;
 	}

@@ -21,8 +21,8 @@
 #define RNG_MAX_CHUNK (64 * 1024)
 
 struct virtio_rng {
-	struct virtio_mmio t;      /* first: holds struct dev */
-	struct virtq_chain chain;  /* [t] scratch */
+	struct virtio_mmio t;	  /* first: holds struct dev */
+	struct virtq_chain chain; /* [t] scratch */
 };
 
 static struct virtio_rng *to_rng(struct virtio_mmio *t)
@@ -100,8 +100,7 @@ static const struct virtio_mmio_ops rng_mmio_ops = {
 	.notify = rng_notify,
 };
 
-int virtio_rng_create_mmio(const struct virtio_mmio_conf *mc,
-			   struct dev **out)
+int virtio_rng_create_mmio(const struct virtio_mmio_conf *mc, struct dev **out)
 {
 	struct virtio_rng *r = calloc(1, sizeof(*r));
 	int ret;

@@ -165,8 +165,7 @@ void virtq_dma_done(struct virtq *vq, uint64_t gpa, size_t len)
 	vq->mem->ops->dma_done(vq->mem->opaque, gpa, len);
 }
 
-static int vq_write(struct virtq *vq, uint64_t gpa, const void *src,
-		    size_t len)
+static int vq_write(struct virtq *vq, uint64_t gpa, const void *src, size_t len)
 {
 	if (len > UINT64_MAX - gpa)
 		return -EFAULT;
@@ -332,20 +331,20 @@ static int desc_read(struct virtq *vq, uint64_t table, unsigned int i,
  * entry 0, may not nest another indirect table and may not visit more
  * descriptors than the table holds.
  */
-static int walk_indirect(struct virtq *vq, struct virtq_chain *c,
-			 uint64_t gpa, uint32_t len)
+static int walk_indirect(struct virtq *vq, struct virtq_chain *c, uint64_t gpa,
+			 uint32_t len)
 {
 	unsigned int n = len / 16, i = 0, count = 0;
 	struct virtq_desc d;
 	int ret;
 
 	if (!len || len % 16)
-		return virtq_fail(vq, -EINVAL, "indirect table length %u",
-				  len);
+		return virtq_fail(vq, -EINVAL, "indirect table length %u", len);
 	if (range_wraps(gpa, len) || !virtq_map_ro(vq, gpa, len))
-		return virtq_fail(vq, -EFAULT,
-				  "indirect table %#llx+%#x outside guest memory",
-				  (unsigned long long)gpa, len);
+		return virtq_fail(
+			vq, -EFAULT,
+			"indirect table %#llx+%#x outside guest memory",
+			(unsigned long long)gpa, len);
 	for (;;) {
 		if (++count > n)
 			return virtq_fail(vq, -ELOOP,
@@ -398,8 +397,9 @@ static int walk(struct virtq *vq, uint16_t head, struct virtq_chain *c)
 				return virtq_fail(vq, -EINVAL,
 						  "indirect not negotiated");
 			if (d.flags & VIRTQ_DESC_F_NEXT)
-				return virtq_fail(vq, -EINVAL,
-						  "indirect descriptor with NEXT");
+				return virtq_fail(
+					vq, -EINVAL,
+					"indirect descriptor with NEXT");
 			return walk_indirect(vq, c, d.addr, d.len);
 		}
 		ret = chain_add(vq, c, d.addr, d.len,
@@ -445,12 +445,13 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *chain)
 				  "avail idx %u is %u ahead of %u (size %u)",
 				  idx, pending, s->last_avail, s->size);
 	if (load16(vq,
-		   s->avail + AVAIL_RING + 2ULL * (s->last_avail & (s->size - 1)),
+		   s->avail + AVAIL_RING +
+			   2ULL * (s->last_avail & (s->size - 1)),
 		   &head, __ATOMIC_RELAXED))
 		return virtq_fail(vq, -EFAULT, "avail ring unreadable");
 	if (head >= s->size)
-		return virtq_fail(vq, -ERANGE, "head %u >= queue size %u",
-				  head, s->size);
+		return virtq_fail(vq, -ERANGE, "head %u >= queue size %u", head,
+				  s->size);
 	ret = walk(vq, head, chain);
 	if (ret)
 		return ret;
@@ -535,8 +536,8 @@ bool virtq_rearm(struct virtq *vq)
 	return idx != s->last_avail;
 }
 
-int virtq_chain_read(struct virtq *vq, const struct virtq_chain *c,
-		     size_t off, void *dst, size_t len)
+int virtq_chain_read(struct virtq *vq, const struct virtq_chain *c, size_t off,
+		     void *dst, size_t len)
 {
 	uint8_t *out = dst;
 	unsigned int i;
@@ -564,8 +565,8 @@ int virtq_chain_read(struct virtq *vq, const struct virtq_chain *c,
 	return 0;
 }
 
-int virtq_chain_write(struct virtq *vq, const struct virtq_chain *c,
-		      size_t off, const void *src, size_t len)
+int virtq_chain_write(struct virtq *vq, const struct virtq_chain *c, size_t off,
+		      const void *src, size_t len)
 {
 	const uint8_t *in = src;
 	unsigned int i;

@@ -105,15 +105,15 @@ struct virtq_state {
 	uint64_t desc;
 	uint64_t avail;
 	uint64_t used;
-	uint16_t size;        /* QueueNum: entries, a power of two */
-	uint16_t last_avail;  /* next avail ring slot the device consumes */
-	uint16_t used_idx;    /* next used ring slot (== used->idx) */
-	uint16_t signalled;   /* used_idx at the last virtq_should_notify() */
-	uint8_t ready;        /* QueueReady */
-	uint8_t broken;       /* a violation was seen: stop until reset */
-	uint8_t event_idx;    /* VIRTIO_RING_F_EVENT_IDX negotiated */
-	uint8_t indirect;     /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
-	uint8_t pad[4];       /* zero; no implicit padding */
+	uint16_t size;	     /* QueueNum: entries, a power of two */
+	uint16_t last_avail; /* next avail ring slot the device consumes */
+	uint16_t used_idx;   /* next used ring slot (== used->idx) */
+	uint16_t signalled;  /* used_idx at the last virtq_should_notify() */
+	uint8_t ready;	     /* QueueReady */
+	uint8_t broken;	     /* a violation was seen: stop until reset */
+	uint8_t event_idx;   /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	uint8_t indirect;    /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	uint8_t pad[4];	     /* zero; no implicit padding */
 };
 _Static_assert(sizeof(struct virtq_state) == 40, "virtq_state has holes");
 
@@ -126,18 +126,18 @@ typedef void (*virtq_fault_fn_t)(struct virtq *vq, void *opaque);
  * [o] owner's lock (the transport lock for virtio-mmio devices)
  */
 struct virtq {
-	struct virtq_state s;          /* [o] */
-	const struct virtq_mem *mem;   /* [I] */
-	virtq_fault_fn_t fault;        /* [I] called once per violation */
-	void *fault_opaque;            /* [I] */
-	unsigned int index;            /* [I] queue number, for messages */
+	struct virtq_state s;	     /* [o] */
+	const struct virtq_mem *mem; /* [I] */
+	virtq_fault_fn_t fault;	     /* [I] called once per violation */
+	void *fault_opaque;	     /* [I] */
+	unsigned int index;	     /* [I] queue number, for messages */
 };
 
 /* One validated piece of a chain. */
 struct virtq_seg {
 	uint64_t gpa;
-	uint32_t len;     /* never 0 */
-	uint32_t write;   /* 1 if device-writable */
+	uint32_t len;	/* never 0 */
+	uint32_t write; /* 1 if device-writable */
 };
 
 /*
@@ -231,10 +231,10 @@ int virtq_fail(struct virtq *vq, int err, const char *fmt, ...) __printf(3, 4);
  * marks pages dirty). Return 0, -EINVAL if the range runs past that part,
  * or -EFAULT if guest memory changed under the chain (breaks the queue).
  */
-int virtq_chain_read(struct virtq *vq, const struct virtq_chain *c,
-		     size_t off, void *dst, size_t len) __must_check;
-int virtq_chain_write(struct virtq *vq, const struct virtq_chain *c,
-		      size_t off, const void *src, size_t len) __must_check;
+int virtq_chain_read(struct virtq *vq, const struct virtq_chain *c, size_t off,
+		     void *dst, size_t len) __must_check;
+int virtq_chain_write(struct virtq *vq, const struct virtq_chain *c, size_t off,
+		      const void *src, size_t len) __must_check;
 
 /* Direct access to a segment's memory for devices doing zero-copy I/O. */
 const void *virtq_map_ro(struct virtq *vq, uint64_t gpa, size_t len);

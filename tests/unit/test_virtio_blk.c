@@ -148,8 +148,8 @@ static void test_virtio_blk_read_write_flush(void)
 	for (i = 0; i < 1024; i++)
 		w[i] = i * 7;
 	st = blk_req(f, VIRTIO_BLK_T_OUT, 3, wbuf, 1024, false, &used);
-	TEST_ASSERT(st == VIRTIO_BLK_S_OK && used == 1, "status %u used %u",
-		    st, used);
+	TEST_ASSERT(st == VIRTIO_BLK_S_OK && used == 1, "status %u used %u", st,
+		    used);
 	TEST_ASSERT(pread(f->fd, disk, 1024, 3 * 512) == 1024, "pread");
 	TEST_ASSERT(!memcmp(disk, w, 1024), "image differs after write");
 
@@ -160,8 +160,8 @@ static void test_virtio_blk_read_write_flush(void)
 		    "read back status %u", st);
 
 	st = blk_req(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, &used);
-	TEST_ASSERT(st == VIRTIO_BLK_S_OK && used == 1, "flush status %u used %u",
-		    st, used);
+	TEST_ASSERT(st == VIRTIO_BLK_S_OK && used == 1,
+		    "flush status %u used %u", st, used);
 	TEST_ASSERT(f->irq.level, "no interrupt");
 	bfix_free(f);
 }
@@ -173,16 +173,18 @@ static void test_virtio_blk_split_segments(void)
 	uint64_t buf = drv_alloc(&f->m, 1024 + 1, 8);
 	uint8_t *p = drv_ptr(&f->m, buf);
 	struct drv_buf b[] = {
-		{ f->hdr, 10, false }, { f->hdr + 10, 6, false },
-		{ buf, 700, true },    { buf + 700, 325, true },
+		{ f->hdr, 10, false },
+		{ f->hdr + 10, 6, false },
+		{ buf, 700, true },
+		{ buf + 700, 325, true },
 	};
 	uint32_t id, used;
 
 	set_hdr(f, VIRTIO_BLK_T_IN, 100);
 	drv_add(&f->q, b, ARRAY_SIZE(b));
 	drv_write32(f->t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-	TEST_ASSERT(drv_get_used(&f->q, &id, &used) && used == 1025,
-		    "used %u", used);
+	TEST_ASSERT(drv_get_used(&f->q, &id, &used) && used == 1025, "used %u",
+		    used);
 	TEST_ASSERT(p[0] == 100 && p[511] == 100 && p[512] == 101 &&
 			    p[699] == 101 && p[700] == 101 && p[1023] == 101 &&
 			    p[1024] == VIRTIO_BLK_S_OK,

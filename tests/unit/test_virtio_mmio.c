@@ -16,8 +16,8 @@
  */
 
 #define ALL_FEATURES (~0ULL)
-#define ST_UP                                                          \
-	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |        \
+#define ST_UP                                                   \
+	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | \
 	 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)
 
 struct mfix {
@@ -75,7 +75,8 @@ static void test_virtio_mmio_identity(void)
 		    drv_read32(f->t, VIRTIO_MMIO_DEVICE_FEATURES));
 	drv_write32(f->t, VIRTIO_MMIO_QUEUE_SEL, 0);
 	TEST_ASSERT(drv_read32(f->t, VIRTIO_MMIO_QUEUE_NUM_MAX) == 64,
-		    "queue max %u", drv_read32(f->t, VIRTIO_MMIO_QUEUE_NUM_MAX));
+		    "queue max %u",
+		    drv_read32(f->t, VIRTIO_MMIO_QUEUE_NUM_MAX));
 	drv_write32(f->t, VIRTIO_MMIO_QUEUE_SEL, 1);
 	TEST_ASSERT(drv_read32(f->t, VIRTIO_MMIO_QUEUE_NUM_MAX) == 0,
 		    "queue 1 exists");
@@ -161,8 +162,8 @@ static void test_virtio_mmio_violation_raises_config_irq(void)
 	TEST_ASSERT(st == (ST_UP | VIRTIO_CONFIG_S_NEEDS_RESET), "status %#x",
 		    st);
 	TEST_ASSERT(isr == VIRTIO_MMIO_INT_CONFIG, "isr %#x", isr);
-	TEST_ASSERT(f->irq.level && f->irq.raises == 1, "irq level %d raises %u",
-		    f->irq.level, f->irq.raises);
+	TEST_ASSERT(f->irq.level && f->irq.raises == 1,
+		    "irq level %d raises %u", f->irq.level, f->irq.raises);
 	TEST_ASSERT(drv_used_idx(&f->q) == 0, "used ring touched");
 	/* Further kicks do nothing. */
 	drv_write32(f->t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
@@ -236,8 +237,7 @@ static void test_virtio_mmio_save_load(void)
 	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "bad size");
 	memcpy(bad, img, n);
 	bad[16] |= 0x20; /* unknown status bit */
-	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL,
-		    "bad status");
+	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "bad status");
 	TEST_ASSERT(f->dev->ops->load(f->dev, img, n - 1) == -EINVAL,
 		    "short image");
 	TEST_ASSERT(f->t->s.status == 0 && !f->t->vq[0].s.ready,
@@ -245,7 +245,8 @@ static void test_virtio_mmio_save_load(void)
 
 	ret = f->dev->ops->load(f->dev, img, n);
 	TEST_ASSERT(ret == 0, "load %d", ret);
-	TEST_ASSERT(!memcmp(&f->t->s, &s, sizeof(s)), "transport state differs");
+	TEST_ASSERT(!memcmp(&f->t->s, &s, sizeof(s)),
+		    "transport state differs");
 	TEST_ASSERT(!memcmp(&f->t->vq[0].s, &q, sizeof(q)),
 		    "queue state differs: last_avail %u used %u ready %u",
 		    f->t->vq[0].s.last_avail, f->t->vq[0].s.used_idx,

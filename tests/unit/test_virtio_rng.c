@@ -43,7 +43,8 @@ static void test_virtio_rng_fills_buffers(void)
 	big = drv_alloc(&m, 80 * 1024, PAGE_SIZE);
 	ro = drv_alloc(&m, 16, 8);
 	{
-		struct drv_buf a[] = { { small, 100, true }, { small + 100, 156, true } };
+		struct drv_buf a[] = { { small, 100, true },
+				       { small + 100, 156, true } };
 		struct drv_buf b = { big, 80 * 1024, true };
 		struct drv_buf c = { ro, 16, false };
 
@@ -59,8 +60,7 @@ static void test_virtio_rng_fills_buffers(void)
 	TEST_ASSERT(zero_bytes(drv_ptr(&m, small), 256) < 16,
 		    "%u zero bytes of 256",
 		    zero_bytes(drv_ptr(&m, small), 256));
-	TEST_ASSERT(drv_get_used(&q, &id, &len) && id == h2 &&
-			    len == 64 * 1024,
+	TEST_ASSERT(drv_get_used(&q, &id, &len) && id == h2 && len == 64 * 1024,
 		    "big: id %u len %u (capped at 64 KiB)", id, len);
 	TEST_ASSERT(zero_bytes(drv_ptr(&m, big + 64 * 1024), 16 * 1024) ==
 			    16 * 1024,

@@ -50,17 +50,17 @@ static void fix_free(struct fix *f)
 }
 
 /* Expects the next pop to fail with @err and leave the queue broken. */
-#define EXPECT_VIOLATION(f, err)                                           \
-	do {                                                               \
-		int r_ = virtq_pop(&(f)->vq, &(f)->c);                     \
+#define EXPECT_VIOLATION(f, err)                                             \
+	do {                                                                 \
+		int r_ = virtq_pop(&(f)->vq, &(f)->c);                       \
 		TEST_ASSERT(r_ == (err), "pop returned %d, expected %d", r_, \
-			    (err));                                        \
-		TEST_ASSERT((f)->vq.s.broken && (f)->faults == 1,          \
-			    "broken %u faults %u", (f)->vq.s.broken,       \
-			    (f)->faults);                                  \
-		r_ = virtq_pop(&(f)->vq, &(f)->c);                         \
-		TEST_ASSERT(r_ == -EIO, "pop after violation: %d", r_);    \
-		TEST_ASSERT((f)->faults == 1, "faults %u", (f)->faults);   \
+			    (err));                                          \
+		TEST_ASSERT((f)->vq.s.broken && (f)->faults == 1,            \
+			    "broken %u faults %u", (f)->vq.s.broken,         \
+			    (f)->faults);                                    \
+		r_ = virtq_pop(&(f)->vq, &(f)->c);                           \
+		TEST_ASSERT(r_ == -EIO, "pop after violation: %d", r_);      \
+		TEST_ASSERT((f)->faults == 1, "faults %u", (f)->faults);     \
 	} while (0)
 
 static void test_virtq_single_descriptor(void)
@@ -102,7 +102,10 @@ static void test_virtq_chained_descriptors(void)
 	uint64_t a = drv_alloc(&f->m, 10, 1), b = drv_alloc(&f->m, 6, 1);
 	uint64_t w1 = drv_alloc(&f->m, 3, 1), w2 = drv_alloc(&f->m, 9, 1);
 	struct drv_buf bufs[] = {
-		{ a, 10, false }, { b, 6, false }, { w1, 3, true }, { w2, 9, true },
+		{ a, 10, false },
+		{ b, 6, false },
+		{ w1, 3, true },
+		{ w2, 9, true },
 	};
 	uint8_t out[16], in[12];
 	uint32_t id, len;
@@ -142,7 +145,8 @@ static void test_virtq_zero_len_skipped(void)
 {
 	struct fix *f = fix_new(16, F_ALL);
 	uint64_t a = drv_alloc(&f->m, 8, 8);
-	struct drv_buf bufs[] = { { a, 8, false }, { 0, 0, false },
+	struct drv_buf bufs[] = { { a, 8, false },
+				  { 0, 0, false },
 				  { a, 4, true } };
 
 	drv_add(&f->q, bufs, 3);
@@ -184,8 +188,7 @@ static void test_virtq_next_to_itself(void)
 	struct fix *f = fix_new(8, F_ALL);
 	uint64_t a = drv_alloc(&f->m, 8, 8);
 
-	drv_set_desc(&f->q, 3, a, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-		     3);
+	drv_set_desc(&f->q, 3, a, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 3);
 	drv_publish(&f->q, 3);
 	EXPECT_VIOLATION(f, -ELOOP);
 	fix_free(f);
@@ -217,12 +220,12 @@ static void test_virtq_address_outside_guest(void)
 		uint64_t addr;
 		uint32_t len;
 	} bad[] = {
-		{ DRV_MEM_BASE - 8, 8 },                  /* below */
-		{ DRV_MEM_BASE + DRV_MEM_SIZE, 1 },       /* just above */
-		{ DRV_MEM_BASE + DRV_MEM_SIZE - 4, 8 },   /* straddles end */
-		{ DRV_MEM_BASE - 4, 8 },                  /* straddles start */
-		{ 0xfffffffffffff000ULL, 0x2000 },        /* wraps */
-		{ 0xffffffffffffffffULL, 2 },             /* wraps */
+		{ DRV_MEM_BASE - 8, 8 },		/* below */
+		{ DRV_MEM_BASE + DRV_MEM_SIZE, 1 },	/* just above */
+		{ DRV_MEM_BASE + DRV_MEM_SIZE - 4, 8 }, /* straddles end */
+		{ DRV_MEM_BASE - 4, 8 },		/* straddles start */
+		{ 0xfffffffffffff000ULL, 0x2000 },	/* wraps */
+		{ 0xffffffffffffffffULL, 2 },		/* wraps */
 	};
 	unsigned int i;
 
@@ -256,8 +259,7 @@ static void test_virtq_oversized_chain(void)
 		drv_set_desc(&f->q, i, a, 1, VIRTQ_DESC_F_NEXT, i + 1);
 	drv_set_desc(&f->q, i, a, 1, 0, 0);
 	drv_publish(&f->q, 0);
-	TEST_ASSERT(virtq_pop(&f->vq, &f->c) == 0 &&
-			    f->c.nr == VIRTQ_MAX_SEGS,
+	TEST_ASSERT(virtq_pop(&f->vq, &f->c) == 0 && f->c.nr == VIRTQ_MAX_SEGS,
 		    "nr %u", f->c.nr);
 	fix_free(f);
 
@@ -268,8 +270,8 @@ static void test_virtq_oversized_chain(void)
 		uint64_t table = drv_alloc(&f->m, 300 * 16, 16);
 
 		for (i = 0; i < 299; i++)
-			drv_set_table(&f->m, table, i, a, 1,
-				      VIRTQ_DESC_F_NEXT, i + 1);
+			drv_set_table(&f->m, table, i, a, 1, VIRTQ_DESC_F_NEXT,
+				      i + 1);
 		drv_set_table(&f->m, table, i, a, 1, 0, 0);
 		drv_set_desc(&f->q, 0, table, 300 * 16, VIRTQ_DESC_F_INDIRECT,
 			     0);
@@ -323,7 +325,8 @@ static void test_virtq_index_wrap(void)
 		uint16_t head = drv_add(&f->q, &b, 1);
 
 		TEST_ASSERT(virtq_pop(&f->vq, &f->c) == 0, "pop %u", i);
-		TEST_ASSERT(f->c.head == head, "head %u vs %u", f->c.head, head);
+		TEST_ASSERT(f->c.head == head, "head %u vs %u", f->c.head,
+			    head);
 		TEST_ASSERT(virtq_push(&f->vq, head, i) == 0, "push %u", i);
 		TEST_ASSERT(drv_get_used(&f->q, &id, &len) && id == head &&
 				    len == i,
@@ -419,17 +422,17 @@ static void test_virtq_enable_rejects_bad_geometry(void)
 	virtq_init(&vq, &m.mem, 0, NULL, NULL);
 	TEST_ASSERT(drv_virtq(&q, &vq, F_ALL) == 0, "good geometry refused");
 
-#define BAD(field, val, what)                                              \
-	do {                                                               \
-		virtq_reset(&vq);                                          \
-		vq.s.size = q.size;                                        \
-		vq.s.desc = q.desc;                                        \
-		vq.s.avail = q.avail;                                      \
-		vq.s.used = q.used;                                        \
-		vq.s.field = (val);                                        \
-		TEST_ASSERT(virtq_enable(&vq, F_ALL, 64) == -EINVAL &&     \
-				    !vq.s.ready,                           \
-			    "%s accepted", what);                          \
+#define BAD(field, val, what)                                          \
+	do {                                                           \
+		virtq_reset(&vq);                                      \
+		vq.s.size = q.size;                                    \
+		vq.s.desc = q.desc;                                    \
+		vq.s.avail = q.avail;                                  \
+		vq.s.used = q.used;                                    \
+		vq.s.field = (val);                                    \
+		TEST_ASSERT(virtq_enable(&vq, F_ALL, 64) == -EINVAL && \
+				    !vq.s.ready,                       \
+			    "%s accepted", what);                      \
 	} while (0)
 
 	BAD(size, 0, "size 0");
@@ -489,7 +492,8 @@ static void test_virtq_event_idx_suppression(void)
 	drv_add(&f->q, &b, 1);
 	TEST_ASSERT(virtq_pop(&f->vq, &f->c) == 0, "pop");
 	TEST_ASSERT(virtq_push(&f->vq, f->c.head, 1) == 0, "push");
-	TEST_ASSERT(virtq_should_notify(&f->vq), "flag honoured with EVENT_IDX");
+	TEST_ASSERT(virtq_should_notify(&f->vq),
+		    "flag honoured with EVENT_IDX");
 
 	/* Rearm publishes avail_event and reports late arrivals. */
 	TEST_ASSERT(!virtq_rearm(&f->vq), "rearm on an empty ring");
@@ -523,6 +527,20 @@ static void test_virtq_no_interrupt_flag(void)
 	fix_free(f);
 }
 
+static uint64_t rnd(uint64_t *seed)
+{
+	*seed ^= *seed << 13;
+	*seed ^= *seed >> 7;
+	*seed ^= *seed << 17;
+	return *seed;
+}
+
+static bool seg_inside(const struct virtq_seg *sg)
+{
+	return sg->gpa >= DRV_MEM_BASE &&
+	       sg->gpa + sg->len <= DRV_MEM_BASE + DRV_MEM_SIZE;
+}
+
 /*
  * Random descriptor tables, rings and indexes: the walker must never
  * touch memory outside the guest (ASan would tell) and every chain it
@@ -530,52 +548,55 @@ static void test_virtq_no_interrupt_flag(void)
  */
 static void test_virtq_random_tables(void)
 {
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	struct fix *f = fix_new(8, F_ALL);
+	uint64_t table = drv_alloc(&f->m, 8 * 16, 16),
+		 seed = 0x9e3779b97f4a7c15;
+	uint16_t *ring = drv_ptr(&f->m, f->q.avail + 4);
 	unsigned int iter, i, accepted = 0, rejected = 0;
+	int r;
 
-#define RND() (seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17)
-	for (iter = 0; iter < 3000; iter++) {
-		struct fix *f = fix_new(8, F_ALL);
-		uint64_t table = drv_alloc(&f->m, 8 * 16, 16);
-		int r;
-
+	for (iter = 0; iter < 5000; iter++) {
 		for (i = 0; i < 8; i++) {
-			uint64_t addr = RND() % 4 ? DRV_MEM_BASE + RND() % DRV_MEM_SIZE
-					     : RND();
-			uint32_t len = RND() % 3 ? RND() % 4096 : (uint32_t)RND();
-			uint16_t flags = RND() & 7, next = RND() % 10;
+			uint64_t addr =
+				DRV_MEM_BASE + rnd(&seed) % DRV_MEM_SIZE;
+			uint32_t len = rnd(&seed) % 4096;
+			uint16_t flags = rnd(&seed) & 7;
 
-			if (flags & VIRTQ_DESC_F_INDIRECT && RND() % 2) {
+			if (!(rnd(&seed) % 4))
+				addr = rnd(&seed);
+			if (!(rnd(&seed) % 4))
+				len = rnd(&seed);
+			if ((flags & VIRTQ_DESC_F_INDIRECT) && rnd(&seed) % 2) {
 				addr = table;
-				len = 16 * (RND() % 9);
+				len = 16 * (rnd(&seed) % 9);
 			}
-			drv_set_desc(&f->q, i, addr, len, flags, next);
+			drv_set_desc(&f->q, i, addr, len, flags,
+				     rnd(&seed) % 10);
 			drv_set_table(&f->m, table, i, addr, len, flags & 3,
-				      RND() % 10);
+				      rnd(&seed) % 10);
+			ring[i] = rnd(&seed) % 10;
 		}
-		drv_set_avail_idx(&f->q, RND() % 12);
-		for (i = 0; i < 12; i++)
-			((uint16_t *)drv_ptr(&f->m, f->q.avail + 4))[i % 8] =
-				RND() % 10;
+		drv_set_avail_idx(&f->q, rnd(&seed) % 12);
+		f->faults = 0;
+		TEST_ASSERT(drv_virtq(&f->q, &f->vq, F_ALL) == 0, "enable");
 		while (!(r = virtq_pop(&f->vq, &f->c))) {
 			for (i = 0; i < f->c.nr; i++)
-				TEST_ASSERT(f->c.seg[i].gpa >= DRV_MEM_BASE &&
-						    f->c.seg[i].gpa +
-								    f->c.seg[i].len <=
-							    DRV_MEM_BASE +
-								    DRV_MEM_SIZE,
-					    "segment outside memory");
+				TEST_ASSERT(seg_inside(&f->c.seg[i]),
+					    "segment %#llx+%u outside memory",
+					    (unsigned long long)f->c.seg[i].gpa,
+					    f->c.seg[i].len);
 			accepted++;
 			TEST_ASSERT(virtq_push(&f->vq, f->c.head, 0) == 0,
 				    "push");
 		}
+		TEST_ASSERT(r == -EAGAIN || (f->faults == 1 && r != -EIO),
+			    "pop %d faults %u", r, f->faults);
 		rejected += r != -EAGAIN;
-		fix_free(f);
 	}
-#undef RND
-	TEST_ASSERT(accepted > 100 && rejected > 100,
+	TEST_ASSERT(accepted > 500 && rejected > 500,
 		    "poor coverage: %u accepted, %u rejected", accepted,
 		    rejected);
+	fix_free(f);
 }
 
 const struct test_case virtq_tests[] = {

@@ -87,8 +87,8 @@ void drv_queue_init(struct drv_queue *q, struct drv_mem *m, uint16_t size)
 	q->used = drv_alloc(m, 6 + 8ULL * size, 4);
 }
 
-void drv_set_table(struct drv_mem *m, uint64_t table, uint16_t i,
-		   uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+void drv_set_table(struct drv_mem *m, uint64_t table, uint16_t i, uint64_t addr,
+		   uint32_t len, uint16_t flags, uint16_t next)
 {
 	uint8_t *p = drv_ptr(m, table + 16ULL * i);
 	uint64_t a = htole64(addr);
@@ -101,8 +101,8 @@ void drv_set_table(struct drv_mem *m, uint64_t table, uint16_t i,
 	memcpy(p + 14, &n, 2);
 }
 
-void drv_set_desc(struct drv_queue *q, uint16_t i, uint64_t addr,
-		  uint32_t len, uint16_t flags, uint16_t next)
+void drv_set_desc(struct drv_queue *q, uint16_t i, uint64_t addr, uint32_t len,
+		  uint16_t flags, uint16_t next)
 {
 	drv_set_table(q->m, q->desc, i, addr, len, flags, next);
 }
@@ -241,12 +241,14 @@ uint32_t drv_mmio_setup(struct virtio_mmio *t, struct drv_queue *qs,
 	for (i = 0; i < n; i++) {
 		drv_write32(t, VIRTIO_MMIO_QUEUE_SEL, i);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_NUM, qs[i].size);
-		drv_write32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)qs[i].desc);
+		drv_write32(t, VIRTIO_MMIO_QUEUE_DESC_LOW,
+			    (uint32_t)qs[i].desc);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_DESC_HIGH, qs[i].desc >> 32);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_AVAIL_LOW,
 			    (uint32_t)qs[i].avail);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, qs[i].avail >> 32);
-		drv_write32(t, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)qs[i].used);
+		drv_write32(t, VIRTIO_MMIO_QUEUE_USED_LOW,
+			    (uint32_t)qs[i].used);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_USED_HIGH, qs[i].used >> 32);
 		drv_write32(t, VIRTIO_MMIO_QUEUE_READY, 1);
 	}

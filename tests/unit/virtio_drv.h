@@ -52,11 +52,11 @@ struct drv_buf {
 };
 
 void drv_queue_init(struct drv_queue *q, struct drv_mem *m, uint16_t size);
-void drv_set_desc(struct drv_queue *q, uint16_t i, uint64_t addr,
-		  uint32_t len, uint16_t flags, uint16_t next);
+void drv_set_desc(struct drv_queue *q, uint16_t i, uint64_t addr, uint32_t len,
+		  uint16_t flags, uint16_t next);
 /* Writes an entry of an indirect table at @table. */
-void drv_set_table(struct drv_mem *m, uint64_t table, uint16_t i,
-		   uint64_t addr, uint32_t len, uint16_t flags, uint16_t next);
+void drv_set_table(struct drv_mem *m, uint64_t table, uint16_t i, uint64_t addr,
+		   uint32_t len, uint16_t flags, uint16_t next);
 /* Puts @head in the avail ring and bumps avail->idx. */
 void drv_publish(struct drv_queue *q, uint16_t head);
 /* Writes avail->idx directly (to simulate a racing/hostile driver). */
