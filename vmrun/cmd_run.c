@@ -252,7 +252,10 @@ int cmd_run(int argc, char **argv)
 		munmap(kdata, ksize);
 	if (ret < 0) {
 		die_msg("%s", err);
-		return ret == -EINVAL || ret == -ENOTSUP || ret == -ERANGE ?
+		/* Bad or missing input is the user's to fix: status 2. */
+		return ret == -EINVAL || ret == -ENOTSUP || ret == -ERANGE ||
+				       ret == -ENOENT || ret == -EACCES ||
+				       ret == -ENODEV ?
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}

@@ -9,6 +9,7 @@ static const struct test_suite suites[] = {
 	{ "dirty", dirty_tests, NULL, NULL },
 	{ "pause", pause_tests, NULL, NULL },
 	{ "run", run_tests, NULL, NULL },
+	{ "guest", guest_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
