@@ -10,9 +10,12 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "kernel/dev/dev.h"
+#include "kernel/dirty.h"
+#include "kernel/util/bitmap.h"
 #include "kernel/dev/dev_table.h"
 #include "kernel/dev/serial.h"
 #include "kernel/dev/virtio.h"
@@ -52,7 +55,10 @@ struct machine {
 	struct dev *nets[MACHINE_MAX_NETS];
 	struct netif *netifs[MACHINE_MAX_NETS];
 	unsigned int nr_nets;
-	int net_wake_efd; /* written by devices: watch back ends again */
+	unsigned int track_ms;
+	int track_fd;		 /* timerfd, or -1 */
+	uint64_t *track_scratch; /* bitmap the size of the RAM segment */
+	int net_wake_efd;	 /* written by devices: watch back ends again */
 	bool net_paused[MACHINE_MAX_NETS]; /* event loop only */
 	struct vmrun_boot_info boot;
 	bool stdin_console;
@@ -447,6 +453,15 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->track_fd = -1;
+	m->track_ms = cfg->track_ms;
+	if (m->track_ms) {
+		m->track_scratch = bitmap_alloc(cfg->mem / PAGE_SIZE);
+		if (!m->track_scratch) {
+			free(m);
+			return -ENOMEM;
+		}
+	}
 	m->net_wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->net_wake_efd < 0) {
 		ret = -errno;
@@ -493,12 +508,25 @@ err_vm:
 err_free:
 	if (m->net_wake_efd >= 0)
 		close(m->net_wake_efd);
+	bitmap_free(m->track_scratch);
 	free(m);
 	return ret;
 }
 
 /* Event sources of the loop, stored in epoll_event.data.u64. */
-enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET_WAKE, EV_NET = 16 };
+enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET_WAKE, EV_TRACK, EV_NET = 16 };
+
+/* One harvest round: sync, then take (and drop) the RAM bitmap. */
+static void machine_harvest(struct machine *m)
+{
+	int ret = dirty_sync(m->vm);
+
+	if (ret < 0) {
+		pr_warn("dirty harvest: %s", strerror(-ret));
+		return;
+	}
+	dirty_take(m->ram, m->track_scratch);
+}
 
 /* Runs in a vCPU thread with the device lock held: only signal. */
 static void net_wakeup(void *opaque)
@@ -564,6 +592,10 @@ static bool machine_event(struct machine *m, int ep, int sfd, uint64_t tag,
 		else if (m->serial)
 			serial_rx(m->serial, buf, (size_t)r);
 		return false;
+	case EV_TRACK:
+		if (read(m->track_fd, buf, 8) == 8)
+			machine_harvest(m);
+		return false;
 	case EV_NET_WAKE:
 		if (read(m->net_wake_efd, buf, 8) == 8)
 			net_rewatch(m, ep);
@@ -617,6 +649,26 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 		if (fd >= 0 && ep_add(ep, fd, EPOLLIN, EV_NET + k) < 0)
 			pr_warn("net %u: cannot watch its back end", k);
 	}
+	if (m->track_ms) {
+		struct itimerspec its = {
+			.it_interval = { m->track_ms / 1000,
+					 (long)(m->track_ms % 1000) *
+						 1000000L },
+		};
+
+		its.it_value = its.it_interval;
+		m->track_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+		ret = m->track_fd < 0 ? -errno : dirty_start(m->vm);
+		if (!ret && (timerfd_settime(m->track_fd, 0, &its, NULL) < 0 ||
+			     ep_add(ep, m->track_fd, EPOLLIN, EV_TRACK) < 0))
+			ret = -errno;
+		if (ret < 0) {
+			vm_stop_detail(m->vm, VM_EXIT_ERROR,
+				       "starting dirty tracking: %s",
+				       strerror(-ret));
+			goto out;
+		}
+	}
 	ret = vm_start(m->vm);
 	if (ret < 0) {
 		vm_stop_detail(m->vm, VM_EXIT_ERROR, "starting vCPUs: %s",
@@ -654,6 +706,9 @@ void machine_destroy(struct machine *m)
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 	close(m->net_wake_efd);
+	if (m->track_fd >= 0)
+		close(m->track_fd);
+	bitmap_free(m->track_scratch);
 	free(m);
 }
 

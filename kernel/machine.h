@@ -37,6 +37,10 @@ struct machine_config {
 	unsigned int nr_nets;
 	bool rng;
 	enum dirty_mode dirty;
+	/* If non-zero: track dirty pages from the start and harvest (sync
+	 * and take, discarding) every this many ms, as a pre-copy migration
+	 * would; for measuring what tracking costs a running guest. */
+	unsigned int track_ms;
 };
 
 /*

@@ -33,7 +33,10 @@ static void run_usage(FILE *f)
 		"  --net SPEC         virtio-net: tap:NAME[,bridge=BR] (repeatable)\n"
 		"  --rng              add a virtio-rng device\n"
 		"  --console SPEC     stdio (default), file:PATH or none\n"
-		"  --dirty-ring       track dirty pages with the dirty ring\n"
+		"  --dirty-ring       use the dirty ring (not the dirty log) for tracking\n"
+		"  --track-dirty MS   track dirty pages from the start and harvest them\n"
+		"                     every MS ms, as a live migration would (to\n"
+		"                     measure what tracking costs the guest)\n"
 		"  -v, --verbose      more messages (repeat for debug)\n"
 		"  -h, --help         this text\n"
 		"\n"
@@ -136,6 +139,7 @@ int cmd_run(int argc, char **argv)
 		{ "rng", no_argument, NULL, 'r' },
 		{ "console", required_argument, NULL, 'o' },
 		{ "dirty-ring", no_argument, NULL, 'R' },
+		{ "track-dirty", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -206,6 +210,16 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'R':
 			cfg.dirty = DIRTY_MODE_RING;
+			break;
+		case 'T':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || !v || v > 60000) {
+				die_msg("--track-dirty '%s': expected 1..60000 (ms)",
+					optarg);
+				return EXIT_USAGE;
+			}
+			cfg.track_ms = (unsigned int)v;
 			break;
 		case 'v':
 			verbose++;

@@ -378,7 +378,41 @@ static void test_guest_sigterm_stops_cleanly(void)
 		    t.nr, t.mismatches);
 }
 
+/* With tracking on and harvests every 20 ms, no page goes wrong. */
+static void test_guest_workload_under_tracking(void)
+{
+	static const char *const modes[] = { NULL, "--dirty-ring" };
+	unsigned int i;
+	struct ticks t;
+	int rc;
+
+	for (i = 0; i < 2; i++) {
+		const char *const a[] = {
+			"run",
+			"--cpus",
+			"2",
+			"--track-dirty",
+			"20",
+			"--cmdline",
+			"work=dirty mib=32 rate=0 pattern=hot ticks=8 tick_ms=100",
+			modes[i],
+			NULL
+		};
+
+		rc = run_vmrun(a, out, err, CAP, 60000, 0, 0);
+		TEST_ASSERT(rc == 0, "%s: exit %d: %s",
+			    modes[i] ? modes[i] : "log", rc, err);
+		parse_ticks(out, &t);
+		TEST_ASSERT(t.nr == 8 && t.mismatches == 0 &&
+				    !strstr(out, "GUEST FAIL"),
+			    "%s: %u ticks, %llu mismatches: %s",
+			    modes[i] ? modes[i] : "log", t.nr, t.mismatches,
+			    out);
+	}
+}
+
 const struct test_case guest_tests[] = {
+	{ "workload_under_tracking", test_guest_workload_under_tracking },
 	{ "workload_1vcpu", test_guest_workload_1vcpu },
 	{ "workload_4vcpus", test_guest_workload_4vcpus },
 	{ "blk_both_ways", test_guest_blk_both_ways },
