@@ -66,6 +66,8 @@ tap_made=0
 if [ "$(id -u)" -eq 0 ] && [ -z "${VMRUN_TEST_TAP:-}" ] &&
 	ip tuntap add vmrun-ut$$ mode tap 2>/dev/null; then
 	export VMRUN_TEST_TAP=vmrun-ut$$
+	# No IPv6 chatter from the host stack on the test tap.
+	sysctl -qw "net.ipv6.conf.$VMRUN_TEST_TAP.disable_ipv6=1" 2>/dev/null || true
 	tap_made=1
 fi
 trap '[ $tap_made = 1 ] && ip link del "$VMRUN_TEST_TAP" 2>/dev/null' EXIT
