@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,21 +63,6 @@ struct machine {
 	bool stdin_console;
 };
 
-static int fail(char *err, size_t len, int ret, const char *fmt, ...)
-	__printf(4, 5);
-
-static int fail(char *err, size_t len, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 static int add_dev(struct machine *m, const struct dev_ops *ops,
 		   const char *conf, char *err, size_t errlen)
 {
@@ -86,11 +70,12 @@ static int add_dev(struct machine *m, const struct dev_ops *ops,
 	int ret;
 
 	if (m->nr_devs == MACHINE_MAX_DEVS)
-		return fail(err, errlen, -ENOSPC, "too many devices");
+		return err_printf(err, errlen, -ENOSPC, "too many devices");
 	ret = ops->init(m->vm, conf, &d);
 	if (ret < 0)
-		return fail(err, errlen, ret, "device %s (%s): %s", ops->name,
-			    conf ? conf : "default", strerror(-ret));
+		return err_printf(err, errlen, ret, "device %s (%s): %s",
+				  ops->name, conf ? conf : "default",
+				  strerror(-ret));
 	m->devs[m->nr_devs++] = d;
 	return 0;
 }
@@ -112,16 +97,17 @@ static int net_conf(const char *spec, char *conf, size_t len, char *tap,
 	if (!strncmp(spec, "fd:", 3)) {
 		fd = strtol(spec + 3, &end, 10);
 		if (end == spec + 3 || *end || fd < 0 || fd > 65535)
-			return fail(err, errlen, -EINVAL,
-				    "--net %s: fd:N needs a descriptor number",
-				    spec);
+			return err_printf(
+				err, errlen, -EINVAL,
+				"--net %s: fd:N needs a descriptor number",
+				spec);
 		snprintf(conf, len, "fd=%ld", fd);
 		return 0;
 	}
 	comma = strchr(name, ',');
 	nlen = comma ? (size_t)(comma - name) : strlen(name);
 	if (strncmp(spec, "tap:", 4) || !nlen || nlen >= 16)
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"--net %s: expected tap:NAME[,bridge=BR] or fd:N (names under 16 characters)",
 			spec);
@@ -131,7 +117,7 @@ static int net_conf(const char *spec, char *conf, size_t len, char *tap,
 
 		if (strncmp(comma, ",bridge=", 8) || !*br || strlen(br) >= 16 ||
 		    strchr(br, ','))
-			return fail(
+			return err_printf(
 				err, errlen, -EINVAL,
 				"--net %s: expected ,bridge=NAME after the tap name",
 				spec);
@@ -156,8 +142,9 @@ static int add_virtio(struct machine *m, const struct dev_table_entry *e,
 	int ret;
 
 	if (nv >= ARRAY_SIZE(virtio_gsis))
-		return fail(err, errlen, -ENOSPC, "at most %zu virtio devices",
-			    ARRAY_SIZE(virtio_gsis));
+		return err_printf(err, errlen, -ENOSPC,
+				  "at most %zu virtio devices",
+				  ARRAY_SIZE(virtio_gsis));
 	if (e->kind == DEV_KIND_VIRTIO_BLK) {
 		type = VMRUN_DEV_VIRTIO_BLK;
 		snprintf(extra, sizeof(extra), ",path=");
@@ -189,9 +176,9 @@ static int add_virtio(struct machine *m, const struct dev_table_entry *e,
 		ret = netif_attach(tap, bridge[0] ? bridge : NULL,
 				   &m->netifs[m->nr_nets]);
 		if (ret < 0)
-			return fail(err, errlen, ret,
-				    "--net %s: setting up the tap: %s", arg,
-				    strerror(-ret));
+			return err_printf(err, errlen, ret,
+					  "--net %s: setting up the tap: %s",
+					  arg, strerror(-ret));
 	}
 	m->nr_nets++;
 	return 0;
@@ -260,9 +247,9 @@ static int setup_ram(struct machine *m, const struct machine_config *cfg,
 
 	ret = mem_seg_create(mem, "ram", cfg->mem, &m->ram);
 	if (ret < 0)
-		return fail(err, errlen, ret, "allocating %llu MiB of RAM: %s",
-			    (unsigned long long)(cfg->mem >> 20),
-			    strerror(-ret));
+		return err_printf(
+			err, errlen, ret, "allocating %llu MiB of RAM: %s",
+			(unsigned long long)(cfg->mem >> 20), strerror(-ret));
 	m->ram_low = MIN(cfg->mem, RAM_LOW_MAX);
 	m->ram_high = cfg->mem - m->ram_low;
 	ret = mem_map(mem, m->ram, 0, 0, m->ram_low, NULL);
@@ -270,8 +257,8 @@ static int setup_ram(struct machine *m, const struct machine_config *cfg,
 		ret = mem_map(mem, m->ram, m->ram_low, RAM_HIGH_BASE,
 			      m->ram_high, NULL);
 	if (ret < 0)
-		return fail(err, errlen, ret, "mapping RAM: %s",
-			    strerror(-ret));
+		return err_printf(err, errlen, ret, "mapping RAM: %s",
+				  strerror(-ret));
 	return 0;
 }
 
@@ -291,7 +278,7 @@ static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
 	m->boot.cmdline_len = (uint32_t)cmdlen;
 	ret = mem_write(vm_mem(m->vm), LOW_BOOTINFO, &m->boot, sizeof(m->boot));
 	if (ret < 0)
-		return fail(err, errlen, ret, "writing boot info");
+		return err_printf(err, errlen, ret, "writing boot info");
 
 	memset(&b, 0, sizeof(b));
 	b.gdt_gpa = LOW_GDT;
@@ -307,8 +294,9 @@ static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
 	b.extra_len = RAM_HIGH_BASE - VMRUN_MMIO_HOLE;
 	ret = boot64_setup(m->vm, &b);
 	if (ret < 0)
-		return fail(err, errlen, ret, "setting up 64-bit entry: %s",
-			    strerror(-ret));
+		return err_printf(err, errlen, ret,
+				  "setting up 64-bit entry: %s",
+				  strerror(-ret));
 	return 0;
 }
 
@@ -403,15 +391,16 @@ static int boot_32bit(struct machine *m, const struct kernel_image *img,
 		eax = 0x2badb002;
 	}
 	if (ret < 0)
-		return fail(err, errlen, ret, "writing boot information");
+		return err_printf(err, errlen, ret, "writing boot information");
 	if (img->entry > UINT32_MAX)
-		return fail(err, errlen, -EINVAL,
-			    "32-bit entry point %#llx above 4 GiB",
-			    (unsigned long long)img->entry);
+		return err_printf(err, errlen, -EINVAL,
+				  "32-bit entry point %#llx above 4 GiB",
+				  (unsigned long long)img->entry);
 	ret = boot32_setup(m->vm, LOW_GDT, (uint32_t)img->entry, eax, ebx);
 	if (ret < 0)
-		return fail(err, errlen, ret, "setting up 32-bit entry: %s",
-			    strerror(-ret));
+		return err_printf(err, errlen, ret,
+				  "setting up 32-bit entry: %s",
+				  strerror(-ret));
 	return 0;
 }
 
@@ -428,24 +417,26 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	int ret;
 
 	if (!cfg->cpus || cfg->cpus > MACHINE_MAX_CPUS)
-		return fail(err, errlen, -EINVAL, "--cpus %u: must be 1..%d",
-			    cfg->cpus, MACHINE_MAX_CPUS);
+		return err_printf(err, errlen, -EINVAL,
+				  "--cpus %u: must be 1..%d", cfg->cpus,
+				  MACHINE_MAX_CPUS);
 	if (cfg->mem < (16ULL << 20) || cfg->mem % SZ_2M ||
 	    cfg->mem > (1ULL << 40))
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"--mem %llu MiB: must be a multiple of 2 MiB, 16 MiB .. 1 TiB",
 			(unsigned long long)(cfg->mem >> 20));
 	if (cmdlen >= LOW_CMDLINE_MAX)
-		return fail(err, errlen, -EINVAL,
-			    "command line of %zu bytes; at most %llu", cmdlen,
-			    LOW_CMDLINE_MAX - 1);
+		return err_printf(err, errlen, -EINVAL,
+				  "command line of %zu bytes; at most %llu",
+				  cmdlen, LOW_CMDLINE_MAX - 1);
 	ret = kernel_parse(cfg->kernel, cfg->kernel_size, &img, kerr,
 			   sizeof(kerr));
 	if (ret < 0)
-		return fail(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
+		return err_printf(err, errlen, ret, "%s: %s", cfg->kernel_name,
+				  kerr);
 	if (img.lo < LOW_END)
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"%s: loads at %#llx; vmrun needs kernels at 1 MiB or above",
 			cfg->kernel_name, (unsigned long long)img.lo);
@@ -469,7 +460,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	}
 	ret = vm_create(&vc, &m->vm);
 	if (ret < 0) {
-		fail(err, errlen, ret, "creating the VM: %s", strerror(-ret));
+		err_printf(err, errlen, ret, "creating the VM: %s",
+			   strerror(-ret));
 		goto err_free;
 	}
 	ret = setup_ram(m, cfg, err, errlen);
@@ -480,7 +472,7 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 					m->ram_low,
 			  kerr, sizeof(kerr));
 	if (ret < 0) {
-		fail(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
+		err_printf(err, errlen, ret, "%s: %s", cfg->kernel_name, kerr);
 		goto err_vm;
 	}
 	ret = mem_write(vm_mem(m->vm), LOW_CMDLINE,

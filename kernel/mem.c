@@ -550,9 +550,10 @@ int mem_fill(struct vm_mem *mem, uint64_t gpa, int byte, size_t len)
 	return ret;
 }
 
-const void *mem_gpa_to_hva_ro(struct vm_mem *mem, uint64_t gpa, size_t len)
+/* resolve() under the read lock, for the translation entry points. */
+static uint8_t *translate(struct vm_mem *mem, uint64_t gpa, size_t len)
 {
-	const void *p;
+	uint8_t *p;
 
 	pthread_rwlock_rdlock(&mem->lock);
 	p = resolve(mem, gpa, len, NULL, NULL);
@@ -560,14 +561,14 @@ const void *mem_gpa_to_hva_ro(struct vm_mem *mem, uint64_t gpa, size_t len)
 	return p;
 }
 
+const void *mem_gpa_to_hva_ro(struct vm_mem *mem, uint64_t gpa, size_t len)
+{
+	return translate(mem, gpa, len);
+}
+
 void *mem_dma_begin(struct vm_mem *mem, uint64_t gpa, size_t len)
 {
-	void *p;
-
-	pthread_rwlock_rdlock(&mem->lock);
-	p = resolve(mem, gpa, len, NULL, NULL);
-	pthread_rwlock_unlock(&mem->lock);
-	return p;
+	return translate(mem, gpa, len);
 }
 
 void mem_dma_done(struct vm_mem *mem, uint64_t gpa, size_t len)

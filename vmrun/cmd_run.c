@@ -82,6 +82,20 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Parses a decimal in 1..@max; returns 0 or -EINVAL. */
+static int parse_uint(const char *s, unsigned long max, unsigned int *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || !v || v > max)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
 static int read_file(const char *path, void **data, size_t *size)
 {
 	struct stat st;
@@ -155,8 +169,6 @@ int cmd_run(int argc, char **argv)
 	char err[512];
 	int c, ret, signo, verbose = 0;
 	enum vm_exit_reason r;
-	char *end;
-	unsigned long v;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -176,15 +188,11 @@ int cmd_run(int argc, char **argv)
 			}
 			break;
 		case 'p':
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || !v ||
-			    v > MACHINE_MAX_CPUS) {
+			if (parse_uint(optarg, MACHINE_MAX_CPUS, &cfg.cpus)) {
 				die_msg("--cpus '%s': expected 1..%d", optarg,
 					MACHINE_MAX_CPUS);
 				return EXIT_USAGE;
 			}
-			cfg.cpus = (unsigned int)v;
 			break;
 		case 'd':
 			if (cfg.nr_disks == MACHINE_MAX_DISKS) {
@@ -212,14 +220,11 @@ int cmd_run(int argc, char **argv)
 			cfg.dirty = DIRTY_MODE_RING;
 			break;
 		case 'T':
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || !v || v > 60000) {
+			if (parse_uint(optarg, 60000, &cfg.track_ms)) {
 				die_msg("--track-dirty '%s': expected 1..60000 (ms)",
 					optarg);
 				return EXIT_USAGE;
 			}
-			cfg.track_ms = (unsigned int)v;
 			break;
 		case 'v':
 			verbose++;

@@ -37,3 +37,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	/* One fputs per line, so lines from several threads do not mix. */
 	fprintf(stderr, "%s\n", buf);
 }
+
+int err_printf(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}

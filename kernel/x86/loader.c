@@ -3,32 +3,17 @@
 
 #include <elf.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kernel/mem.h"
+#include "kernel/util/log.h"
 #include "kernel/x86/vmrun_boot.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define MB1_MAGIC 0x1badb002u
 #define MB1_SEARCH 8192
 #define MB1_FLAG_AOUT_KLUDGE (1u << 16)
-
-static int fail(char *err, size_t len, int ret, const char *fmt, ...)
-	__printf(4, 5);
-
-static int fail(char *err, size_t len, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 const char *kernel_entry_name(enum kernel_entry kind)
 {
@@ -57,22 +42,23 @@ static int add_seg(struct kernel_image *img, uint64_t paddr, uint64_t off,
 	if (!memsz)
 		return 0;
 	if (img->nr_segs == KERNEL_MAX_SEGS)
-		return fail(err, errlen, -EINVAL,
-			    "more than %d loadable segments", KERNEL_MAX_SEGS);
+		return err_printf(err, errlen, -EINVAL,
+				  "more than %d loadable segments",
+				  KERNEL_MAX_SEGS);
 	if (filesz > memsz)
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"segment at %#llx: file size %#llx exceeds memory size %#llx",
 			(unsigned long long)paddr, (unsigned long long)filesz,
 			(unsigned long long)memsz);
 	if (!in_file(img->size, off, filesz))
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"segment at %#llx: bytes %#llx+%#llx lie outside the %zu-byte file",
 			(unsigned long long)paddr, (unsigned long long)off,
 			(unsigned long long)filesz, img->size);
 	if (paddr + memsz < paddr || paddr + memsz > (1ULL << 46))
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"segment at %#llx of %#llx bytes is outside the physical address space",
 			(unsigned long long)paddr, (unsigned long long)memsz);
@@ -107,8 +93,8 @@ static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
 	const uint8_t *p, *end;
 
 	if (!in_file(img->size, off, len))
-		return fail(err, errlen, -EINVAL,
-			    "note segment lies outside the file");
+		return err_printf(err, errlen, -EINVAL,
+				  "note segment lies outside the file");
 	p = img->data + off;
 	end = p + len;
 	while ((size_t)(end - p) >= sizeof(Elf64_Nhdr)) {
@@ -120,13 +106,14 @@ static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
 		nsz = ALIGN_UP((uint64_t)nh.n_namesz, 4);
 		dsz = ALIGN_UP((uint64_t)nh.n_descsz, 4);
 		if (nsz + dsz > (uint64_t)(end - p) - sizeof(nh))
-			return fail(err, errlen, -EINVAL, "truncated ELF note");
+			return err_printf(err, errlen, -EINVAL,
+					  "truncated ELF note");
 		name = p + sizeof(nh);
 		desc = name + nsz;
 		if (nh.n_namesz == 6 && !memcmp(name, VMRUN_NOTE_NAME, 6) &&
 		    nh.n_type == VMRUN_NOTE_ENTRY64) {
 			if (nh.n_descsz != 8)
-				return fail(
+				return err_printf(
 					err, errlen, -EINVAL,
 					"vmrun note has a %u-byte descriptor, expected 8",
 					nh.n_descsz);
@@ -134,9 +121,10 @@ static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
 		} else if (nh.n_namesz == 4 && !memcmp(name, "Xen", 4) &&
 			   nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY) {
 			if (nh.n_descsz != 4 && nh.n_descsz != 8)
-				return fail(err, errlen, -EINVAL,
-					    "PVH note has a %u-byte descriptor",
-					    nh.n_descsz);
+				return err_printf(
+					err, errlen, -EINVAL,
+					"PVH note has a %u-byte descriptor",
+					nh.n_descsz);
 			*pvh = note_value(desc, nh.n_descsz);
 		}
 		p = desc + dsz;
@@ -144,45 +132,116 @@ static int scan_notes(struct kernel_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* The parts of an ELF32 or ELF64 header the loader needs. */
+struct elf_info {
+	bool is64;
+	uint64_t entry, phoff;
+	unsigned int phnum;
+};
+
+/* Validates the ELF header of @img as class @is64; fills @ei. */
+static int elf_header(const struct kernel_image *img, bool is64,
+		      struct elf_info *ei, char *err, size_t errlen)
+{
+	size_t ehsize = is64 ? sizeof(Elf64_Ehdr) : sizeof(Elf32_Ehdr);
+	size_t phsize = is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
+	unsigned int machine, phentsize;
+
+	if (img->size < ehsize)
+		return err_printf(err, errlen, -EINVAL, "truncated ELF header");
+	if (is64) {
+		Elf64_Ehdr eh;
+
+		memcpy(&eh, img->data, sizeof(eh));
+		machine = eh.e_machine;
+		phentsize = eh.e_phentsize;
+		ei->entry = eh.e_entry;
+		ei->phoff = eh.e_phoff;
+		ei->phnum = eh.e_phnum;
+	} else {
+		Elf32_Ehdr eh;
+
+		memcpy(&eh, img->data, sizeof(eh));
+		machine = eh.e_machine;
+		phentsize = eh.e_phentsize;
+		ei->entry = eh.e_entry;
+		ei->phoff = eh.e_phoff;
+		ei->phnum = eh.e_phnum;
+	}
+	ei->is64 = is64;
+	if (img->data[EI_DATA] != ELFDATA2LSB ||
+	    machine != (is64 ? EM_X86_64 : EM_386))
+		return err_printf(err, errlen, -ENOTSUP,
+				  "ELF%s image is not little-endian %s",
+				  is64 ? "64" : "32", is64 ? "x86-64" : "i386");
+	if (phentsize != phsize || !ei->phnum)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"ELF program header table missing or malformed");
+	if (!in_file(img->size, ei->phoff, (uint64_t)ei->phnum * phsize))
+		return err_printf(err, errlen, -EINVAL,
+				  "ELF program headers lie outside the file");
+	return 0;
+}
+
+/*
+ * Records every PT_LOAD segment and scans every PT_NOTE for the vmrun and
+ * PVH entries. Called after elf_header() checked the table's bounds.
+ */
+static int elf_walk(struct kernel_image *img, const struct elf_info *ei,
+		    uint64_t *vmrun, uint64_t *pvh, char *err, size_t errlen)
+{
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < ei->phnum && !ret; i++) {
+		uint64_t type, off, paddr, filesz, memsz;
+
+		if (ei->is64) {
+			Elf64_Phdr ph;
+
+			memcpy(&ph, img->data + ei->phoff + i * sizeof(ph),
+			       sizeof(ph));
+			type = ph.p_type;
+			off = ph.p_offset;
+			paddr = ph.p_paddr;
+			filesz = ph.p_filesz;
+			memsz = ph.p_memsz;
+		} else {
+			Elf32_Phdr ph;
+
+			memcpy(&ph, img->data + ei->phoff + i * sizeof(ph),
+			       sizeof(ph));
+			type = ph.p_type;
+			off = ph.p_offset;
+			paddr = ph.p_paddr;
+			filesz = ph.p_filesz;
+			memsz = ph.p_memsz;
+		}
+		if (type == PT_LOAD)
+			ret = add_seg(img, paddr, off, filesz, memsz, err,
+				      errlen);
+		else if (type == PT_NOTE)
+			ret = scan_notes(img, off, filesz, vmrun, pvh, err,
+					 errlen);
+	}
+	if (!ret && !img->nr_segs)
+		return err_printf(err, errlen, -EINVAL,
+				  "ELF image has nothing to load");
+	return ret;
+}
+
 static int parse_elf64(struct kernel_image *img, char *err, size_t errlen)
 {
 	uint64_t vmrun = 0, pvh = 0;
-	Elf64_Ehdr eh;
-	unsigned int i;
+	struct elf_info ei;
 	int ret;
 
-	if (img->size < sizeof(eh))
-		return fail(err, errlen, -EINVAL, "truncated ELF header");
-	memcpy(&eh, img->data, sizeof(eh));
-	if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
-		return fail(err, errlen, -ENOTSUP,
-			    "ELF64 image is not little-endian x86-64");
-	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum)
-		return fail(err, errlen, -EINVAL,
-			    "ELF program header table missing or malformed");
-	if (!in_file(img->size, eh.e_phoff,
-		     (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr)))
-		return fail(err, errlen, -EINVAL,
-			    "ELF program headers lie outside the file");
-	for (i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-
-		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
-		       sizeof(ph));
-		if (ph.p_type == PT_LOAD)
-			ret = add_seg(img, ph.p_paddr, ph.p_offset, ph.p_filesz,
-				      ph.p_memsz, err, errlen);
-		else if (ph.p_type == PT_NOTE)
-			ret = scan_notes(img, ph.p_offset, ph.p_filesz, &vmrun,
-					 &pvh, err, errlen);
-		else
-			ret = 0;
-		if (ret < 0)
-			return ret;
-	}
-	if (!img->nr_segs)
-		return fail(err, errlen, -EINVAL,
-			    "ELF image has nothing to load");
+	ret = elf_header(img, true, &ei, err, errlen);
+	if (!ret)
+		ret = elf_walk(img, &ei, &vmrun, &pvh, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (vmrun) {
 		img->kind = KERNEL_ENTRY_VMRUN64;
 		img->entry = vmrun;
@@ -190,7 +249,7 @@ static int parse_elf64(struct kernel_image *img, char *err, size_t errlen)
 		img->kind = KERNEL_ENTRY_PVH;
 		img->entry = pvh;
 	} else {
-		return fail(
+		return err_printf(
 			err, errlen, -ENOTSUP,
 			"ELF64 image has neither a vmrun nor a PVH entry note (a plain ELF64 kernel cannot be entered)");
 	}
@@ -201,43 +260,15 @@ static int parse_elf32(struct kernel_image *img, uint64_t *pvh, char *err,
 		       size_t errlen)
 {
 	uint64_t vmrun = 0;
-	Elf32_Ehdr eh;
-	unsigned int i;
+	struct elf_info ei;
 	int ret;
 
-	if (img->size < sizeof(eh))
-		return fail(err, errlen, -EINVAL, "truncated ELF header");
-	memcpy(&eh, img->data, sizeof(eh));
-	if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_386)
-		return fail(err, errlen, -ENOTSUP,
-			    "ELF32 image is not little-endian i386");
-	if (eh.e_phentsize != sizeof(Elf32_Phdr) || !eh.e_phnum)
-		return fail(err, errlen, -EINVAL,
-			    "ELF program header table missing or malformed");
-	if (!in_file(img->size, eh.e_phoff,
-		     (uint64_t)eh.e_phnum * sizeof(Elf32_Phdr)))
-		return fail(err, errlen, -EINVAL,
-			    "ELF program headers lie outside the file");
-	for (i = 0; i < eh.e_phnum; i++) {
-		Elf32_Phdr ph;
-
-		memcpy(&ph, img->data + eh.e_phoff + i * sizeof(ph),
-		       sizeof(ph));
-		if (ph.p_type == PT_LOAD)
-			ret = add_seg(img, ph.p_paddr, ph.p_offset, ph.p_filesz,
-				      ph.p_memsz, err, errlen);
-		else if (ph.p_type == PT_NOTE)
-			ret = scan_notes(img, ph.p_offset, ph.p_filesz, &vmrun,
-					 pvh, err, errlen);
-		else
-			ret = 0;
-		if (ret < 0)
-			return ret;
-	}
-	if (!img->nr_segs)
-		return fail(err, errlen, -EINVAL,
-			    "ELF image has nothing to load");
-	img->entry = eh.e_entry;
+	ret = elf_header(img, false, &ei, err, errlen);
+	if (!ret)
+		ret = elf_walk(img, &ei, &vmrun, pvh, err, errlen);
+	if (ret < 0)
+		return ret;
+	img->entry = ei.entry;
 	return 0;
 }
 
@@ -267,10 +298,11 @@ static int parse_mb1_kludge(struct kernel_image *img, long off,
 	uint64_t file_off, filesz, memsz;
 
 	if ((size_t)off + 32 > img->size)
-		return fail(err, errlen, -EINVAL,
-			    "Multiboot header address fields are truncated");
+		return err_printf(
+			err, errlen, -EINVAL,
+			"Multiboot header address fields are truncated");
 	if (header_addr < load_addr || header_addr - load_addr > (uint32_t)off)
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"Multiboot header_addr %#x / load_addr %#x are inconsistent",
 			header_addr, load_addr);
@@ -278,12 +310,13 @@ static int parse_mb1_kludge(struct kernel_image *img, long off,
 	filesz = load_end ? (uint64_t)load_end - load_addr :
 			    img->size - file_off;
 	if (load_end && load_end < load_addr)
-		return fail(err, errlen, -EINVAL,
-			    "Multiboot load_end_addr below load_addr");
+		return err_printf(err, errlen, -EINVAL,
+				  "Multiboot load_end_addr below load_addr");
 	memsz = bss_end ? (uint64_t)bss_end - load_addr : filesz;
 	if (bss_end && bss_end < load_addr + filesz)
-		return fail(err, errlen, -EINVAL,
-			    "Multiboot bss_end_addr below the loaded image");
+		return err_printf(
+			err, errlen, -EINVAL,
+			"Multiboot bss_end_addr below the loaded image");
 	img->entry = entry;
 	return add_seg(img, load_addr, file_off, filesz, memsz, err, errlen);
 }
@@ -303,8 +336,9 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 	if (err && errlen)
 		err[0] = 0;
 	if (size < 64)
-		return fail(err, errlen, -EINVAL,
-			    "file too small to be a kernel (%zu bytes)", size);
+		return err_printf(err, errlen, -EINVAL,
+				  "file too small to be a kernel (%zu bytes)",
+				  size);
 
 	mboff = find_mb1(img, mbh);
 	if (!memcmp(data, elfmag, 4) && img->data[EI_CLASS] == ELFCLASS64 &&
@@ -321,7 +355,7 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 			   img->data[EI_CLASS] == ELFCLASS32) {
 			ret = parse_elf32(img, &pvh, err, errlen);
 		} else {
-			ret = fail(
+			ret = err_printf(
 				err, errlen, -EINVAL,
 				"Multiboot header without address fields in a non-ELF32 file");
 		}
@@ -335,7 +369,7 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 		if (ret < 0)
 			return ret;
 		if (!pvh)
-			return fail(
+			return err_printf(
 				err, errlen, -ENOTSUP,
 				"ELF32 image has neither a Multiboot header nor a PVH note");
 		img->kind = KERNEL_ENTRY_PVH;
@@ -343,10 +377,10 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 		return 0;
 	}
 	if (!memcmp(data, elfmag, 4))
-		return fail(err, errlen, -EINVAL,
-			    "ELF image of unknown class %u",
-			    img->data[EI_CLASS]);
-	return fail(
+		return err_printf(err, errlen, -EINVAL,
+				  "ELF image of unknown class %u",
+				  img->data[EI_CLASS]);
+	return err_printf(
 		err, errlen, -EINVAL,
 		"not a kernel vmrun can boot: no ELF header and no Multiboot header in the first 8 KiB");
 }
@@ -362,7 +396,7 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 
 		if (s->paddr < ram_lo || s->paddr + s->memsz > ram_hi ||
 		    !mem_range_ok(mem, s->paddr, s->memsz))
-			return fail(
+			return err_printf(
 				err, errlen, -ERANGE,
 				"kernel segment [%#llx, %#llx) is outside guest RAM [%#llx, %#llx) or crosses a hole",
 				(unsigned long long)s->paddr,
@@ -371,7 +405,7 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 				(unsigned long long)ram_hi);
 	}
 	if (img->entry < img->lo || img->entry >= img->hi)
-		return fail(
+		return err_printf(
 			err, errlen, -EINVAL,
 			"entry point %#llx lies outside the loaded image [%#llx, %#llx)",
 			(unsigned long long)img->entry,
@@ -386,8 +420,9 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 			ret = mem_fill(mem, s->paddr + s->filesz, 0,
 				       s->memsz - s->filesz);
 		if (ret < 0)
-			return fail(err, errlen, ret, "writing segment %u: %s",
-				    i, strerror(-ret));
+			return err_printf(err, errlen, ret,
+					  "writing segment %u: %s", i,
+					  strerror(-ret));
 	}
 	return 0;
 }
