@@ -19,10 +19,11 @@ passed=0
 failed=0
 status=0
 
-run_suite() { # build-dir binary
-	local out
+run_suite() { # build-dir binary [suites...]
+	local out dir=$1 bin=$2
+	shift 2
 	out=$(mktemp)
-	"$1/$2" 2>&1 | tee "$out"
+	"$dir/$bin" "$@" 2>&1 | tee "$out"
 	local rc=${PIPESTATUS[0]}
 	local line
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
@@ -31,7 +32,7 @@ run_suite() { # build-dir binary
 		failed=$((failed + $(echo "$line" | awk '{print $3}' | tr -d ,)))
 	fi
 	if [ "$rc" -ne 0 ]; then
-		echo "tests/run.sh: $1/$2 exited with $rc" >&2
+		echo "tests/run.sh: $dir/$bin exited with $rc" >&2
 		[ -z "$line" ] && failed=$((failed + 1))
 		status=1
 	fi
@@ -73,7 +74,7 @@ fi
 trap '[ $tap_made = 1 ] && ip link del "$VMRUN_TEST_TAP" 2>/dev/null' EXIT
 
 configs=("build")
-((quick)) || configs+=("build-asan")
+((quick)) || configs+=("build-asan" "build-tsan")
 
 for dir in "${configs[@]}"; do
 	echo "=== $dir ==="
@@ -81,6 +82,14 @@ for dir in "${configs[@]}"; do
 		build "$dir" -Db_sanitize=address,undefined -Db_lundef=false || { status=1; failed=$((failed + 1)); continue; }
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	elif [ "$dir" = build-tsan ]; then
+		# The threaded core only: vCPUs, pause, memory, dirty tracking.
+		# (werror off: GCC warns that TSan cannot see fences.)
+		build "$dir" -Db_sanitize=thread -Db_lundef=false -Dwerror=false || { status=1; failed=$((failed + 1)); continue; }
+		export TSAN_OPTIONS=halt_on_error=1
+		run_suite "$dir" tests/kvm/kvm_tests vm mem dirty pause
+		unset TSAN_OPTIONS
+		continue
 	else
 		build "$dir" || { status=1; failed=$((failed + 1)); continue; }
 	fi

@@ -90,8 +90,8 @@ struct proc_census {
 };
 void proc_census(struct proc_census *c);
 
-/* Address-sanitized builds map memory on their own as they go. */
-#ifdef __SANITIZE_ADDRESS__
+/* Sanitized builds map memory on their own as they go. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
 #else
 #define SANITIZED 0
