@@ -45,6 +45,10 @@ entry:
 	call	puts
 	movl	$nl, %esi
 	call	puts
+#ifdef RESET
+	movb	$0xfe, %al		/* i8042 reset instead of power off */
+	outb	%al, $0x64
+#endif
 	movw	$0x604, %dx
 	movw	$0x2000, %ax
 	outw	%ax, %dx

@@ -68,6 +68,16 @@ static void test_run_triple_fault_exit_code(void)
 	TEST_ASSERT(strstr(err, "triple fault"), "stderr: %s", err);
 }
 
+static void test_run_guest_reset_exit_code(void)
+{
+	int rc = RUN(20000, "run", "--kernel", GUEST_DIR "/reset_mb.bin",
+		     "--cmdline", "then-reset");
+
+	TEST_ASSERT(rc == 3, "exit %d (want 3), stderr: %s", rc, err);
+	TEST_ASSERT(strstr(out, "then-reset") && strstr(err, "reset"),
+		    "console: %s stderr: %s", out, err);
+}
+
 /* Writes @len bytes of @data to a temporary file; returns its path. */
 static const char *tmp_kernel(const void *data, size_t len)
 {
@@ -179,6 +189,7 @@ const struct test_case run_tests[] = {
 	{ "pvh_poweroff", test_run_pvh_poweroff },
 	{ "console_file", test_run_console_file },
 	{ "triple_fault_exit_code", test_run_triple_fault_exit_code },
+	{ "guest_reset_exit_code", test_run_guest_reset_exit_code },
 	{ "bad_kernels_refused", test_run_bad_kernels_refused },
 	{ "bad_arguments_refused", test_run_bad_arguments_refused },
 	{ "info", test_run_info },
