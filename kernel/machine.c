@@ -43,6 +43,7 @@
 static const uint32_t virtio_gsis[] = { 5, 6, 7, 9, 10, 11, 12, 14 };
 
 #define MACHINE_MAX_DEVS 32
+#define MACHINE_MAX_WATCH 32
 
 struct machine {
 	struct vm *vm;
@@ -54,6 +55,12 @@ struct machine {
 	struct dev *nets[MACHINE_MAX_NETS];
 	struct netif *netifs[MACHINE_MAX_NETS];
 	unsigned int nr_nets;
+	int ep; /* the event loop's epoll fd */
+	struct {
+		int fd; /* -1: free */
+		machine_fd_fn_t fn;
+		void *opaque;
+	} watch[MACHINE_MAX_WATCH];
 	unsigned int track_ms;
 	int track_fd;		 /* timerfd, or -1 */
 	uint64_t *track_scratch; /* bitmap the size of the RAM segment */
@@ -446,9 +453,17 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 		return -ENOMEM;
 	m->track_fd = -1;
 	m->track_ms = cfg->track_ms;
+	for (unsigned int w = 0; w < MACHINE_MAX_WATCH; w++)
+		m->watch[w].fd = -1;
+	m->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (m->ep < 0) {
+		free(m);
+		return -errno;
+	}
 	if (m->track_ms) {
 		m->track_scratch = bitmap_alloc(cfg->mem / PAGE_SIZE);
 		if (!m->track_scratch) {
+			close(m->ep);
 			free(m);
 			return -ENOMEM;
 		}
@@ -501,12 +516,21 @@ err_free:
 	if (m->net_wake_efd >= 0)
 		close(m->net_wake_efd);
 	bitmap_free(m->track_scratch);
+	close(m->ep);
 	free(m);
 	return ret;
 }
 
 /* Event sources of the loop, stored in epoll_event.data.u64. */
-enum { EV_STOP, EV_SIGNAL, EV_STDIN, EV_NET_WAKE, EV_TRACK, EV_NET = 16 };
+enum {
+	EV_STOP,
+	EV_SIGNAL,
+	EV_STDIN,
+	EV_NET_WAKE,
+	EV_TRACK,
+	EV_NET = 16,
+	EV_USER = 64,
+};
 
 /* One harvest round: sync, then take (and drop) the RAM bitmap. */
 static void machine_harvest(struct machine *m)
@@ -593,7 +617,13 @@ static bool machine_event(struct machine *m, int ep, int sfd, uint64_t tag,
 			net_rewatch(m, ep);
 		return false;
 	default:
-		if (tag >= EV_NET && tag < EV_NET + m->nr_nets) {
+		if (tag >= EV_USER && tag < EV_USER + MACHINE_MAX_WATCH) {
+			unsigned int w = (unsigned int)(tag - EV_USER);
+
+			if (m->watch[w].fd >= 0)
+				m->watch[w].fn(m, m->watch[w].fd,
+					       m->watch[w].opaque);
+		} else if (tag >= EV_NET && tag < EV_NET + m->nr_nets) {
 			unsigned int k = (unsigned int)(tag - EV_NET);
 
 			/* Nothing taken: no buffers, driver not up, or a dead
@@ -620,7 +650,7 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 	sigaddset(&mask, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	ep = epoll_create1(EPOLL_CLOEXEC);
+	ep = m->ep;
 	if (ep < 0 || sfd < 0 ||
 	    ep_add(ep, vm_stop_fd(m->vm), EPOLLIN, EV_STOP) < 0 ||
 	    ep_add(ep, sfd, EPOLLIN, EV_SIGNAL) < 0) {
@@ -680,8 +710,6 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 	}
 out:
 	ret = vm_wait(m->vm, -1);
-	if (ep >= 0)
-		close(ep);
 	if (sfd >= 0)
 		close(sfd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -701,7 +729,39 @@ void machine_destroy(struct machine *m)
 	if (m->track_fd >= 0)
 		close(m->track_fd);
 	bitmap_free(m->track_scratch);
+	close(m->ep);
 	free(m);
+}
+
+int machine_watch_fd(struct machine *m, int fd, machine_fd_fn_t fn,
+		     void *opaque)
+{
+	unsigned int w;
+	int ret;
+
+	for (w = 0; w < MACHINE_MAX_WATCH && m->watch[w].fd >= 0; w++)
+		;
+	if (w == MACHINE_MAX_WATCH)
+		return -ENOSPC;
+	ret = ep_add(m->ep, fd, EPOLLIN, EV_USER + w);
+	if (ret < 0)
+		return ret;
+	m->watch[w].fd = fd;
+	m->watch[w].fn = fn;
+	m->watch[w].opaque = opaque;
+	return 0;
+}
+
+void machine_unwatch_fd(struct machine *m, int fd)
+{
+	unsigned int w;
+
+	for (w = 0; w < MACHINE_MAX_WATCH; w++) {
+		if (m->watch[w].fd == fd) {
+			epoll_ctl(m->ep, EPOLL_CTL_DEL, fd, NULL);
+			m->watch[w].fd = -1;
+		}
+	}
 }
 
 struct vm *machine_vm(struct machine *m)

@@ -59,6 +59,17 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo);
 
 void machine_destroy(struct machine *m);
 
+/*
+ * Extra event sources for the loop (the control socket and its
+ * connections). @fn runs in the event-loop thread when @fd is readable
+ * (level-triggered). May be called before machine_run() or from inside a
+ * callback. Returns 0 or -errno.
+ */
+typedef void (*machine_fd_fn_t)(struct machine *m, int fd, void *opaque);
+int machine_watch_fd(struct machine *m, int fd, machine_fd_fn_t fn,
+		     void *opaque) __must_check;
+void machine_unwatch_fd(struct machine *m, int fd);
+
 struct vm *machine_vm(struct machine *m);
 
 #endif /* VMM_KERNEL_MACHINE_H */

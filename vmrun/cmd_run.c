@@ -11,6 +11,7 @@
 
 #include "kernel/machine.h"
 #include "kernel/util/log.h"
+#include "vmrun/ctl.h"
 #include "vmrun/vmrun.h"
 
 #define DEFAULT_CMDLINE "work=dirty mib=64 rate=200 pattern=seq tick_ms=1000"
@@ -33,6 +34,7 @@ static void run_usage(FILE *f)
 		"  --net SPEC         virtio-net: tap:NAME[,bridge=BR] (repeatable)\n"
 		"  --rng              add a virtio-rng device\n"
 		"  --console SPEC     stdio (default), file:PATH or none\n"
+		"  --ctl PATH         serve a control socket at PATH (see vmrun ctl)\n"
 		"  --dirty-ring       use the dirty ring (not the dirty log) for tracking\n"
 		"  --track-dirty MS   track dirty pages from the start and harvest them\n"
 		"                     every MS ms, as a live migration would (to\n"
@@ -40,9 +42,9 @@ static void run_usage(FILE *f)
 		"  -v, --verbose      more messages (repeat for debug)\n"
 		"  -h, --help         this text\n"
 		"\n"
-		"exit status: 0 guest powered off, 1 VMM error, 2 bad arguments or\n"
-		"image, 3 guest reset, 4 guest triple fault, 5 KVM internal error,\n"
-		"128+N stopped by signal N.\n");
+		"exit status: 0 guest powered off (or stopped through --ctl), 1 VMM\n"
+		"error, 2 bad arguments or image, 3 guest reset, 4 guest triple\n"
+		"fault, 5 KVM internal error, 128+N stopped by signal N.\n");
 }
 
 /* Parses 512, 512M, 2G, 1024K (plain numbers are MiB). */
@@ -135,7 +137,8 @@ static int exit_code(enum vm_exit_reason r, int signo)
 	case VM_EXIT_INTERNAL:
 		return EXIT_KVM_INTERNAL;
 	case VM_EXIT_REQUESTED:
-		return signo ? 128 + signo : EXIT_VMM_ERROR;
+		/* By signal, or by a stop on the control socket. */
+		return signo ? 128 + signo : EXIT_POWEROFF;
 	default:
 		return EXIT_VMM_ERROR;
 	}
@@ -152,6 +155,7 @@ int cmd_run(int argc, char **argv)
 		{ "net", required_argument, NULL, 'n' },
 		{ "rng", no_argument, NULL, 'r' },
 		{ "console", required_argument, NULL, 'o' },
+		{ "ctl", required_argument, NULL, 'C' },
 		{ "dirty-ring", no_argument, NULL, 'R' },
 		{ "track-dirty", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -161,7 +165,8 @@ int cmd_run(int argc, char **argv)
 	struct machine_config cfg = { .mem = 256ULL << 20,
 				      .cpus = 1,
 				      .console = "stdio" };
-	const char *kernel_path = NULL;
+	const char *kernel_path = NULL, *ctl_path = NULL;
+	struct ctl *ctl = NULL;
 	bool cmdline_set = false;
 	struct machine *m;
 	void *kdata = NULL;
@@ -215,6 +220,9 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'o':
 			cfg.console = optarg;
+			break;
+		case 'C':
+			ctl_path = optarg;
 			break;
 		case 'R':
 			cfg.dirty = DIRTY_MODE_RING;
@@ -278,7 +286,18 @@ int cmd_run(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
+	if (ctl_path) {
+		ret = ctl_open(m, ctl_path, cfg.mem, &ctl, err, sizeof(err));
+		if (ret < 0) {
+			die_msg("%s", err);
+			machine_destroy(m);
+			if (kdata)
+				munmap(kdata, ksize);
+			return ret == -ENOMEM ? EXIT_VMM_ERROR : EXIT_USAGE;
+		}
+	}
 	r = machine_run(m, &signo);
+	ctl_close(ctl);
 	ret = exit_code(r, signo);
 	if (r != VM_EXIT_POWEROFF)
 		die_msg("%s", vm_exit_detail(machine_vm(m)));

@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include "kernel/util/compiler.h"
+#include "vmrun/ctl.h"
 #include "vmrun/vmrun.h"
 
 static const struct cmd cmd_table[] = {
 	{ "run", cmd_run, "boot a guest (the reference guest by default)" },
 	{ "info", cmd_info, "print what this host's KVM offers" },
+	{ "ctl", cmd_ctl, "control a running VM through its --ctl socket" },
 };
 
 void die_msg(const char *fmt, ...)

@@ -10,6 +10,7 @@ static const struct test_suite suites[] = {
 	{ "pause", pause_tests, NULL, NULL },
 	{ "run", run_tests, NULL, NULL },
 	{ "guest", guest_tests, NULL, NULL },
+	{ "ctl", ctl_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)

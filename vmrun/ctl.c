@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+#include "vmrun/ctl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control.pb-c.h"
+#include "kernel/machine.h"
+#include "kernel/util/log.h"
+#include "kernel/vcpu.h"
+#include "kernel/vm.h"
+#include "vmrun/vmrun.h"
+
+#define CTL_MAX_CONNS 8
+
+/* What a command needs the dispatcher to take before calling it. */
+enum ctl_needs {
+	NEEDS_NONE,
+	NEEDS_FREEZE_ALL, /* every vCPU paused around the handler */
+};
+
+struct ctl;
+
+struct ctl_conn {
+	struct ctl *ctl;
+	int fd;	    /* -1: free */
+	size_t len; /* bytes in buf */
+	uint8_t buf[4 + CTL_MAX_FRAME];
+};
+
+struct ctl {
+	struct machine *m;
+	int lfd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint64_t mem_bytes;
+	unsigned int pauses; /* pauses taken through the socket */
+	struct ctl_conn conns[CTL_MAX_CONNS];
+};
+
+typedef int (*ctl_fn_t)(struct ctl *c, Vmrun__CtlReply *r);
+
+static int op_status(struct ctl *c, Vmrun__CtlReply *r);
+static int op_pause(struct ctl *c, Vmrun__CtlReply *r);
+static int op_resume(struct ctl *c, Vmrun__CtlReply *r);
+static int op_stop(struct ctl *c, Vmrun__CtlReply *r);
+
+/* The command table: op, handler, what the dispatcher must take first. */
+static const struct {
+	Vmrun__CtlOp op;
+	ctl_fn_t fn;
+	enum ctl_needs needs;
+} ctl_table[] = {
+	{ VMRUN__CTL_OP__CTL_OP_STATUS, op_status, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_PAUSE, op_pause, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_RESUME, op_resume, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_STOP, op_stop, NEEDS_NONE },
+};
+
+static const char *state_name(struct ctl *c)
+{
+	struct vm *vm = machine_vm(c->m);
+
+	if (vm_wait(vm, 0) != VM_EXIT_NONE)
+		return "stopping";
+	return c->pauses ? "paused" : "running";
+}
+
+static int op_status(struct ctl *c, Vmrun__CtlReply *r)
+{
+	struct vm *vm = machine_vm(c->m);
+	unsigned int i, n = vm_nr_vcpus(vm);
+
+	r->nr_vcpus = n;
+	r->mem_bytes = c->mem_bytes;
+	r->vcpus = calloc(n, sizeof(*r->vcpus));
+	if (!r->vcpus)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		Vmrun__CtlVcpu *v = calloc(1, sizeof(*v));
+		struct vcpu_stats st;
+
+		if (!v)
+			return -ENOMEM;
+		vmrun__ctl_vcpu__init(v);
+		vcpu_get_stats(vm_vcpu(vm, i), &st);
+		v->id = i;
+		v->exits = st.exits;
+		v->io_exits = st.io_exits;
+		v->mmio_exits = st.mmio_exits;
+		r->vcpus[r->n_vcpus++] = v;
+	}
+	return 0;
+}
+
+static int op_pause(struct ctl *c, Vmrun__CtlReply *r __unused)
+{
+	int ret = vm_pause(machine_vm(c->m));
+
+	if (!ret)
+		c->pauses++;
+	return ret;
+}
+
+static int op_resume(struct ctl *c, Vmrun__CtlReply *r)
+{
+	if (!c->pauses) {
+		r->message = "not paused";
+		return -EINVAL;
+	}
+	c->pauses--;
+	vm_resume(machine_vm(c->m));
+	return 0;
+}
+
+static int op_stop(struct ctl *c, Vmrun__CtlReply *r __unused)
+{
+	struct vm *vm = machine_vm(c->m);
+
+	vm_stop_detail(vm, VM_EXIT_REQUESTED,
+		       "stopped through the control socket");
+	while (c->pauses) {
+		c->pauses--;
+		vm_resume(vm);
+	}
+	return 0;
+}
+
+static void reply_free(Vmrun__CtlReply *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_vcpus; i++)
+		free(r->vcpus[i]);
+	free(r->vcpus);
+}
+
+/* Sends one framed reply; returns 0 or -errno. */
+static int send_reply(int fd, const Vmrun__CtlReply *r)
+{
+	size_t n = vmrun__ctl_reply__get_packed_size(r);
+	uint8_t *buf = malloc(4 + n);
+	size_t off = 0;
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	buf[0] = (uint8_t)n;
+	buf[1] = (uint8_t)(n >> 8);
+	buf[2] = (uint8_t)(n >> 16);
+	buf[3] = (uint8_t)(n >> 24);
+	vmrun__ctl_reply__pack(r, buf + 4);
+	while (off < 4 + n) {
+		ssize_t w = send(fd, buf + off, 4 + n - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			ret = w < 0 ? -errno : -EPIPE;
+			break;
+		}
+		off += (size_t)w;
+	}
+	free(buf);
+	return ret;
+}
+
+/* Decodes and runs one request frame; fills @r. */
+static void dispatch(struct ctl *c, const uint8_t *msg, size_t len,
+		     Vmrun__CtlReply *r)
+{
+	Vmrun__CtlRequest *req;
+	struct vm *vm = machine_vm(c->m);
+	unsigned int i;
+	int ret = -EINVAL;
+
+	req = vmrun__ctl_request__unpack(NULL, len, msg);
+	if (!req) {
+		r->error = EINVAL;
+		r->message = "malformed request";
+		return;
+	}
+	for (i = 0; i < ARRAY_SIZE(ctl_table); i++) {
+		if (ctl_table[i].op != req->op)
+			continue;
+		if (ctl_table[i].needs == NEEDS_FREEZE_ALL) {
+			ret = vm_pause(vm);
+			if (ret < 0)
+				break;
+		}
+		ret = ctl_table[i].fn(c, r);
+		if (ctl_table[i].needs == NEEDS_FREEZE_ALL)
+			vm_resume(vm);
+		break;
+	}
+	if (i == ARRAY_SIZE(ctl_table))
+		r->message = "unknown operation";
+	else if (ret < 0 && !r->message[0])
+		r->message = strerror(-ret);
+	r->error = ret < 0 ? -ret : 0;
+	vmrun__ctl_request__free_unpacked(req, NULL);
+}
+
+static void conn_close(struct ctl_conn *cn)
+{
+	machine_unwatch_fd(cn->ctl->m, cn->fd);
+	close(cn->fd);
+	cn->fd = -1;
+	cn->len = 0;
+}
+
+/* Reads what is there; answers every complete frame. */
+static void conn_readable(struct machine *m __unused, int fd, void *opaque)
+{
+	struct ctl_conn *cn = opaque;
+	ssize_t n = recv(fd, cn->buf + cn->len, sizeof(cn->buf) - cn->len,
+			 MSG_DONTWAIT);
+
+	if (n <= 0) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		conn_close(cn);
+		return;
+	}
+	cn->len += (size_t)n;
+	while (cn->len >= 4) {
+		uint32_t flen =
+			(uint32_t)cn->buf[0] | (uint32_t)cn->buf[1] << 8 |
+			(uint32_t)cn->buf[2] << 16 | (uint32_t)cn->buf[3] << 24;
+		Vmrun__CtlReply r;
+
+		vmrun__ctl_reply__init(&r);
+		if (flen > CTL_MAX_FRAME) {
+			/* The stream cannot be resynchronised: say why, go. */
+			r.error = EMSGSIZE;
+			r.message = "frame larger than 65536 bytes";
+			r.state = (char *)(uintptr_t)state_name(cn->ctl);
+			send_reply(fd, &r);
+			conn_close(cn);
+			return;
+		}
+		if (cn->len < 4 + flen)
+			return;
+		dispatch(cn->ctl, cn->buf + 4, flen, &r);
+		r.state = (char *)(uintptr_t)state_name(cn->ctl);
+		if (send_reply(fd, &r) < 0) {
+			reply_free(&r);
+			conn_close(cn);
+			return;
+		}
+		reply_free(&r);
+		memmove(cn->buf, cn->buf + 4 + flen, cn->len - 4 - flen);
+		cn->len -= 4 + flen;
+	}
+}
+
+static void ctl_accept(struct machine *m, int fd, void *opaque)
+{
+	struct ctl *c = opaque;
+	unsigned int i;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (cfd < 0)
+		return;
+	for (i = 0; i < CTL_MAX_CONNS && c->conns[i].fd >= 0; i++)
+		;
+	if (i == CTL_MAX_CONNS ||
+	    machine_watch_fd(m, cfd, conn_readable, &c->conns[i]) < 0) {
+		pr_warn("control socket: too many connections");
+		close(cfd);
+		return;
+	}
+	c->conns[i].fd = cfd;
+	c->conns[i].len = 0;
+}
+
+int ctl_open(struct machine *m, const char *path, uint64_t mem_bytes,
+	     struct ctl **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	struct ctl *c;
+	unsigned int i;
+	int ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_printf(err, errlen, -ENAMETOOLONG,
+				  "--ctl %s: path too long", path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return err_printf(
+				err, errlen, -EEXIST,
+				"--ctl %s: exists and is not a socket", path);
+		unlink(path); /* a stale socket from an earlier run */
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->m = m;
+	c->mem_bytes = mem_bytes;
+	for (i = 0; i < CTL_MAX_CONNS; i++) {
+		c->conns[i].fd = -1;
+		c->conns[i].ctl = c;
+	}
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(c->lfd, 4)) {
+		ret = -errno;
+		err_printf(err, errlen, ret, "--ctl %s: %s", path,
+			   strerror(-ret));
+		goto err_close;
+	}
+	ret = machine_watch_fd(m, c->lfd, ctl_accept, c);
+	if (ret < 0) {
+		err_printf(err, errlen, ret, "--ctl %s: %s", path,
+			   strerror(-ret));
+		goto err_unlink;
+	}
+	*out = c;
+	return 0;
+
+err_unlink:
+	unlink(path);
+err_close:
+	if (c->lfd >= 0)
+		close(c->lfd);
+	free(c);
+	return ret;
+}
+
+void ctl_close(struct ctl *c)
+{
+	unsigned int i;
+
+	if (!c)
+		return;
+	for (i = 0; i < CTL_MAX_CONNS; i++)
+		if (c->conns[i].fd >= 0)
+			conn_close(&c->conns[i]);
+	machine_unwatch_fd(c->m, c->lfd);
+	close(c->lfd);
+	unlink(c->path);
+	free(c);
+}
+
+/* vmrun ctl SOCKET OP: the client. */
+int cmd_ctl(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		Vmrun__CtlOp op;
+	} ops[] = {
+		{ "status", VMRUN__CTL_OP__CTL_OP_STATUS },
+		{ "pause", VMRUN__CTL_OP__CTL_OP_PAUSE },
+		{ "resume", VMRUN__CTL_OP__CTL_OP_RESUME },
+		{ "stop", VMRUN__CTL_OP__CTL_OP_STOP },
+	};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	Vmrun__CtlRequest req;
+	Vmrun__CtlReply *r;
+	uint8_t hdr[4], *buf;
+	size_t n, off;
+	unsigned int i;
+	uint32_t len;
+	int fd, status;
+
+	if (argc == 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: vmrun ctl SOCKET status|pause|resume|stop\n\n"
+		       "Talks to a VM started with 'vmrun run --ctl SOCKET'.\n"
+		       "exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
+		       "arguments or no VM at SOCKET.\n");
+		return 0;
+	}
+	if (argc != 3) {
+		die_msg("usage: vmrun ctl SOCKET status|pause|resume|stop");
+		return EXIT_USAGE;
+	}
+	for (i = 0; i < ARRAY_SIZE(ops) && strcmp(ops[i].name, argv[2]); i++)
+		;
+	if (i == ARRAY_SIZE(ops)) {
+		die_msg("ctl: unknown operation '%s'", argv[2]);
+		return EXIT_USAGE;
+	}
+	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {
+		die_msg("ctl: socket path too long");
+		return EXIT_USAGE;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", argv[1]);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		die_msg("ctl: cannot connect to %s: %s", argv[1],
+			strerror(errno));
+		return EXIT_USAGE;
+	}
+	vmrun__ctl_request__init(&req);
+	req.op = ops[i].op;
+	n = vmrun__ctl_request__get_packed_size(&req);
+	buf = malloc(4 + CTL_MAX_FRAME);
+	if (!buf)
+		return EXIT_VMM_ERROR;
+	buf[0] = (uint8_t)n;
+	buf[1] = buf[2] = buf[3] = 0;
+	vmrun__ctl_request__pack(&req, buf + 4);
+	if (send(fd, buf, 4 + n, MSG_NOSIGNAL) != (ssize_t)(4 + n) ||
+	    recv(fd, hdr, 4, MSG_WAITALL) != 4) {
+		die_msg("ctl: the VMM closed the connection");
+		free(buf);
+		close(fd);
+		return EXIT_VMM_ERROR;
+	}
+	len = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+	      (uint32_t)hdr[3] << 24;
+	off = len <= CTL_MAX_FRAME ? (size_t)recv(fd, buf, len, MSG_WAITALL) :
+				     0;
+	close(fd);
+	r = off == len ? vmrun__ctl_reply__unpack(NULL, len, buf) : NULL;
+	free(buf);
+	if (!r) {
+		die_msg("ctl: malformed reply");
+		return EXIT_VMM_ERROR;
+	}
+	printf("state %s\n", r->state);
+	if (r->nr_vcpus)
+		printf("vcpus %u\nmem %llu MiB\n", r->nr_vcpus,
+		       (unsigned long long)(r->mem_bytes >> 20));
+	for (n = 0; n < r->n_vcpus; n++)
+		printf("vcpu %u exits %llu io %llu mmio %llu\n",
+		       r->vcpus[n]->id, (unsigned long long)r->vcpus[n]->exits,
+		       (unsigned long long)r->vcpus[n]->io_exits,
+		       (unsigned long long)r->vcpus[n]->mmio_exits);
+	status = r->error ? EXIT_VMM_ERROR : 0;
+	if (r->error)
+		die_msg("ctl %s: %s", argv[2], r->message);
+	vmrun__ctl_reply__free_unpacked(r, NULL);
+	return status;
+}
