@@ -95,6 +95,16 @@ for dir in "${configs[@]}"; do
 	fi
 	run_suite "$dir" tests/unit/unit_tests
 	run_suite "$dir" tests/kvm/kvm_tests
+	# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
+	for f in fuzz_virtq fuzz_image_load; do
+		if FUZZ_SEEDS="$dir/tests/guest" "$dir/tests/fuzz/$f" --smoke 20000; then
+			passed=$((passed + 1))
+		else
+			echo "tests/run.sh: $dir/tests/fuzz/$f crashed" >&2
+			failed=$((failed + 1))
+			status=1
+		fi
+	done
 done
 
 echo

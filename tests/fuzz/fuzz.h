@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_TESTS_FUZZ_H
+#define VMM_TESTS_FUZZ_H
+
+/*
+ * Each harness defines LLVMFuzzerTestOneInput(). Built with clang and
+ * -Dfuzz=true they are libFuzzer targets; otherwise replay.c gives them a
+ * main() that runs files named on the command line, or a fixed number of
+ * pseudo-random and mutated inputs (the CI smoke run).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#endif /* VMM_TESTS_FUZZ_H */
