@@ -2,6 +2,7 @@
 #include "kernel/dirty.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +172,46 @@ int dirty_ring_harvest(struct vcpu *vcpu)
 	return n ? ring_reset(vm) : 0;
 }
 
+/*
+ * Ring mode on hardware KVM: a running vCPU's latest dirty pages may sit
+ * in the CPU's PML buffer, which reaches the ring only on a VM exit. Kick
+ * every vCPU that is inside KVM_RUN and wait (bounded) until each has
+ * come out once, so the harvest covers every write made before the call.
+ * (In log mode KVM_GET_DIRTY_LOG flushes PML itself.)
+ */
+static void ring_flush_running(struct vm *vm)
+{
+	uint64_t seq[VM_MAX_VCPUS];
+	bool kicked[VM_MAX_VCPUS];
+	unsigned int i, tries;
+	bool waiting;
+
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *vcpu = vm->vcpus[i];
+
+		seq[i] = __atomic_load_n(&vcpu->run_seq, __ATOMIC_SEQ_CST);
+		kicked[i] = __atomic_load_n(&vcpu->running, __ATOMIC_SEQ_CST);
+		if (kicked[i])
+			vcpu_kick(vcpu);
+	}
+	for (tries = 0; tries < 10000; tries++) {
+		waiting = false;
+		for (i = 0; i < vm->nr_vcpus; i++) {
+			struct vcpu *vcpu = vm->vcpus[i];
+
+			if (kicked[i] &&
+			    __atomic_load_n(&vcpu->run_seq, __ATOMIC_SEQ_CST) ==
+				    seq[i] &&
+			    __atomic_load_n(&vcpu->running, __ATOMIC_SEQ_CST))
+				waiting = true;
+		}
+		if (!waiting)
+			return;
+		sched_yield();
+	}
+	pr_warn("dirty ring: a vCPU did not leave guest mode when kicked");
+}
+
 int dirty_sync(struct vm *vm)
 {
 	unsigned int i, nr;
@@ -183,6 +224,7 @@ int dirty_sync(struct vm *vm)
 		return -EINVAL;
 	}
 	if (vm->cfg.dirty == DIRTY_MODE_RING) {
+		ring_flush_running(vm);
 		for (i = 0; i < vm->nr_vcpus; i++) {
 			struct vcpu *vcpu = vm->vcpus[i];
 

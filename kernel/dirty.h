@@ -12,11 +12,11 @@
  *   dirty_sync()   harvests what KVM recorded into the segment bitmaps and
  *                  re-arms write protection for those pages. Safe while
  *                  vCPUs run; a page the guest writes after the sync shows
- *                  in the next one. The harvest is exact for every write
- *                  made before the vCPUs last left guest mode: with the
- *                  VM paused (or every vCPU in an exit), nothing is missed.
- *                  (Hardware KVM buffers ring entries in the CPU's PML log
- *                  until the vCPU exits; pausing flushes it.)
+ *                  in the next one. Every write made before the call is
+ *                  harvested: in ring mode the running vCPUs are kicked
+ *                  out of guest mode once first, since hardware KVM holds
+ *                  their latest dirty pages in the CPU's PML buffer until
+ *                  a VM exit (KVM_GET_DIRTY_LOG does that itself).
  *   dirty_take()   moves a segment's bitmap into the caller's buffer and
  *                  clears it.
  *   dirty_count()  counts a segment's dirty pages.

@@ -198,9 +198,10 @@ static void *vcpu_thread(void *arg)
 				break;
 			continue;
 		}
-		__atomic_store_n(&vcpu->running, true, __ATOMIC_RELAXED);
+		__atomic_store_n(&vcpu->running, true, __ATOMIC_SEQ_CST);
 		ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
-		__atomic_store_n(&vcpu->running, false, __ATOMIC_RELAXED);
+		__atomic_store_n(&vcpu->running, false, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&vcpu->run_seq, 1, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		vcpu->io_pending = false;
 		__atomic_add_fetch(&vcpu->stats.exits, 1, __ATOMIC_RELAXED);

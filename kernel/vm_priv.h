@@ -35,6 +35,7 @@ struct vcpu {
 	bool parked;	     /* [l] acknowledged the pause */
 	bool io_pending;     /* [v] last exit needs a KVM_RUN to finish */
 	bool running;	     /* [a] inside KVM_RUN (for ring kicks) */
+	uint64_t run_seq;    /* [a] KVM_RUN calls that returned */
 
 	/* Dirty ring, ring mode only. */
 	struct kvm_dirty_gfn *ring; /* [I] mmap of the vCPU's ring */
