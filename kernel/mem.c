@@ -298,17 +298,6 @@ int mem_seg_write(struct mem_seg *seg, uint64_t off, const void *src,
 	return 0;
 }
 
-bool mem_any_vcpu_running(struct vm *vm)
-{
-	bool busy;
-
-	pthread_mutex_lock(&vm->lock);
-	/* Threads alive and not parked may be inside KVM_RUN. */
-	busy = vm->nr_threads > vm->nr_parked;
-	pthread_mutex_unlock(&vm->lock);
-	return busy;
-}
-
 static int slot_alloc(struct vm_mem *mem)
 {
 	unsigned int i;
@@ -338,7 +327,7 @@ int mem_map(struct vm_mem *mem, struct mem_seg *seg, uint64_t seg_off,
 		pr_err("mem: segment '%s' belongs to another VM", seg->name);
 		return -EINVAL;
 	}
-	if (mem_any_vcpu_running(mem->vm))
+	if (vm_vcpus_may_run(mem->vm))
 		return -EBUSY;
 
 	map = calloc(1, sizeof(*map));
@@ -407,7 +396,7 @@ int mem_unmap(struct vm_mem *mem, struct mem_map *map)
 	unsigned int i;
 	int ret;
 
-	if (mem_any_vcpu_running(mem->vm))
+	if (vm_vcpus_may_run(mem->vm))
 		return -EBUSY;
 	pthread_rwlock_wrlock(&mem->lock);
 	for (i = 0; i < mem->nr_maps && mem->maps[i] != map; i++)

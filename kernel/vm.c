@@ -334,6 +334,21 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/*
+ * True while some vCPU thread is alive and not parked, so it may be inside
+ * KVM_RUN: memory maps must not change then.
+ */
+bool vm_vcpus_may_run(struct vm *vm)
+{
+	bool busy;
+
+	pthread_mutex_lock(&vm->lock);
+	/* Threads alive and not parked may be inside KVM_RUN. */
+	busy = vm->nr_threads > vm->nr_parked;
+	pthread_mutex_unlock(&vm->lock);
+	return busy;
+}
+
 bool vm_is_paused(struct vm *vm)
 {
 	bool p;

@@ -76,6 +76,9 @@ struct vm {
 	size_t dirty_scratch_words; /* [d] */
 };
 
+/* vm.c */
+bool vm_vcpus_may_run(struct vm *vm);
+
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **out);
 void vcpu_destroy(struct vcpu *vcpu);
@@ -92,7 +95,6 @@ int mem_set_logging(struct vm_mem *mem, bool on);
 void mem_mark_dirty(struct vm_mem *mem, uint64_t gpa, size_t len);
 /* Slot/map geometry for dirty.c. */
 uint64_t mem_map_seg_off(const struct mem_map *map);
-bool mem_any_vcpu_running(struct vm *vm);
 /* Batch access for dirty harvesting: hold the read lock across calls. */
 void mem_rdlock(struct vm_mem *mem);
 void mem_unlock(struct vm_mem *mem);

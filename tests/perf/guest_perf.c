@@ -23,16 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/harness/test_util.h"
+
 static bool quick;
-
-static unsigned long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000000ULL +
-	       (unsigned long long)ts.tv_nsec;
-}
 
 struct proc {
 	pid_t pid;
