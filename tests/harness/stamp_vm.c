@@ -9,6 +9,7 @@
 
 #include "kernel/iotrap.h"
 #include "kernel/mem.h"
+#include "kernel/util/bitmap.h"
 #include "kernel/vcpu.h"
 #include "kernel/x86/boot64.h"
 #include "tests/harness/test_util.h"
@@ -227,6 +228,48 @@ void stamp_vm_boot(struct stamp_vm *s)
 	 */
 	for (i = 0; i < s->nr_vcpus; i++)
 		stamp_stride(s, i, 0, STAMP_MAILBOX_GPA, 0, 0);
+}
+
+/* Marks the page-table pages below @table (level 4 = PML4) in @bits. */
+static size_t mark_tables(const uint8_t *sys, uint64_t table, int level,
+			  uint64_t *bits)
+{
+	size_t n = 0;
+	unsigned int i;
+
+	if (table + 4096 > STAMP_SYS_SIZE || bitmap_test(bits, table / 4096))
+		return 0;
+	bitmap_set(bits, table / 4096);
+	n++;
+	for (i = 0; level > 1 && i < 512; i++) {
+		uint64_t e;
+
+		memcpy(&e, sys + table + i * 8, 8);
+		/* Present, and not a large page (PS at the PDPT and PD). */
+		if (!(e & 1) || (level < 4 && (e & 0x80)))
+			continue;
+		n += mark_tables(sys, e & 0x000ffffffffff000ULL, level - 1,
+				 bits);
+	}
+	return n;
+}
+
+size_t stamp_vm_cpu_pages(struct stamp_vm *s, uint64_t *bits)
+{
+	const uint8_t *sys = mem_seg_hva(s->sys);
+	uint64_t top = SYS_STACK0 + STAMP_MAX_VCPUS * SYS_STACK_STRIDE;
+	size_t n = mark_tables(sys, SYS_PT, 4, bits);
+	unsigned int i;
+
+	bitmap_set(bits, SYS_GDT / 4096);
+	bitmap_set(bits, SYS_IDT / 4096);
+	n += 2;
+	for (i = 0; i < s->nr_vcpus; i++) {
+		/* The page below TSS.RSP0 takes the exception frames. */
+		bitmap_set(bits, (top - i * SYS_STACK_STRIDE - 1) / 4096);
+		n++;
+	}
+	return n;
 }
 
 void stamp_vm_destroy(struct stamp_vm *s)

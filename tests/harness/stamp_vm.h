@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernel/vm.h"
@@ -57,6 +58,17 @@ void stamp_vm_destroy(struct stamp_vm *s);
 /* Creates a segment and maps it at @gpa (before boot). */
 struct mem_seg *stamp_vm_add_mem(struct stamp_vm *s, const char *name,
 				 size_t size, uint64_t gpa);
+
+/*
+ * Sets in @bits (one bit per page of the system segment) the pages that the
+ * CPU itself may write while the guest runs, without the guest storing to
+ * them: on hardware paging (EPT, NPT) the page walker's accesses to the
+ * guest's page tables count as writes, and exceptions and interrupts push
+ * frames on the ring-0 stacks. These are exactly the page-table pages
+ * reachable from CR3, the GDT/TSS and IDT pages and each vCPU's ring-0 stack
+ * page; returns how many bits it set.
+ */
+size_t stamp_vm_cpu_pages(struct stamp_vm *s, uint64_t *bits);
 
 /* Writes a mailbox quadword of @cpu (a VMM write: marks the page). */
 void stamp_mb_write(struct stamp_vm *s, unsigned int cpu, unsigned int off,

@@ -15,8 +15,29 @@
 
 #include "tests/harness/test_util.h"
 
+/* Asks @until about the complete lines of @out only (@len bytes). */
+static bool until_lines(char *out, size_t len, run_until_t until, void *arg)
+{
+	char *nl = memrchr(out, '\n', len), saved;
+	bool ok;
+
+	if (!nl)
+		return false;
+	saved = nl[1];
+	nl[1] = 0;
+	ok = until(out, arg);
+	nl[1] = saved;
+	return ok;
+}
+
 int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
-	      int timeout_ms, int sig, int sig_after_ms)
+	      int timeout_ms)
+{
+	return run_vmrun_until(argv, out, err, cap, timeout_ms, 0, NULL, NULL);
+}
+
+int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
+		    int timeout_ms, int sig, run_until_t until, void *arg)
 {
 	const char *args[64];
 	int po[2], pe[2], status, i, n = 0;
@@ -52,10 +73,6 @@ int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
 		char buf[4096];
 		ssize_t r;
 
-		if (sig && !sent && el >= sig_after_ms) {
-			kill(pid, sig);
-			sent = true;
-		}
 		if (el >= timeout_ms) {
 			kill(pid, SIGKILL);
 			break;
@@ -67,6 +84,12 @@ int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
 			if (r > 0 && lo + (size_t)r < cap) {
 				memcpy(out + lo, buf, (size_t)r);
 				lo += (size_t)r;
+				out[lo] = 0;
+				if (until && !sent &&
+				    until_lines(out, lo, until, arg)) {
+					kill(pid, sig);
+					sent = true;
+				}
 			}
 			if (r == 0)
 				p[0].fd = -1;

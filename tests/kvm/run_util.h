@@ -4,16 +4,27 @@
 
 /* Running the vmrun binary from tests. */
 
+#include <stdbool.h>
 #include <stddef.h>
+
+/* Called with the complete lines of standard output so far. */
+typedef bool (*run_until_t)(const char *out, void *arg);
 
 /*
  * Runs VMRUN_BIN with @argv (NULL-terminated, without argv[0]) and no
  * standard input; captures stdout and stderr (each up to @cap bytes,
  * NUL-terminated) and returns the exit status (128 + N for signal N).
- * Kills it after @timeout_ms. When @sig is non-zero, sends it @sig_after_ms
- * after the start.
+ * Kills it after @timeout_ms, a deadline for a run gone wrong, never a
+ * window the run is expected to fit in.
  */
 int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
-	      int timeout_ms, int sig, int sig_after_ms);
+	      int timeout_ms);
+
+/*
+ * The same, and sends @sig once @until returns true for the output so far:
+ * a test waits on the guest's progress, not on the clock.
+ */
+int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
+		    int timeout_ms, int sig, run_until_t until, void *arg);
 
 #endif /* VMM_TESTS_RUN_UTIL_H */

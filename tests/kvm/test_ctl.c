@@ -45,7 +45,7 @@ static void vm_spawn(struct vmproc *v, const char *cmdline)
 		      (char *)NULL);
 		_exit(127);
 	}
-	for (i = 0; i < 500 && access(v->sock, F_OK); i++)
+	for (i = 0; i < 6000 && access(v->sock, F_OK); i++)
 		usleep(10000);
 	TEST_ASSERT(!access(v->sock, F_OK), "no control socket at %s", v->sock);
 }
@@ -69,7 +69,7 @@ static int ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = { 60, 0 };
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	TEST_ASSERT(fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa)),
@@ -136,6 +136,16 @@ static unsigned int count_ticks(const char *path)
 	return n;
 }
 
+/* Waits (a deadline, not a window) until the console has @least ticks. */
+static unsigned int wait_ticks(const char *path, unsigned int least)
+{
+	unsigned int n, i;
+
+	for (i = 0; (n = count_ticks(path)) < least && i < 12000; i++)
+		usleep(10000);
+	return n;
+}
+
 static void test_ctl_pause_resume_stop(void)
 {
 	struct vmproc v;
@@ -145,7 +155,7 @@ static void test_ctl_pause_resume_stop(void)
 
 	vm_spawn(&v, "work=dirty mib=16 rate=20 tick_ms=50");
 	fd = ctl_connect(v.sock);
-	usleep(300000);
+	wait_ticks(v.console, 1);
 	r = request(fd, VMRUN__CTL_OP__CTL_OP_STATUS);
 	TEST_ASSERT(r && !r->error && !strcmp(r->state, "running") &&
 			    r->nr_vcpus == 2 && r->n_vcpus == 2 &&
@@ -164,8 +174,7 @@ static void test_ctl_pause_resume_stop(void)
 	r = request(fd, VMRUN__CTL_OP__CTL_OP_RESUME);
 	TEST_ASSERT(r && !r->error && !strcmp(r->state, "running"), "resume");
 	vmrun__ctl_reply__free_unpacked(r, NULL);
-	usleep(400000);
-	t2 = count_ticks(v.console);
+	t2 = wait_ticks(v.console, t1 + 1);
 	TEST_ASSERT(t2 > t1, "no progress after resume: %u ticks", t2);
 	r = request(fd, VMRUN__CTL_OP__CTL_OP_RESUME);
 	TEST_ASSERT(r && r->error == EINVAL && strstr(r->message, "not paused"),
@@ -176,7 +185,7 @@ static void test_ctl_pause_resume_stop(void)
 	TEST_ASSERT(r && !r->error, "stop");
 	vmrun__ctl_reply__free_unpacked(r, NULL);
 	close(fd);
-	rc = vm_reap(&v, 10000);
+	rc = vm_reap(&v, 60000);
 	TEST_ASSERT(rc == 0, "vmrun exit %d after stop", rc);
 	TEST_ASSERT(access(v.sock, F_OK), "socket file left behind");
 	unlink(v.console);
@@ -245,7 +254,7 @@ static void test_ctl_hostile_clients(void)
 	r = request(fd, VMRUN__CTL_OP__CTL_OP_STOP);
 	vmrun__ctl_reply__free_unpacked(r, NULL);
 	close(fd);
-	rc = vm_reap(&v, 10000);
+	rc = vm_reap(&v, 60000);
 	TEST_ASSERT(rc == 0, "exit %d", rc);
 	unlink(v.console);
 }
@@ -265,7 +274,7 @@ static void test_ctl_bad_socket_path(void)
 					  GUEST_DIR "/hello_mb.bin",
 					  NULL };
 
-		rc = run_vmrun(a, out, err, sizeof(out), 10000, 0, 0);
+		rc = run_vmrun(a, out, err, sizeof(out), 60000);
 	}
 	TEST_ASSERT(rc == 2 && strstr(err, "not a socket"), "exit %d: %s", rc,
 		    err);
@@ -275,7 +284,7 @@ static void test_ctl_bad_socket_path(void)
 		const char *const a[] = { "ctl", "/tmp/vmrun-no-such.sock",
 					  "status", NULL };
 
-		rc = run_vmrun(a, out, err, sizeof(out), 10000, 0, 0);
+		rc = run_vmrun(a, out, err, sizeof(out), 60000);
 	}
 	TEST_ASSERT(rc == 2 && strstr(err, "cannot connect"), "exit %d: %s", rc,
 		    err);

@@ -15,12 +15,12 @@ static char out[CAP], err[CAP];
 #define RUN(timeout, ...)                                       \
 	({                                                      \
 		const char *const a_[] = { __VA_ARGS__, NULL }; \
-		run_vmrun(a_, out, err, CAP, timeout, 0, 0);    \
+		run_vmrun(a_, out, err, CAP, timeout);          \
 	})
 
 static void test_run_multiboot_poweroff(void)
 {
-	int rc = RUN(20000, "run", "--kernel", GUEST_DIR "/hello_mb.bin",
+	int rc = RUN(120000, "run", "--kernel", GUEST_DIR "/hello_mb.bin",
 		     "--cmdline", "mb-args 1 2 3", "--mem", "64M");
 
 	TEST_ASSERT(rc == 0, "exit %d, stderr: %s", rc, err);
@@ -30,7 +30,7 @@ static void test_run_multiboot_poweroff(void)
 
 static void test_run_pvh_poweroff(void)
 {
-	int rc = RUN(20000, "run", "--kernel", GUEST_DIR "/hello_pvh.elf",
+	int rc = RUN(120000, "run", "--kernel", GUEST_DIR "/hello_pvh.elf",
 		     "--cmdline", "pvh-args", "--mem", "5G", "--cpus", "2");
 
 	TEST_ASSERT(rc == 0, "exit %d, stderr: %s", rc, err);
@@ -48,7 +48,7 @@ static void test_run_console_file(void)
 	TEST_ASSERT(fd >= 0, "mkstemp");
 	close(fd);
 	snprintf(spec, sizeof(spec), "file:%s", path);
-	rc = RUN(20000, "run", "--kernel", GUEST_DIR "/hello_mb.bin",
+	rc = RUN(120000, "run", "--kernel", GUEST_DIR "/hello_mb.bin",
 		 "--cmdline", "to-file", "--console", spec);
 	TEST_ASSERT(rc == 0, "exit %d, stderr: %s", rc, err);
 	TEST_ASSERT(!strstr(out, "hello"), "console leaked to stdout: %s", out);
@@ -62,7 +62,7 @@ static void test_run_console_file(void)
 
 static void test_run_triple_fault_exit_code(void)
 {
-	int rc = RUN(20000, "run", "--kernel", GUEST_DIR "/crash_mb.bin");
+	int rc = RUN(120000, "run", "--kernel", GUEST_DIR "/crash_mb.bin");
 
 	TEST_ASSERT(rc == 4, "exit %d (want 4), stderr: %s", rc, err);
 	TEST_ASSERT(strstr(err, "triple fault"), "stderr: %s", err);
@@ -70,7 +70,7 @@ static void test_run_triple_fault_exit_code(void)
 
 static void test_run_guest_reset_exit_code(void)
 {
-	int rc = RUN(20000, "run", "--kernel", GUEST_DIR "/reset_mb.bin",
+	int rc = RUN(120000, "run", "--kernel", GUEST_DIR "/reset_mb.bin",
 		     "--cmdline", "then-reset");
 
 	TEST_ASSERT(rc == 3, "exit %d (want 3), stderr: %s", rc, err);
@@ -95,7 +95,7 @@ static const char *tmp_kernel(const void *data, size_t len)
 static void expect_bad_kernel(const void *data, size_t len, const char *what)
 {
 	const char *k = tmp_kernel(data, len);
-	int rc = RUN(20000, "run", "--kernel", k);
+	int rc = RUN(120000, "run", "--kernel", k);
 
 	unlink(k);
 	TEST_ASSERT(rc == 2, "%s: exit %d (want 2), stderr: %s", what, rc, err);
@@ -131,7 +131,7 @@ static void test_run_bad_kernels_refused(void)
 	{
 		const char *const a[] = { "run", "--kernel", "/nonexistent/k",
 					  NULL };
-		int rc = run_vmrun(a, out, err, CAP, 10000, 0, 0);
+		int rc = run_vmrun(a, out, err, CAP, 60000);
 
 		TEST_ASSERT(rc == 2 && strstr(err, "No such file"),
 			    "missing kernel: exit %d, %s", rc, err);
@@ -155,7 +155,7 @@ static void test_run_bad_arguments_refused(void)
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
-		int rc = run_vmrun(cases[i], out, err, CAP, 10000, 0, 0);
+		int rc = run_vmrun(cases[i], out, err, CAP, 60000);
 
 		TEST_ASSERT(rc == 2 || (i == 7 && rc == 1),
 			    "case %u (%s %s): exit %d, stderr: %s", i,
@@ -165,7 +165,7 @@ static void test_run_bad_arguments_refused(void)
 	}
 	{
 		const char *const a[] = { "run", "--help", NULL };
-		int rc = run_vmrun(a, out, err, CAP, 10000, 0, 0);
+		int rc = run_vmrun(a, out, err, CAP, 60000);
 
 		TEST_ASSERT(rc == 0 && strstr(out, "--kernel") &&
 				    strstr(out, "exit status"),
@@ -175,13 +175,29 @@ static void test_run_bad_arguments_refused(void)
 
 static void test_run_info(void)
 {
-	int rc = RUN(10000, "info");
+	int rc = RUN(60000, "info");
 
 	TEST_ASSERT(rc == 0, "exit %d: %s", rc, err);
 	TEST_ASSERT(strstr(out, "KVM API version: 12") &&
 			    strstr(out, "dirty tracking") &&
 			    strstr(out, "KVM_GET_SUPPORTED_CPUID"),
 		    "info output: %s", out);
+	TEST_ASSERT(!strncmp(out, "KVM: kvm", 8) && strstr(out, "  paging "),
+		    "info does not name the KVM: %s", out);
+	{
+		char label[64];
+
+		rc = RUN(60000, "info", "--kvm");
+		TEST_ASSERT(rc == 0 && strchr(out, '\n'), "info --kvm: exit %d",
+			    rc);
+		snprintf(label, sizeof(label), "KVM: %.40s", out);
+		rc = RUN(60000, "info");
+		TEST_ASSERT(!strncmp(out, label, strlen(label)),
+			    "info --kvm said '%s', info says: %s", label, out);
+	}
+	rc = RUN(60000, "info", "--bogus");
+	TEST_ASSERT(rc == 2 && strstr(err, "--bogus"), "info --bogus: exit %d",
+		    rc);
 }
 
 const struct test_case run_tests[] = {

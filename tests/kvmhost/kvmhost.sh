@@ -18,6 +18,8 @@
 #   --cwd DIR       directory the command starts in (default: the current one)
 #   --share DIR     the writable tree (default: the project's top directory)
 #   --quiet         no progress lines on stderr
+#   --dump-after S  after S seconds print every task's kernel stack on the
+#                   guest console (shown on failure): for finding hangs
 #
 # The command's standard output and error arrive on this script's standard
 # output as it runs, and its exit status is this script's. When the guest
@@ -40,6 +42,7 @@ cwd=$PWD
 share=$top
 quiet=0
 prepare_only=0
+dump_after=0
 
 die() {
 	echo "kvmhost: $*" >&2
@@ -56,6 +59,7 @@ while (($#)); do
 	--cwd) cwd=$2; shift 2 ;;
 	--share) share=$(cd "$2" && pwd) || die "no directory $2"; shift 2 ;;
 	--quiet) quiet=1; shift ;;
+	--dump-after) dump_after=$2; shift 2 ;;
 	--prepare) prepare_only=1; shift ;;
 	-h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	--) shift; break ;;
@@ -66,6 +70,7 @@ done
 case "$npt" in on) npt_arg=1 ;; off) npt_arg=0 ;; *) die "--npt takes on or off" ;; esac
 [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "--cpus takes a positive number"
 [[ "$timeout" =~ ^[1-9][0-9]*$ ]] || die "--timeout takes seconds"
+[[ "$dump_after" =~ ^[0-9]+$ ]] || die "--dump-after takes seconds"
 ((prepare_only)) || (($#)) || die "no command given (see --help)"
 
 # --- Dependencies: QEMU, busybox, and the kernel package, from Debian ----
@@ -201,7 +206,7 @@ qemu-system-x86_64 \
 	-accel tcg,thread=multi,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
-	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init vmrun.npt=$npt_arg" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
 	-serial "file:$run/console" \
 	-device virtio-serial-pci \
 	-chardev "file,id=out,path=$run/out" -device virtconsole,chardev=out \
@@ -218,10 +223,19 @@ qpid=$!
 : >"$run/out"
 tail -n +1 -f --pid="$qpid" "$run/out" &
 tpid=$!
+# A wedged emulated kernel (a CPU stuck for minutes, as the soft-lockup
+# watchdog reports) will not recover: stop it at once, not at the limit.
 timed_out=0
+wedged=0
 while kill -0 "$qpid" 2>/dev/null; do
 	if (($(date +%s) - start > timeout)); then
 		timed_out=1
+		kill "$qpid" 2>/dev/null
+		break
+	fi
+	if grep -qE 'soft lockup - CPU#[0-9]+ stuck for ([2-9][0-9]{2}|1[2-9][0-9])s' \
+		"$run/console" 2>/dev/null; then
+		wedged=1
 		kill "$qpid" 2>/dev/null
 		break
 	fi
@@ -235,10 +249,11 @@ wait "$tpid" 2>/dev/null
 fail() {
 	echo "kvmhost: $*" >&2
 	echo "kvmhost: --- last lines of the emulated host's console ---" >&2
-	tail -n 40 "$run/console" >&2
+	tail -n "${KVMHOST_TAIL:-40}" "$run/console" >&2
 	[ -s "$run/qemu.log" ] && { echo "kvmhost: --- QEMU ---" >&2; tail -n 20 "$run/qemu.log" >&2; }
 	exit 125
 }
+((wedged)) && fail "the emulated host's kernel is wedged (a CPU stuck for minutes); stopped"
 ((timed_out)) && fail "the command did not finish within ${timeout}s; stopped"
 if [ -f "$run/nokvm" ]; then
 	fail "the emulated host could not get /dev/kvm: $(cat "$run/nokvm")"
