@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: installs build dependencies, builds vmrun twice
-# (a normal build and an ASan/UBSan build, both with warnings as errors),
-# and runs the unit tests and the KVM tests against /dev/kvm in each.
-# A host without a usable /dev/kvm fails the run; it never passes vacuously.
+# The whole test suite: installs build dependencies, checks formatting,
+# builds vmrun three times (plain and ASan/UBSan with warnings as errors,
+# ThreadSanitizer) and runs the unit tests and fuzz replays here, and the
+# KVM suites on every KVM it can reach:
+#   - this host's /dev/kvm, when it opens and can create a VM;
+#   - always, the emulated hardware-virtualisation host (tests/kvmhost/:
+#     QEMU TCG with AMD SVM and nested paging, Debian's kernel, kvm-amd),
+#     since users run hardware KVM and development hosts may have none.
+# A run that reaches no KVM at all fails; it never passes vacuously. The
+# summary gives each KVM's counts; the last line is "N passed, N failed".
 #
 #   bash tests/run.sh            everything
-#   bash tests/run.sh --quick    the normal build only
+#   bash tests/run.sh --quick    the plain build only
+#   VMRUN_TEST_NPT=off ...       the emulated host with shadow paging
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,28 +21,48 @@ bash tests/deps.sh || exit 1
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
+npt=${VMRUN_TEST_NPT:-on}
 
 passed=0
 failed=0
 status=0
+declare -A kvm_passed kvm_failed
+kvm_labels=()
 
-run_suite() { # build-dir binary [suites...]
-	local out dir=$1 bin=$2
-	shift 2
+count() { # label passed failed
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+	[ -z "$1" ] && return
+	if [ -z "${kvm_passed[$1]+x}" ]; then
+		kvm_labels+=("$1")
+		kvm_passed[$1]=0
+		kvm_failed[$1]=0
+	fi
+	kvm_passed[$1]=$((kvm_passed[$1] + $2))
+	kvm_failed[$1]=$((kvm_failed[$1] + $3))
+}
+
+# run_suite LABEL COMMAND...: runs a CUnit binary (directly or through the
+# emulated host), shows its output and counts its closing line under LABEL
+# (empty: no KVM involved). A run that ends without that line, or exits
+# non-zero, counts as one more failure.
+run_suite() {
+	local label=$1 out rc line p=0 f=0
+	shift
 	out=$(mktemp)
-	"$dir/$bin" "$@" 2>&1 | tee "$out"
-	local rc=${PIPESTATUS[0]}
-	local line
+	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
 	if [ -n "$line" ]; then
-		passed=$((passed + $(echo "$line" | awk '{print $1}')))
-		failed=$((failed + $(echo "$line" | awk '{print $3}' | tr -d ,)))
+		p=$(echo "$line" | awk '{print $1}')
+		f=$(echo "$line" | awk '{print $3}')
 	fi
 	if [ "$rc" -ne 0 ]; then
-		echo "tests/run.sh: $dir/$bin exited with $rc" >&2
-		[ -z "$line" ] && failed=$((failed + 1))
+		echo "tests/run.sh: '$*' exited with $rc" >&2
+		[ -z "$line" ] || [ "$f" -eq 0 ] && f=$((f + 1))
 		status=1
 	fi
+	count "$label" "$p" "$f"
 	rm -f "$out"
 }
 
@@ -55,10 +82,10 @@ if command -v clang-format >/dev/null; then
 	done)
 	if [ -n "$bad" ]; then
 		echo "clang-format: these files need formatting:" $bad
-		failed=$((failed + 1))
+		count "" 0 1
 		status=1
 	else
-		passed=$((passed + 1))
+		count "" 1 0
 	fi
 fi
 
@@ -73,40 +100,77 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${VMRUN_TEST_TAP:-}" ] &&
 fi
 trap '[ $tap_made = 1 ] && ip link del "$VMRUN_TEST_TAP" 2>/dev/null' EXIT
 
+# The emulated host's kernel and initramfs, made once (cached).
+bash tests/kvmhost/kvmhost.sh --prepare >/dev/null ||
+	echo "tests/run.sh: the emulated host could not be prepared" >&2
+
 configs=("build")
 ((quick)) || configs+=("build-asan" "build-tsan")
+native=""
 
 for dir in "${configs[@]}"; do
 	echo "=== $dir ==="
-	if [ "$dir" = build-asan ]; then
-		build "$dir" -Db_sanitize=address,undefined -Db_lundef=false || { status=1; failed=$((failed + 1)); continue; }
+	suites=()
+	case "$dir" in
+	build-asan)
+		build "$dir" -Db_sanitize=address,undefined -Db_lundef=false ||
+			{ status=1; count "" 0 1; continue; }
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-	elif [ "$dir" = build-tsan ]; then
+		;;
+	build-tsan)
 		# The threaded core only: vCPUs, pause, memory, dirty tracking.
 		# (werror off: GCC warns that TSan cannot see fences.)
-		build "$dir" -Db_sanitize=thread -Db_lundef=false -Dwerror=false || { status=1; failed=$((failed + 1)); continue; }
+		build "$dir" -Db_sanitize=thread -Db_lundef=false -Dwerror=false ||
+			{ status=1; count "" 0 1; continue; }
 		export TSAN_OPTIONS=halt_on_error=1
-		run_suite "$dir" tests/kvm/kvm_tests vm mem dirty pause
-		unset TSAN_OPTIONS
-		continue
-	else
-		build "$dir" || { status=1; failed=$((failed + 1)); continue; }
+		suites=(vm mem dirty pause)
+		;;
+	*)
+		build "$dir" || { status=1; count "" 0 1; continue; }
+		# Which KVM this host has, if any (vmrun info says why not).
+		native=$("$dir/vmrun/vmrun" info --kvm 2>/dev/null) || native=""
+		;;
+	esac
+	if [ "$dir" != build-tsan ]; then
+		run_suite "" "$dir/tests/unit/unit_tests"
+		# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
+		for f in fuzz_virtq fuzz_image_load; do
+			if FUZZ_SEEDS="$dir/tests/guest" "$dir/tests/fuzz/$f" --smoke 20000; then
+				count "" 1 0
+			else
+				echo "tests/run.sh: $dir/tests/fuzz/$f crashed" >&2
+				count "" 0 1
+				status=1
+			fi
+		done
 	fi
-	run_suite "$dir" tests/unit/unit_tests
-	run_suite "$dir" tests/kvm/kvm_tests
-	# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
-	for f in fuzz_virtq fuzz_image_load; do
-		if FUZZ_SEEDS="$dir/tests/guest" "$dir/tests/fuzz/$f" --smoke 20000; then
-			passed=$((passed + 1))
-		else
-			echo "tests/run.sh: $dir/tests/fuzz/$f crashed" >&2
-			failed=$((failed + 1))
-			status=1
-		fi
-	done
+	if [ -n "$native" ]; then
+		echo "--- $dir: KVM suites on this host's KVM ($native) ---"
+		run_suite "$native" "$dir/tests/kvm/kvm_tests" "${suites[@]}"
+	fi
+	label="kvm_amd npt"
+	[ "$npt" = off ] && label="kvm_amd shadow"
+	echo "--- $dir: KVM suites on the emulated host ($label) ---"
+	run_suite "$label (emulated)" bash tests/kvmhost/kvmhost.sh --npt "$npt" \
+		--timeout 1500 -- "$dir/tests/kvm/kvm_tests" "${suites[@]}"
+	unset ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
 done
 
 echo
+echo "=== summary ==="
+for l in "${kvm_labels[@]}"; do
+	echo "KVM $l: ${kvm_passed[$l]} passed, ${kvm_failed[$l]} failed"
+done
+reached=0
+for l in "${kvm_labels[@]}"; do
+	# A KVM counts as reached when some test passed on it.
+	((kvm_passed[$l] > 0)) && reached=1
+done
+if ((!reached)); then
+	echo "tests/run.sh: no KVM was reached (no usable /dev/kvm here, and the emulated host failed)" >&2
+	count "" 0 1
+	status=1
+fi
 echo "${passed} passed, ${failed} failed"
 exit $status

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The benchmarks (dirty_perf, guest_perf) on every KVM this host reaches:
+# its own /dev/kvm when usable, and the emulated hardware-virtualisation
+# host (tests/kvmhost/). Figures from the emulated host are for ratios
+# between rows, not for absolute speed. Record them in docs/benchmarks.md
+# with the KVM each came from, the machine and the date.
+#
+#   bash tests/perf/run.sh [--quick] [--native-only|--emulated-only]
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+bash tests/deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null || ninja -C build
+
+quick=() native=1 emulated=1
+for a in "$@"; do
+	case "$a" in
+	--quick) quick=(--quick) ;;
+	--native-only) emulated=0 ;;
+	--emulated-only) native=0 ;;
+	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+	*) echo "tests/perf/run.sh: unknown argument $a" >&2; exit 2 ;;
+	esac
+done
+
+benches="build/tests/perf/dirty_perf ${quick[*]} --markdown && build/tests/perf/guest_perf ${quick[*]}"
+if ((native)) && label=$(build/vmrun/vmrun info --kvm 2>/dev/null); then
+	echo "=== benchmarks on this host's KVM ($label), $(date -u +%F) ==="
+	bash -c "$benches"
+elif ((native)); then
+	echo "tests/perf/run.sh: no usable /dev/kvm here; only the emulated host" >&2
+fi
+if ((emulated)); then
+	echo "=== benchmarks on the emulated host (kvm_amd npt under QEMU TCG), $(date -u +%F) ==="
+	bash tests/kvmhost/kvmhost.sh --timeout 3000 -- bash -c "$benches"
+fi
