@@ -1,0 +1,432 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loading a Vmrun__VcpuState into a vCPU: every check first, then the
+ * KVM calls in the order KVM needs (see x86_vcpu_state_load()).
+ */
+#include "kernel/x86/vcpu_state.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/util/log.h"
+#include "kernel/x86/vcpu_state_priv.h"
+
+/* The event flags KVM takes without extra capabilities enabled. */
+#define EVENTS_FLAGS                                                         \
+	(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | \
+	 KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM)
+
+static void seg_from_msg(struct kvm_segment *s, const Vmrun__X86Segment *m)
+{
+	memset(s, 0, sizeof(*s));
+	s->base = m->base_address;
+	s->limit = m->limit;
+	s->selector = (uint16_t)m->selector;
+	s->type = (uint8_t)m->type;
+	s->present = m->present;
+	s->dpl = (uint8_t)m->dpl;
+	s->db = m->db;
+	s->s = m->s;
+	s->l = m->l;
+	s->g = m->g;
+	s->avl = m->avl;
+	s->unusable = m->unusable;
+}
+
+static bool seg_ok(const Vmrun__X86Segment *m)
+{
+	return m && m->selector <= 0xffff && m->type <= 15 && m->dpl <= 3;
+}
+
+#define SREGS_COMMON_FROM_MSG(s, m)                         \
+	do {                                                \
+		seg_from_msg(&(s)->cs, (m)->cs);            \
+		seg_from_msg(&(s)->ds, (m)->ds);            \
+		seg_from_msg(&(s)->es, (m)->es);            \
+		seg_from_msg(&(s)->fs, (m)->fs);            \
+		seg_from_msg(&(s)->gs, (m)->gs);            \
+		seg_from_msg(&(s)->ss, (m)->ss);            \
+		seg_from_msg(&(s)->tr, (m)->tr);            \
+		seg_from_msg(&(s)->ldt, (m)->ldt);          \
+		(s)->gdt.base = (m)->gdt->base_address;     \
+		(s)->gdt.limit = (uint16_t)(m)->gdt->limit; \
+		(s)->idt.base = (m)->idt->base_address;     \
+		(s)->idt.limit = (uint16_t)(m)->idt->limit; \
+		(s)->cr0 = (m)->cr0;                        \
+		(s)->cr2 = (m)->cr2;                        \
+		(s)->cr3 = (m)->cr3;                        \
+		(s)->cr4 = (m)->cr4;                        \
+		(s)->cr8 = (m)->cr8;                        \
+		(s)->efer = (m)->efer;                      \
+		(s)->apic_base = (m)->apic_base;            \
+	} while (0)
+
+static void regs_from_msg(struct kvm_regs *r, const Vmrun__X86Regs *m)
+{
+#define R(x) r->x = m->x
+	R(rax), R(rbx), R(rcx), R(rdx), R(rsi), R(rdi), R(rsp), R(rbp);
+	R(r8), R(r9), R(r10), R(r11), R(r12), R(r13), R(r14), R(r15);
+	R(rip), R(rflags);
+#undef R
+}
+
+static void events_from_msg(struct kvm_vcpu_events *e,
+			    const Vmrun__X86Events *m)
+{
+	memset(e, 0, sizeof(*e));
+	e->flags = m->flags;
+	e->exception.injected = m->exception_injected;
+	e->exception.nr = (uint8_t)m->exception_nr;
+	e->exception.has_error_code = m->exception_has_error_code;
+	e->exception.pending = m->exception_pending;
+	e->exception.error_code = m->exception_error_code;
+	e->interrupt.injected = m->interrupt_injected;
+	e->interrupt.nr = (uint8_t)m->interrupt_nr;
+	e->interrupt.soft = m->interrupt_soft;
+	e->interrupt.shadow = (uint8_t)m->interrupt_shadow;
+	e->nmi.injected = m->nmi_injected;
+	e->nmi.pending = m->nmi_pending;
+	e->nmi.masked = m->nmi_masked;
+	e->sipi_vector = m->sipi_vector;
+	e->smi.smm = m->smi_smm;
+	e->smi.pending = m->smi_pending;
+	e->smi.smm_inside_nmi = m->smi_inside_nmi;
+	e->smi.latched_init = m->smi_latched_init;
+	e->triple_fault.pending = m->triple_fault_pending;
+	e->exception_has_payload = m->exception_has_payload;
+	e->exception_payload = m->exception_payload;
+}
+
+static int check_sregs(struct vcpu *vcpu, const Vmrun__X86Sregs *m)
+{
+	if (!m || !seg_ok(m->cs) || !seg_ok(m->ds) || !seg_ok(m->es) ||
+	    !seg_ok(m->fs) || !seg_ok(m->gs) || !seg_ok(m->ss) ||
+	    !seg_ok(m->tr) || !seg_ok(m->ldt) || !m->gdt || !m->idt ||
+	    m->gdt->limit > 0xffff || m->idt->limit > 0xffff)
+		return -EINVAL;
+	if (m->sregs2) {
+		if (m->n_pdptrs != 4 || m->n_interrupt_bitmap ||
+		    (m->flags & ~(uint64_t)KVM_SREGS2_FLAGS_PDPTRS_VALID))
+			return -EINVAL;
+		if (!has_cap(vcpu, KVM_CAP_SREGS2))
+			return -EOPNOTSUPP;
+	} else if ((m->n_interrupt_bitmap != 0 && m->n_interrupt_bitmap != 4) ||
+		   m->n_pdptrs || m->flags) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_fpu(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	size_t host = host_xsave_size(vcpu->vm);
+	size_t i;
+
+	/* Exactly one of the two, as x86_vcpu_state_save() writes them. */
+	if (!st->xsave.len == !st->fpu.len)
+		return -EINVAL;
+	if (st->fpu.len && st->fpu.len != sizeof(struct kvm_fpu))
+		return -EINVAL;
+	if (st->xsave.len &&
+	    (st->xsave.len < sizeof(struct kvm_xsave) || st->xsave.len > host))
+		return -EINVAL;
+	if (st->n_xcrs > KVM_MAX_XCRS || (st->n_xcrs && !st->xsave.len))
+		return -EINVAL;
+	for (i = 0; i < st->n_xcrs; i++)
+		if (!st->xcrs[i])
+			return -EINVAL;
+	if (st->n_xcrs && !has_cap(vcpu, KVM_CAP_XCRS))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static int check_msrs(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	const uint32_t *idx;
+	size_t i;
+	int nr, j;
+
+	nr = x86_msr_index_list(vcpu->vm->kvm_fd, &idx);
+	if (nr < 0)
+		return nr;
+	if (st->n_msrs > X86_STATE_MAX_MSRS || st->n_msrs > (size_t)nr)
+		return -EINVAL;
+	for (i = 0; i < st->n_msrs; i++) {
+		if (!st->msrs[i])
+			return -EINVAL;
+		/* Only MSRs this host's KVM lists as save-worthy. */
+		for (j = 0; j < nr && idx[j] != st->msrs[i]->index; j++)
+			;
+		if (j == nr) {
+			pr_warn("vCPU %u: MSR %#x is not in this host's list",
+				vcpu->id, st->msrs[i]->index);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_events(const Vmrun__X86Events *e)
+{
+	if (!e || (e->flags & ~(uint32_t)EVENTS_FLAGS) ||
+	    e->exception_nr >= 32 || e->interrupt_nr > 255 ||
+	    (e->interrupt_shadow &
+	     ~(uint32_t)(KVM_X86_SHADOW_INT_MOV_SS | KVM_X86_SHADOW_INT_STI)) ||
+	    e->sipi_vector > 255 || e->triple_fault_pending ||
+	    e->exception_has_payload || e->exception_payload)
+		return -EINVAL;
+	return 0;
+}
+
+int x86_vcpu_state_check(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	const Vmrun__X86Debugregs *d;
+	size_t i;
+	int ret;
+
+	if (!st || st->id != vcpu->id || st->apic_id != vcpu->arch.apic_id ||
+	    !st->regs)
+		return -EINVAL;
+	ret = check_sregs(vcpu, st->sregs);
+	if (!ret)
+		ret = check_fpu(vcpu, st);
+	if (!ret)
+		ret = check_msrs(vcpu, st);
+	if (!ret)
+		ret = check_events(st->events);
+	if (ret < 0)
+		return ret;
+	if (st->lapic.len !=
+	    (vcpu->vm->irqchip ? sizeof(struct kvm_lapic_state) : 0))
+		return -EINVAL;
+	if (st->mp_state > KVM_MP_STATE_SIPI_RECEIVED &&
+	    st->mp_state != KVM_MP_STATE_AP_RESET_HOLD &&
+	    st->mp_state != KVM_MP_STATE_SUSPENDED)
+		return -EINVAL;
+	d = st->debugregs;
+	if (!d || d->n_db != 4 || d->flags)
+		return -EINVAL;
+	if (!st->n_cpuid || st->n_cpuid > X86_STATE_MAX_CPUID)
+		return -EINVAL;
+	for (i = 0; i < st->n_cpuid; i++)
+		if (!st->cpuid[i])
+			return -EINVAL;
+	if (st->tsc_khz) {
+		ret = has_cap(vcpu, KVM_CAP_GET_TSC_KHZ) ?
+			      kvm_ioctl_val(vcpu->fd, KVM_GET_TSC_KHZ, 0) :
+			      0;
+		if (ret < 0)
+			return ret;
+		/* Another frequency needs TSC scaling. */
+		if ((uint32_t)ret != st->tsc_khz &&
+		    !has_cap(vcpu, KVM_CAP_TSC_CONTROL))
+			return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* The KVM structures of a load, built before any of them is applied. */
+struct vcpu_load {
+	struct kvm_cpuid2 *cpuid;
+	struct kvm_msrs *msrs;
+	void *xsave; /* host-sized, or a struct kvm_fpu */
+	struct kvm_xcrs xcrs;
+	bool set_tsc_khz;
+};
+
+static int load_build(struct vcpu *vcpu, const Vmrun__VcpuState *st,
+		      struct vcpu_load *l)
+{
+	size_t i, xsize = host_xsave_size(vcpu->vm);
+
+	l->cpuid = calloc(1, sizeof(*l->cpuid) +
+				     st->n_cpuid *
+					     sizeof(struct kvm_cpuid_entry2));
+	l->msrs = calloc(1, sizeof(*l->msrs) +
+				    st->n_msrs * sizeof(struct kvm_msr_entry));
+	l->xsave = calloc(1, st->xsave.len ? xsize : sizeof(struct kvm_fpu));
+	if (!l->cpuid || !l->msrs || !l->xsave)
+		return -ENOMEM;
+	l->cpuid->nent = (uint32_t)st->n_cpuid;
+	for (i = 0; i < st->n_cpuid; i++) {
+		const Vmrun__X86CpuidEntry *m = st->cpuid[i];
+		struct kvm_cpuid_entry2 *e = &l->cpuid->entries[i];
+
+		e->function = m->function;
+		e->index = m->index;
+		e->flags = m->flags;
+		e->eax = m->eax;
+		e->ebx = m->ebx;
+		e->ecx = m->ecx;
+		e->edx = m->edx;
+	}
+	l->msrs->nmsrs = (uint32_t)st->n_msrs;
+	for (i = 0; i < st->n_msrs; i++) {
+		l->msrs->entries[i].index = st->msrs[i]->index;
+		l->msrs->entries[i].data = st->msrs[i]->value;
+	}
+	if (st->xsave.len)
+		memcpy(l->xsave, st->xsave.data, st->xsave.len);
+	else
+		memcpy(l->xsave, st->fpu.data, st->fpu.len);
+	l->xcrs.nr_xcrs = (uint32_t)st->n_xcrs;
+	for (i = 0; i < st->n_xcrs; i++) {
+		l->xcrs.xcrs[i].xcr = st->xcrs[i]->xcr;
+		l->xcrs.xcrs[i].value = st->xcrs[i]->value;
+	}
+	if (st->tsc_khz)
+		l->set_tsc_khz = kvm_ioctl_val(vcpu->fd, KVM_GET_TSC_KHZ, 0) !=
+				 (int)st->tsc_khz;
+	return 0;
+}
+
+static int load_sregs(struct vcpu *vcpu, const Vmrun__X86Sregs *m)
+{
+	unsigned int i;
+
+	if (m->sregs2) {
+		struct kvm_sregs2 s;
+
+		memset(&s, 0, sizeof(s));
+		SREGS_COMMON_FROM_MSG(&s, m);
+		s.flags = m->flags;
+		for (i = 0; i < 4; i++)
+			s.pdptrs[i] = m->pdptrs[i];
+		return kvm_ioctl(vcpu->fd, KVM_SET_SREGS2, &s);
+	} else {
+		struct kvm_sregs s;
+
+		memset(&s, 0, sizeof(s));
+		SREGS_COMMON_FROM_MSG(&s, m);
+		for (i = 0; i < m->n_interrupt_bitmap; i++)
+			s.interrupt_bitmap[i] = m->interrupt_bitmap[i];
+		return kvm_ioctl(vcpu->fd, KVM_SET_SREGS, &s);
+	}
+}
+
+/* KVM_SET_MSRS in batches; a short count names the MSR KVM refused. */
+static int load_msrs(struct vcpu *vcpu, const struct kvm_msrs *all)
+{
+	struct kvm_msrs *b;
+	size_t pos, k;
+	int ret = 0;
+
+	b = calloc(1, sizeof(*b) + MSR_BATCH * sizeof(struct kvm_msr_entry));
+	if (!b)
+		return -ENOMEM;
+	for (pos = 0; pos < all->nmsrs; pos += k) {
+		k = MIN(all->nmsrs - pos, (size_t)MSR_BATCH);
+		b->nmsrs = (uint32_t)k;
+		memcpy(b->entries, &all->entries[pos],
+		       k * sizeof(b->entries[0]));
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, b);
+		if (ret >= 0 && (size_t)ret < k) {
+			pr_err("vCPU %u: KVM refused MSR %#x = %#llx", vcpu->id,
+			       b->entries[ret].index,
+			       (unsigned long long)b->entries[ret].data);
+			ret = -EIO;
+		}
+		if (ret < 0)
+			break;
+		ret = 0;
+	}
+	free(b);
+	return ret;
+}
+
+/*
+ * The order, and why:
+ * - CPUID first: it decides which MSRs, XSAVE components and CR4 bits
+ *   KVM accepts afterwards.
+ * - The TSC frequency before any TSC value, so that the MSR_IA32_TSC
+ *   written next is scaled at the frequency it was read at.
+ * - sregs before MSRs: CR0/CR4/EFER and the APIC base (x2APIC mode) are
+ *   in place when KVM checks MSR writes against them.
+ * - XCRs before XSAVE, so XCR0 covers the components the area holds.
+ * - regs after sregs; KVM_SET_REGS also drops a pending exception, so it
+ *   must come before the events.
+ * - The LAPIC after the APIC base (sregs) it is interpreted under.
+ * - Events, then MP state last: KVM_SET_MP_STATE refuses INIT/SIPI
+ *   states while the events say an INIT is latched (SMM), so it must see
+ *   the restored events.
+ */
+int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	struct vcpu_load l = { 0 };
+	struct kvm_regs regs;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
+	const char *step;
+	int ret;
+
+	ret = state_access_ok(vcpu);
+	if (!ret)
+		ret = x86_vcpu_state_check(vcpu, st);
+	if (ret < 0)
+		return ret;
+	ret = load_build(vcpu, st, &l);
+	if (ret < 0)
+		goto out;
+	regs_from_msg(&regs, st->regs);
+	events_from_msg(&ev, st->events);
+	memset(&dr, 0, sizeof(dr));
+	memcpy(dr.db, st->debugregs->db, sizeof(dr.db));
+	dr.dr6 = st->debugregs->dr6;
+	dr.dr7 = st->debugregs->dr7;
+	mp.mp_state = st->mp_state;
+
+	step = "KVM_SET_CPUID2";
+	ret = kvm_ioctl(vcpu->fd, KVM_SET_CPUID2, l.cpuid);
+	if (!ret && l.set_tsc_khz) {
+		step = "KVM_SET_TSC_KHZ";
+		ret = kvm_ioctl_val(vcpu->fd, KVM_SET_TSC_KHZ, st->tsc_khz);
+	}
+	if (!ret) {
+		step = "sregs";
+		ret = load_sregs(vcpu, st->sregs);
+	}
+	if (!ret) {
+		step = "MSRs";
+		ret = load_msrs(vcpu, l.msrs);
+	}
+	if (!ret && l.xcrs.nr_xcrs) {
+		step = "KVM_SET_XCRS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_XCRS, &l.xcrs);
+	}
+	if (!ret) {
+		step = st->xsave.len ? "KVM_SET_XSAVE" : "KVM_SET_FPU";
+		ret = kvm_ioctl(vcpu->fd,
+				st->xsave.len ? KVM_SET_XSAVE : KVM_SET_FPU,
+				l.xsave);
+	}
+	if (!ret) {
+		step = "KVM_SET_REGS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_REGS, &regs);
+	}
+	if (!ret) {
+		step = "KVM_SET_DEBUGREGS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_DEBUGREGS, &dr);
+	}
+	if (!ret && st->lapic.len) {
+		step = "KVM_SET_LAPIC";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_LAPIC, st->lapic.data);
+	}
+	if (!ret) {
+		step = "KVM_SET_VCPU_EVENTS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev);
+	}
+	if (!ret) {
+		step = "KVM_SET_MP_STATE";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
+	}
+	if (ret < 0)
+		pr_err("vCPU %u: loading state, %s: %s", vcpu->id, step,
+		       strerror(-ret));
+out:
+	free(l.cpuid);
+	free(l.msrs);
+	free(l.xsave);
+	return ret < 0 ? ret : 0;
+}
