@@ -12,6 +12,7 @@ static const struct test_suite suites[] = {
 	{ "virtio_rng", virtio_rng_tests, NULL, NULL },
 	{ "virtio_net", virtio_net_tests, NULL, NULL },
 	{ "loader", loader_tests, NULL, NULL },
+	{ "stream", stream_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
