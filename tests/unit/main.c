@@ -13,6 +13,7 @@ static const struct test_suite suites[] = {
 	{ "virtio_net", virtio_net_tests, NULL, NULL },
 	{ "loader", loader_tests, NULL, NULL },
 	{ "stream", stream_tests, NULL, NULL },
+	{ "image", image_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_SNAPSHOT_IMAGE_H
+#define VMM_SNAPSHOT_IMAGE_H
+
+/*
+ * The one image/stream format shared by snapshot files, migration and
+ * checkpoints (docs/snapshot-format.md): a header, then framed and
+ * checksummed sections (state messages, memory layout, memory pages),
+ * then an END section naming the content hash of everything before it.
+ *
+ * State messages and the memory layout are opaque here: a caller's type
+ * id and bytes. Memory pages are 4 KiB pages of caller segments; zero
+ * pages are elided, the rest go in batches, compressed as standard lz4 or
+ * zstd frames or, in the aligned layout, stored uncompressed at
+ * page-aligned file offsets so that a restore may mmap them.
+ *
+ * Writing:
+ *   image_writer_create(stream, &hdr, &img);
+ *   image_write_state() / image_write_layout() / image_write_pages() ...
+ *   image_finish(img, &hash); image_destroy(img);
+ * Reading (a restore, a migration receiver, or a check):
+ *   image_reader_create(stream, flags, &img);
+ *   image_read_header(img, &hdr);       (check hdr against this host)
+ *   image_add_segment(img, id, nr_pages, mem) for each segment;
+ *   image_read(img, &sink)   or   image_verify(img);
+ *   image_destroy(img);
+ *
+ * Every failure leaves a one-line reason in image_error(). Bad input
+ * gives -EBADMSG (corrupt or truncated bytes: a checksum, framing or
+ * encoding does not hold) or -EINVAL (well-formed but wrong: a page out
+ * of its segment, an unknown segment, a page given twice); a version
+ * this code does not read gives -EPROTONOSUPPORT; a back-end failure
+ * passes its -errno through. Errors are sticky: the image fails every
+ * later call with the first one.
+ *
+ * An image is used by one thread at a time.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/util/compiler.h"
+
+struct image;
+struct stream;
+
+enum image_codec {
+	IMAGE_CODEC_NONE = 0,
+	IMAGE_CODEC_LZ4 = 1,
+	IMAGE_CODEC_ZSTD = 2,
+};
+
+/*
+ * What the header carries. cpu_features and vcpu_model are the caller's
+ * (the host's CPU features and the guest's vCPU model), opaque here.
+ * @aligned asks for the uncompressed page-aligned layout and needs
+ * IMAGE_CODEC_NONE. @base_hash names the base of an incremental image
+ * (its image_finish() hash) when @has_base.
+ */
+struct image_header {
+	enum image_codec codec;
+	bool aligned;
+	const void *cpu_features;
+	size_t cpu_features_len;
+	const char *vcpu_model;
+	uint64_t flags;
+	bool has_base;
+	uint64_t base_hash;
+};
+
+/* image_sink.pages() gets this file offset for data it cannot mmap. */
+#define IMAGE_NO_OFFSET UINT64_MAX
+
+/*
+ * Where image_read() delivers sections; any callback may be NULL. Each
+ * returns 0 or -errno, which stops the read and is returned.
+ *
+ * pages(): pages [first, first + nr) of segment @seg hold @data (nr * 4096
+ * bytes), or are zero when @data is NULL. When the data lies uncompressed
+ * in the stream, @file_off is its stream offset (page-aligned in the
+ * aligned layout, for mmap), else IMAGE_NO_OFFSET. Runs arrive after the
+ * whole section is verified, and after image_add_segment()'s memory has
+ * been written.
+ */
+struct image_sink {
+	void *opaque;
+	int (*state)(void *opaque, uint32_t type, const void *data, size_t len);
+	int (*layout)(void *opaque, uint32_t type, const void *data,
+		      size_t len);
+	int (*pages)(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
+		     const void *data, uint64_t file_off);
+};
+
+/*
+ * Writes the preamble and header to @s, which must be fresh (its hash is
+ * reset: the content hash covers the image from its first byte). The
+ * image does not own @s.
+ */
+int image_writer_create(struct stream *s, const struct image_header *hdr,
+			struct image **out) __must_check;
+
+/* Writes a state message: @type is the caller's id, @data opaque. */
+int image_write_state(struct image *img, uint32_t type, const void *data,
+		      size_t len) __must_check;
+
+/* Writes the memory layout (opaque, the caller's @type). */
+int image_write_layout(struct image *img, uint32_t type, const void *data,
+		       size_t len) __must_check;
+
+/*
+ * Writes the pages of segment @seg (@nr_pages pages at @mem) whose bits
+ * are set in @bitmap (bit n = page n, uint64_t words as in
+ * kernel/util/bitmap.h), or every page when @bitmap is NULL. Zero pages
+ * become runs with no data; the rest go in batches of up to 256 pages.
+ * A page may be written more than once per image only for readers that
+ * pass IMAGE_READ_ALLOW_REWRITE.
+ */
+int image_write_pages(struct image *img, uint32_t seg, const void *mem,
+		      uint64_t nr_pages, const uint64_t *bitmap) __must_check;
+
+/*
+ * Writes the END section and flushes the stream (image_finish() does not
+ * fsync: call stream_sync() for a file). Stores the image's content hash,
+ * the name an incremental image gives its base, in @hash if not NULL.
+ */
+int image_finish(struct image *img, uint64_t *hash) __must_check;
+
+/* Pages may arrive more than once (later migration rounds); last wins. */
+#define IMAGE_READ_ALLOW_REWRITE 0x1u
+
+int image_reader_create(struct stream *s, unsigned int flags,
+			struct image **out) __must_check;
+
+/*
+ * Reads and checks the preamble and header. The header's pointers stay
+ * valid until image_destroy().
+ */
+int image_read_header(struct image *img,
+		      const struct image_header **hdr) __must_check;
+
+/*
+ * Declares segment @seg of @nr_pages pages: pages outside it, or in an
+ * undeclared segment, are refused. When @mem is not NULL image_read()
+ * writes the pages there (zero pages included).
+ */
+int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
+		      void *mem) __must_check;
+
+/*
+ * Reads one section (after the header) and delivers it to @sink (may be
+ * NULL). Returns 0 for a section, 1 when it was END (the content hash
+ * then matched), or a negative error.
+ */
+int image_read_next(struct image *img,
+		    const struct image_sink *sink) __must_check;
+
+/*
+ * Reads every section through END, delivering them to @sink (may be
+ * NULL). Reads the header first if image_read_header() was not called.
+ * A file or memory image must end at END.
+ */
+int image_read(struct image *img, const struct image_sink *sink) __must_check;
+
+/*
+ * Checks the whole image (every checksum, every batch decompressed to its
+ * exact size, pages against declared segments) and applies nothing, not
+ * even to image_add_segment() memory.
+ */
+int image_verify(struct image *img) __must_check;
+
+/* The content hash: after image_finish(), or after a read reached END. */
+uint64_t image_content_hash(const struct image *img);
+
+/* The reason for the first failure, or "" if none. */
+const char *image_error(const struct image *img);
+
+void image_destroy(struct image *img);
+
+const char *image_codec_name(enum image_codec codec);
+
+/* True if the 4 KiB page at @page is all zero; stops at the first non-zero. */
+bool image_page_is_zero(const void *page);
+
+#endif /* VMM_SNAPSHOT_IMAGE_H */

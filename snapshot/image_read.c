@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading images. Nothing from the stream is used before its checksum
+ * holds: a frame's own check before its length is believed, the payload's
+ * hash before it is parsed, and every count and page number against the
+ * limits in format.h and the caller's segments before memory is touched.
+ */
+#include "snapshot/image.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "kernel/util/bitmap.h"
+#include "snapshot/image_priv.h"
+#include "snapshot/stream.h"
+
+/* Payloads are read in pieces this big, so a lying length costs little. */
+#define READ_CHUNK (1u << 20)
+
+/* A section as its frame describes it. */
+struct section {
+	uint32_t type, arg, flags;
+	uint64_t len, hash;
+	uint64_t offset; /* stream offset of the payload */
+};
+
+static int image_read_fail(struct image *img, int ret, const char *what)
+{
+	if (ret == -ENODATA || ret == -EPIPE)
+		return image_fail(img, -EBADMSG,
+				  "truncated: the stream ends in %s at offset "
+				  "%" PRIu64,
+				  what, stream_offset(img->s));
+	return image_fail(img, ret, "read error in %s: %s", what,
+			  strerror(-ret));
+}
+
+int image_reader_create(struct stream *s, unsigned int flags,
+			struct image **out)
+{
+	struct image *img;
+
+	if (flags & ~IMAGE_READ_ALLOW_REWRITE)
+		return -EINVAL;
+	img = image_alloc(s, false);
+	if (!img)
+		return -ENOMEM;
+	img->flags = flags;
+	stream_hash_reset(s);
+	*out = img;
+	return 0;
+}
+
+static int image_read_frame(struct image *img, struct section *sec)
+{
+	uint8_t f[IMAGE_FRAME_LEN];
+	uint64_t at = stream_offset(img->s);
+	int ret;
+
+	ret = stream_read(img->s, f, sizeof(f));
+	if (ret < 0)
+		return image_read_fail(img, ret, "a section frame");
+	if (get_le32(f + 28) != image_frame_check(f))
+		return image_fail(img, -EBADMSG,
+				  "section frame at offset %" PRIu64
+				  ": checksum mismatch",
+				  at);
+	sec->type = get_le32(f);
+	sec->arg = get_le32(f + 4);
+	sec->len = get_le64(f + 8);
+	sec->hash = get_le64(f + 16);
+	sec->flags = get_le32(f + 24);
+	sec->offset = at + IMAGE_FRAME_LEN;
+	if (sec->flags & ~IMAGE_SECF_KNOWN)
+		return image_fail(img, -EBADMSG,
+				  "section at offset %" PRIu64
+				  ": unknown flags %#x",
+				  at, sec->flags);
+	return 0;
+}
+
+/*
+ * Reads @sec's payload into img->payload, growing the buffer as bytes
+ * arrive, and checks its hash.
+ */
+static int image_read_payload(struct image *img, const struct section *sec,
+			      uint64_t limit)
+{
+	uint64_t left = stream_remaining(img->s);
+	size_t done = 0;
+	int ret;
+
+	if (sec->len > limit)
+		return image_fail(img, -EBADMSG,
+				  "section type %u at offset %" PRIu64
+				  ": length %" PRIu64
+				  " over the limit %" PRIu64,
+				  sec->type, sec->offset, sec->len, limit);
+	if (sec->len > left)
+		return image_fail(
+			img, -EBADMSG,
+			"truncated: section type %u at offset %" PRIu64
+			" needs %" PRIu64 " bytes, %" PRIu64 " remain",
+			sec->type, sec->offset, sec->len, left);
+	while (done < sec->len) {
+		size_t n = (size_t)MIN(sec->len - done, (uint64_t)READ_CHUNK);
+
+		if (done + n > img->payload_cap) {
+			size_t cap = MAX(img->payload_cap * 2, done + n);
+			uint8_t *p;
+
+			cap = MIN(cap, (size_t)sec->len);
+			p = realloc(img->payload, cap);
+			if (!p)
+				return image_fail(img, -ENOMEM,
+						  "out of memory");
+			img->payload = p;
+			img->payload_cap = cap;
+		}
+		ret = stream_read(img->s, img->payload + done, n);
+		if (ret < 0)
+			return image_read_fail(img, ret, "a section payload");
+		done += n;
+	}
+	if (XXH3_64bits(img->payload, done) != sec->hash)
+		return image_fail(img, -EBADMSG,
+				  "section type %u at offset %" PRIu64
+				  ": payload checksum mismatch",
+				  sec->type, sec->offset);
+	return 0;
+}
+
+int image_read_header(struct image *img, const struct image_header **hdr)
+{
+	uint8_t pre[IMAGE_PREAMBLE_LEN];
+	Vmrun__ImageHeader *m;
+	struct section sec;
+	uint32_t version;
+	int ret;
+
+	if (img->ret)
+		return img->ret;
+	if (img->writing)
+		return image_fail(img, -EINVAL, "not a reader");
+	if (img->header_done)
+		goto out;
+	ret = stream_read(img->s, pre, sizeof(pre));
+	if (ret < 0)
+		return image_read_fail(img, ret, "the preamble");
+	if (memcmp(pre, IMAGE_MAGIC, IMAGE_MAGIC_LEN))
+		return image_fail(img, -EBADMSG,
+				  "not a vmrun image (bad magic)");
+	version = get_le32(pre + 8);
+	if (version != IMAGE_FORMAT_VERSION)
+		return image_fail(img, -EPROTONOSUPPORT,
+				  "image format version %u is not supported "
+				  "(this vmrun reads version %u)",
+				  version, IMAGE_FORMAT_VERSION);
+	if (get_le32(pre + 12))
+		return image_fail(img, -EBADMSG,
+				  "preamble: reserved word is not zero");
+	ret = image_read_frame(img, &sec);
+	if (ret < 0)
+		return ret;
+	if (sec.type != IMAGE_SEC_HEADER || sec.arg)
+		return image_fail(img, -EBADMSG,
+				  "first section is type %u, not the header",
+				  sec.type);
+	ret = image_read_payload(img, &sec, IMAGE_MAX_HEADER_LEN);
+	if (ret < 0)
+		return ret;
+	m = vmrun__image_header__unpack(NULL, (size_t)sec.len, img->payload);
+	if (!m)
+		return image_fail(img, -EBADMSG, "header does not parse");
+	img->hdr_msg = m;
+	if (m->page_size != IMAGE_PAGE_SIZE)
+		return image_fail(img, -EBADMSG, "page size %u, not 4096",
+				  m->page_size);
+	if ((unsigned int)m->codec > IMAGE_CODEC_ZSTD)
+		return image_fail(img, -EBADMSG, "unknown codec %u",
+				  (unsigned int)m->codec);
+	if (m->aligned && m->codec != VMRUN__IMAGE_CODEC__IMAGE_CODEC_NONE)
+		return image_fail(img, -EBADMSG,
+				  "aligned layout with a compressing codec");
+	if (!m->batch_pages || m->batch_pages > IMAGE_MAX_BATCH_PAGES)
+		return image_fail(img, -EBADMSG, "batch of %u pages",
+				  m->batch_pages);
+	img->batch_pages = m->batch_pages;
+	img->raw = malloc((size_t)img->batch_pages * IMAGE_PAGE_SIZE);
+	if (!img->raw)
+		return image_fail(img, -ENOMEM, "out of memory");
+	img->hdr.codec = (enum image_codec)m->codec;
+	img->hdr.aligned = m->aligned;
+	img->hdr.cpu_features = m->cpu_features.data;
+	img->hdr.cpu_features_len = m->cpu_features.len;
+	img->hdr.vcpu_model = m->vcpu_model;
+	img->hdr.flags = m->flags;
+	img->hdr.has_base = m->has_base;
+	img->hdr.base_hash = m->base_hash;
+	img->header_done = true;
+	img->nr_sections = 1;
+out:
+	if (hdr)
+		*hdr = &img->hdr;
+	return 0;
+}
+
+int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
+		      void *mem)
+{
+	struct image_seg *segs, *s;
+	size_t i;
+
+	if (img->writing || nr_pages > (UINT64_MAX >> 13))
+		return -EINVAL;
+	for (i = 0; i < img->nr_segs; i++)
+		if (img->segs[i].id == seg)
+			return -EEXIST;
+	segs = realloc(img->segs, (img->nr_segs + 1) * sizeof(*segs));
+	if (!segs)
+		return -ENOMEM;
+	img->segs = segs;
+	s = &segs[img->nr_segs];
+	s->id = seg;
+	s->nr_pages = nr_pages;
+	s->mem = mem;
+	s->seen = NULL;
+	if (!(img->flags & IMAGE_READ_ALLOW_REWRITE)) {
+		s->seen = calloc(MAX(BITMAP_WORDS(nr_pages), 1),
+				 sizeof(uint64_t));
+		if (!s->seen)
+			return -ENOMEM;
+	}
+	img->nr_segs++;
+	return 0;
+}
+
+static struct image_seg *image_find_seg(struct image *img, uint32_t id)
+{
+	size_t i;
+
+	for (i = 0; i < img->nr_segs; i++)
+		if (img->segs[i].id == id)
+			return &img->segs[i];
+	return NULL;
+}
+
+/* Decompresses @src into img->raw, which must come out exactly @want. */
+static int image_decompress(struct image *img, Vmrun__PageEncoding enc,
+			    const uint8_t *src, size_t len, size_t want)
+{
+	size_t in = 0, out = 0, hint = 1;
+
+	if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) {
+		unsigned long long csize;
+		size_t r;
+
+		if (!img->zd && !(img->zd = ZSTD_createDCtx()))
+			return image_fail(img, -ENOMEM, "out of memory");
+		if (ZSTD_findFrameCompressedSize(src, len) != len)
+			return image_fail(img, -EBADMSG,
+					  "zstd batch is not one whole frame");
+		csize = ZSTD_getFrameContentSize(src, len);
+		if (csize != want)
+			return image_fail(img, -EBADMSG,
+					  "zstd frame holds %llu bytes, not "
+					  "%zu",
+					  csize, want);
+		r = ZSTD_decompressDCtx(img->zd, img->raw, want, src, len);
+		if (ZSTD_isError(r) || r != want)
+			return image_fail(img, -EBADMSG, "zstd batch: %s",
+					  ZSTD_isError(r) ?
+						  ZSTD_getErrorName(r) :
+						  "short output");
+		return 0;
+	}
+	if (!img->lz4d) {
+		if (LZ4F_isError(LZ4F_createDecompressionContext(&img->lz4d,
+								 LZ4F_VERSION)))
+			return image_fail(img, -ENOMEM, "out of memory");
+	}
+	LZ4F_resetDecompressionContext(img->lz4d);
+	while (hint) {
+		size_t dn = want - out, sn = len - in;
+
+		hint = LZ4F_decompress(img->lz4d, img->raw + out, &dn, src + in,
+				       &sn, NULL);
+		if (LZ4F_isError(hint))
+			return image_fail(img, -EBADMSG, "lz4 batch: %s",
+					  LZ4F_getErrorName(hint));
+		in += sn;
+		out += dn;
+		if (hint && !sn && !dn)
+			break; /* no progress: input or room ran out */
+	}
+	if (hint || in != len || out != want)
+		return image_fail(img, -EBADMSG,
+				  "lz4 batch: %zu of %zu bytes used, %zu of "
+				  "%zu produced",
+				  in, len, out, want);
+	return 0;
+}
+
+/* Checks a batch's runs against its segment; marks them seen if @mark. */
+static int image_check_runs(struct image *img, const Vmrun__PageBatch *m,
+			    struct image_seg *seg, bool mark)
+{
+	uint64_t total = 0, end = 0, p;
+	size_t i;
+
+	for (i = 0; i < m->n_runs; i += 2) {
+		uint64_t first = m->runs[i], nr = m->runs[i + 1];
+
+		if (!nr || first < end || first + nr < first)
+			return image_fail(img, -EBADMSG,
+					  "segment %u: run %zu (%" PRIu64
+					  ", %" PRIu64
+					  ") is empty or out of order",
+					  m->segment, i / 2, first, nr);
+		end = first + nr;
+		total += nr;
+		if (!seg)
+			continue;
+		if (end > seg->nr_pages)
+			return image_fail(
+				img, -EINVAL,
+				"segment %u: pages %" PRIu64 "..%" PRIu64
+				" past its %" PRIu64 " pages",
+				m->segment, first, end - 1, seg->nr_pages);
+		if (!seg->seen)
+			continue;
+		for (p = first; p < end; p++) {
+			if (mark) {
+				bitmap_set(seg->seen, p);
+			} else if (bitmap_test(seg->seen, p)) {
+				return image_fail(img, -EINVAL,
+						  "segment %u: page %" PRIu64
+						  " given twice",
+						  m->segment, p);
+			}
+		}
+	}
+	if (!mark && total != m->nr_pages)
+		return image_fail(img, -EBADMSG,
+				  "segment %u: runs hold %" PRIu64
+				  " pages, the batch says %" PRIu64,
+				  m->segment, total, m->nr_pages);
+	return 0;
+}
+
+/* Checks a PAGES payload whole, then applies it. */
+static int image_do_pages(struct image *img, const struct section *sec,
+			  const struct image_sink *sink)
+{
+	Vmrun__PageEncoding enc;
+	Vmrun__PageBatch *m;
+	struct image_seg *seg = NULL;
+	const uint8_t *data;
+	uint64_t limit, dlen, idx = 0;
+	uint32_t desc;
+	size_t i;
+	int ret;
+
+	limit = 4 + IMAGE_MAX_DESC_LEN + IMAGE_PAGE_SIZE +
+		(uint64_t)img->batch_pages * IMAGE_PAGE_SIZE;
+	ret = image_read_payload(img, sec, limit);
+	if (ret < 0)
+		return ret;
+	if (sec->len < 4 || (desc = get_le32(img->payload)) > sec->len - 4)
+		return image_fail(img, -EBADMSG,
+				  "pages: bad descriptor length");
+	m = vmrun__page_batch__unpack(NULL, desc, img->payload + 4);
+	if (!m)
+		return image_fail(img, -EBADMSG,
+				  "pages: descriptor does not parse");
+	enc = m->encoding;
+	ret = -EBADMSG;
+	if (m->n_runs % 2 || m->n_runs / 2 > IMAGE_MAX_RUNS) {
+		image_fail(img, ret, "pages: %zu run numbers", m->n_runs);
+		goto out_free;
+	}
+	if (m->data_offset < 4 + desc || m->data_offset > sec->len) {
+		image_fail(img, ret,
+			   "pages: data offset %u outside [%u, %" PRIu64 "]",
+			   m->data_offset, 4 + desc, sec->len);
+		goto out_free;
+	}
+	data = img->payload + m->data_offset;
+	dlen = sec->len - m->data_offset;
+	if (enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO &&
+	    (!m->nr_pages || m->nr_pages > img->batch_pages)) {
+		image_fail(img, ret, "pages: batch of %" PRIu64 " pages",
+			   m->nr_pages);
+		goto out_free;
+	}
+	switch (enc) {
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO:
+		if (dlen)
+			image_fail(img, ret, "pages: zero batch with data");
+		break;
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW:
+		if (dlen != m->nr_pages * IMAGE_PAGE_SIZE)
+			image_fail(img, ret,
+				   "pages: %" PRIu64 " raw bytes for %" PRIu64
+				   " pages",
+				   dlen, m->nr_pages);
+		else if (img->hdr.aligned &&
+			 (sec->offset + m->data_offset) % IMAGE_PAGE_SIZE)
+			image_fail(img, ret, "pages: data not page-aligned");
+		break;
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4:
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD:
+		if ((enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4) !=
+			    (img->hdr.codec == IMAGE_CODEC_LZ4) ||
+		    (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) !=
+			    (img->hdr.codec == IMAGE_CODEC_ZSTD))
+			image_fail(img, ret, "pages: encoding %d in a %s image",
+				   enc, image_codec_name(img->hdr.codec));
+		else if (!dlen || dlen >= m->nr_pages * IMAGE_PAGE_SIZE)
+			image_fail(img, ret,
+				   "pages: %" PRIu64
+				   " compressed bytes for %" PRIu64 " pages",
+				   dlen, m->nr_pages);
+		else
+			image_decompress(img, enc, data, (size_t)dlen,
+					 (size_t)m->nr_pages * IMAGE_PAGE_SIZE);
+		data = img->raw;
+		break;
+	default:
+		image_fail(img, ret, "pages: unknown encoding %d", enc);
+		break;
+	}
+	if (img->ret)
+		goto out_free;
+	seg = image_find_seg(img, m->segment);
+	if (!seg && (img->nr_segs || !img->verify)) {
+		image_fail(img, -EINVAL, "pages for undeclared segment %u",
+			   m->segment);
+		goto out_free;
+	}
+	if (image_check_runs(img, m, seg, false) < 0)
+		goto out_free;
+	image_check_runs(img, m, seg, true);
+	img->nr_pages += m->nr_pages;
+	if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO)
+		img->nr_zero_pages += m->nr_pages;
+	if (img->verify)
+		goto out_free;
+	for (i = 0; i < m->n_runs; i += 2) {
+		uint64_t first = m->runs[i], nr = m->runs[i + 1];
+		const uint8_t *src = NULL;
+		uint64_t off = IMAGE_NO_OFFSET;
+
+		if (enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO) {
+			src = data + idx * IMAGE_PAGE_SIZE;
+			idx += nr;
+			if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW)
+				off = sec->offset +
+				      (uint64_t)(src - img->payload);
+		}
+		if (seg->mem && src)
+			memcpy(seg->mem + first * IMAGE_PAGE_SIZE, src,
+			       nr * IMAGE_PAGE_SIZE);
+		else if (seg->mem)
+			memset(seg->mem + first * IMAGE_PAGE_SIZE, 0,
+			       nr * IMAGE_PAGE_SIZE);
+		if (sink && sink->pages) {
+			ret = sink->pages(sink->opaque, m->segment, first, nr,
+					  src, off);
+			if (ret < 0) {
+				image_fail(img, ret,
+					   "pages: the sink refused: %s",
+					   strerror(-ret));
+				goto out_free;
+			}
+		}
+	}
+out_free:
+	vmrun__page_batch__free_unpacked(m, NULL);
+	return img->ret;
+}
+
+static int image_do_end(struct image *img, const struct section *sec,
+			uint64_t hash)
+{
+	Vmrun__ImageTrailer *m;
+	int ret;
+
+	ret = image_read_payload(img, sec, IMAGE_MAX_END_LEN);
+	if (ret < 0)
+		return ret;
+	m = vmrun__image_trailer__unpack(NULL, (size_t)sec->len, img->payload);
+	if (!m)
+		return image_fail(img, -EBADMSG, "END does not parse");
+	if (m->content_hash != hash)
+		image_fail(img, -EBADMSG, "content hash mismatch");
+	else if (m->nr_sections != img->nr_sections ||
+		 m->nr_pages != img->nr_pages ||
+		 m->nr_zero_pages != img->nr_zero_pages)
+		image_fail(img, -EBADMSG,
+			   "END counts %" PRIu64 " sections, %" PRIu64
+			   " pages; the image holds %" PRIu64 ", %" PRIu64,
+			   m->nr_sections, m->nr_pages, img->nr_sections,
+			   img->nr_pages);
+	vmrun__image_trailer__free_unpacked(m, NULL);
+	if (img->ret)
+		return img->ret;
+	img->content_hash = hash;
+	img->ended = true;
+	return 1;
+}
+
+int image_read_next(struct image *img, const struct image_sink *sink)
+{
+	struct section sec;
+	uint64_t hash;
+	int ret;
+
+	if (!img->header_done) {
+		ret = image_read_header(img, NULL);
+		if (ret < 0)
+			return ret;
+	}
+	if (img->ret)
+		return img->ret;
+	if (img->ended)
+		return 1;
+	hash = stream_hash(img->s);
+	ret = image_read_frame(img, &sec);
+	if (ret < 0)
+		return ret;
+	if (sec.arg && sec.type != IMAGE_SEC_STATE &&
+	    sec.type != IMAGE_SEC_LAYOUT)
+		return image_fail(img, -EBADMSG,
+				  "section type %u at offset %" PRIu64
+				  ": argument %u",
+				  sec.type, sec.offset, sec.arg);
+	switch (sec.type) {
+	case IMAGE_SEC_HEADER:
+		return image_fail(img, -EBADMSG,
+				  "a second header at offset %" PRIu64,
+				  sec.offset);
+	case IMAGE_SEC_END:
+		return image_do_end(img, &sec, hash);
+	case IMAGE_SEC_PAGES:
+		ret = image_do_pages(img, &sec, sink);
+		break;
+	case IMAGE_SEC_STATE:
+	case IMAGE_SEC_LAYOUT:
+		ret = image_read_payload(img, &sec, IMAGE_MAX_STATE_LEN);
+		if (ret < 0 || img->verify || !sink)
+			break;
+		if (sec.type == IMAGE_SEC_STATE && sink->state)
+			ret = sink->state(sink->opaque, sec.arg, img->payload,
+					  (size_t)sec.len);
+		else if (sec.type == IMAGE_SEC_LAYOUT && sink->layout)
+			ret = sink->layout(sink->opaque, sec.arg, img->payload,
+					   (size_t)sec.len);
+		if (ret < 0)
+			image_fail(img, ret,
+				   "section type %u: the sink refused: %s",
+				   sec.type, strerror(-ret));
+		break;
+	default:
+		if (!(sec.flags & IMAGE_SECF_SKIPPABLE))
+			return image_fail(img, -EBADMSG,
+					  "unknown section type %u at offset "
+					  "%" PRIu64,
+					  sec.type, sec.offset);
+		ret = image_read_payload(img, &sec, IMAGE_MAX_STATE_LEN);
+		break;
+	}
+	if (ret < 0)
+		return img->ret ? img->ret : ret;
+	img->nr_sections++;
+	return 0;
+}
+
+int image_read(struct image *img, const struct image_sink *sink)
+{
+	uint64_t left;
+	int ret;
+
+	do
+		ret = image_read_next(img, sink);
+	while (ret == 0);
+	if (ret < 0)
+		return ret;
+	left = stream_remaining(img->s);
+	if (left && left != UINT64_MAX)
+		return image_fail(img, -EBADMSG,
+				  "%" PRIu64 " bytes after the END section",
+				  left);
+	return 0;
+}
+
+int image_verify(struct image *img)
+{
+	img->verify = true;
+	return image_read(img, NULL);
+}

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/* The image format: round trips, layouts, back ends (see also _hostile). */
+#include "snapshot/image.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernel/util/bitmap.h"
+#include "snapshot/stream.h"
+#include "tests/unit/image_gen.h"
+#include "tests/unit/image_hostile.h"
+#include "tests/unit/unit_tests.h"
+
+#define NR_PAGES 700 /* two full batches and a part, in mixed pages */
+
+struct collect {
+	unsigned int states, layouts, runs;
+	uint64_t pages, zero_pages;
+	uint32_t last_state;
+	bool misaligned;
+	int fd; /* when >= 0, raw data must match the file at file_off */
+	bool file_mismatch;
+};
+
+static int collect_state(void *opaque, uint32_t type, const void *data,
+			 size_t len)
+{
+	struct collect *c = opaque;
+
+	(void)data;
+	(void)len;
+	c->states++;
+	c->last_state = type;
+	return 0;
+}
+
+static int collect_layout(void *opaque, uint32_t type, const void *data,
+			  size_t len)
+{
+	struct collect *c = opaque;
+
+	(void)data;
+	if (type == GEN_LAYOUT && len == 40)
+		c->layouts++;
+	return 0;
+}
+
+static int collect_pages(void *opaque, uint32_t seg, uint64_t first,
+			 uint64_t nr, const void *data, uint64_t file_off)
+{
+	struct collect *c = opaque;
+
+	(void)seg;
+	(void)first;
+	c->runs++;
+	c->pages += nr;
+	if (!data)
+		c->zero_pages += nr;
+	if (data && file_off != IMAGE_NO_OFFSET && file_off % 4096)
+		c->misaligned = true;
+	if (data && c->fd >= 0) {
+		void *m;
+
+		if (file_off == IMAGE_NO_OFFSET)
+			return -EINVAL;
+		m = mmap(NULL, nr * 4096, PROT_READ, MAP_PRIVATE, c->fd,
+			 (off_t)file_off);
+		if (m == MAP_FAILED || memcmp(m, data, nr * 4096))
+			c->file_mismatch = true;
+		if (m != MAP_FAILED)
+			munmap(m, nr * 4096);
+	}
+	return 0;
+}
+
+static const struct image_sink collect_sink = {
+	.state = collect_state,
+	.layout = collect_layout,
+	.pages = collect_pages,
+};
+
+/* Reads @buf into @mem; returns 0 or the error, with the reason printed. */
+static int read_image(const void *buf, size_t len, uint8_t *mem,
+		      uint64_t nr_pages, unsigned int flags, struct collect *c)
+{
+	struct image_sink sink = collect_sink;
+	struct stream *s;
+	struct image *img;
+	int ret;
+
+	sink.opaque = c;
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, flags, &img) == 0, "reader");
+	ret = image_add_segment(img, GEN_SEG, nr_pages, mem);
+	if (!ret)
+		ret = image_read(img, &sink);
+	if (ret)
+		TEST_ASSERT(image_error(img)[0], "error %d without a reason",
+			    ret);
+	image_destroy(img);
+	stream_close(s);
+	return ret;
+}
+
+static void round_trip(enum image_codec codec, enum gen_kind kind)
+{
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
+	struct collect c = { .fd = -1 };
+	size_t len;
+	void *buf;
+	int ret;
+
+	gen_pages(mem, NR_PAGES, kind, 42);
+	memset(back, 0xaa, NR_PAGES * 4096);
+	TEST_ASSERT(gen_image(codec, false, mem, NR_PAGES, NULL, &buf, &len) ==
+			    0,
+		    "write");
+	ret = read_image(buf, len, back, NR_PAGES, 0, &c);
+	TEST_ASSERT(ret == 0, "%s: read: %d", image_codec_name(codec), ret);
+	TEST_ASSERT(!memcmp(mem, back, NR_PAGES * 4096), "%s: pages differ",
+		    image_codec_name(codec));
+	TEST_ASSERT(c.states == 2 && c.layouts == 1 &&
+			    c.last_state == GEN_STATE_B,
+		    "states %u layouts %u", c.states, c.layouts);
+	TEST_ASSERT(c.pages == NR_PAGES, "pages %llu",
+		    (unsigned long long)c.pages);
+	if (kind == GEN_ZERO)
+		TEST_ASSERT(c.zero_pages == NR_PAGES && len < 4096,
+			    "zero pages %llu, %zu bytes",
+			    (unsigned long long)c.zero_pages, len);
+	if (kind == GEN_TEXT && codec != IMAGE_CODEC_NONE)
+		TEST_ASSERT(len < NR_PAGES * 4096 / 2, "%s: %zu bytes",
+			    image_codec_name(codec), len);
+	if (kind == GEN_RANDOM)
+		TEST_ASSERT(len < NR_PAGES * 4096 + 8192, "%s: %zu bytes",
+			    image_codec_name(codec), len);
+	free(buf);
+	free(mem);
+	free(back);
+}
+
+static void test_image_round_trip_codecs(void)
+{
+	enum image_codec codecs[] = { IMAGE_CODEC_NONE, IMAGE_CODEC_LZ4,
+				      IMAGE_CODEC_ZSTD };
+	enum gen_kind kinds[] = { GEN_MIXED, GEN_ZERO, GEN_RANDOM, GEN_TEXT };
+	unsigned int i, j;
+
+	for (i = 0; i < ARRAY_SIZE(codecs); i++)
+		for (j = 0; j < ARRAY_SIZE(kinds); j++)
+			round_trip(codecs[i], kinds[j]);
+}
+
+static void test_image_bitmap_writes_only_set_pages(void)
+{
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
+	uint64_t *bm = bitmap_alloc(NR_PAGES);
+	struct collect c = { .fd = -1 };
+	uint64_t pg;
+	size_t len;
+	void *buf;
+
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 9);
+	memset(back, 0xaa, NR_PAGES * 4096);
+	for (pg = 0; pg < NR_PAGES; pg += 1 + pg % 5)
+		bitmap_set(bm, pg);
+	TEST_ASSERT(gen_image(IMAGE_CODEC_ZSTD, false, mem, NR_PAGES, bm, &buf,
+			      &len) == 0,
+		    "write");
+	TEST_ASSERT(read_image(buf, len, back, NR_PAGES, 0, &c) == 0, "read");
+	for (pg = 0; pg < NR_PAGES; pg++) {
+		const uint8_t *want = mem + pg * 4096;
+		uint8_t untouched[4096];
+
+		memset(untouched, 0xaa, sizeof(untouched));
+		if (!bitmap_test(bm, pg))
+			want = untouched;
+		TEST_ASSERT(!memcmp(back + pg * 4096, want, 4096),
+			    "page %llu (bit %d)", (unsigned long long)pg,
+			    bitmap_test(bm, pg));
+	}
+	TEST_ASSERT(c.pages == bitmap_weight(bm, NR_PAGES), "pages %llu",
+		    (unsigned long long)c.pages);
+	bitmap_free(bm);
+	free(buf);
+	free(mem);
+	free(back);
+}
+
+static void test_image_aligned_layout_mmaps(void)
+{
+	char path[] = "/tmp/vmrun-image-XXXXXX";
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
+	struct image_header hdr = { .codec = IMAGE_CODEC_NONE,
+				    .aligned = true };
+	struct image_sink sink = collect_sink;
+	struct collect c = { .fd = -1 };
+	struct stream *s;
+	struct image *img;
+	int fd;
+
+	fd = mkstemp(path);
+	TEST_ASSERT(fd >= 0, "mkstemp");
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 5);
+	TEST_ASSERT(stream_open_file_write(path, &s) == 0, "open");
+	TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0, "writer");
+	/* Odd-sized state first, so the pages need padding. */
+	TEST_ASSERT(image_write_state(img, 1, "xyz", 3) == 0, "state");
+	TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, NR_PAGES, NULL) == 0,
+		    "pages");
+	TEST_ASSERT(image_finish(img, NULL) == 0, "finish");
+	TEST_ASSERT(stream_sync(s) == 0, "sync");
+	image_destroy(img);
+	stream_close(s);
+
+	hdr.codec = IMAGE_CODEC_ZSTD;
+	TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+	TEST_ASSERT(image_writer_create(s, &hdr, &img) == -EINVAL,
+		    "aligned needs codec none");
+	stream_close(s);
+
+	c.fd = fd;
+	sink.opaque = &c;
+	TEST_ASSERT(stream_open_file_read(path, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_add_segment(img, GEN_SEG, NR_PAGES, back) == 0,
+		    "segment");
+	TEST_ASSERT(image_read(img, &sink) == 0, "read: %s", image_error(img));
+	TEST_ASSERT(!c.misaligned && !c.file_mismatch,
+		    "misaligned %d, mmap differs %d", c.misaligned,
+		    c.file_mismatch);
+	TEST_ASSERT(!memcmp(mem, back, NR_PAGES * 4096), "pages differ");
+	image_destroy(img);
+	stream_close(s);
+	close(fd);
+	unlink(path);
+	free(mem);
+	free(back);
+}
+
+static void test_image_verify_applies_nothing(void)
+{
+	uint8_t *mem = malloc(64 * 4096), *back = malloc(64 * 4096);
+	struct stream *s;
+	struct image *img;
+	size_t len;
+	void *buf;
+
+	gen_pages(mem, 64, GEN_MIXED, 3);
+	memset(back, 0x55, 64 * 4096);
+	TEST_ASSERT(gen_image(IMAGE_CODEC_LZ4, false, mem, 64, NULL, &buf,
+			      &len) == 0,
+		    "write");
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_add_segment(img, GEN_SEG, 64, back) == 0, "seg");
+	TEST_ASSERT(image_verify(img) == 0, "verify: %s", image_error(img));
+	TEST_ASSERT(back[0] == 0x55 && back[64 * 4096 - 1] == 0x55,
+		    "verify wrote memory");
+	image_destroy(img);
+	stream_close(s);
+
+	/* With no segment declared, verify still checks the structure. */
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_verify(img) == 0, "verify: %s", image_error(img));
+	image_destroy(img);
+	stream_close(s);
+	free(buf);
+	free(mem);
+	free(back);
+}
+
+static void test_image_header_fields_and_base(void)
+{
+	static const uint8_t feat[] = { 1, 2, 3, 0, 5 };
+	struct image_header hdr = {
+		.codec = IMAGE_CODEC_LZ4,
+		.cpu_features = feat,
+		.cpu_features_len = sizeof(feat),
+		.vcpu_model = "EPYC-v4",
+		.flags = 0x1234,
+		.has_base = true,
+		.base_hash = 0xfeedfacecafebeefULL,
+	};
+	const struct image_header *got;
+	const void *data;
+	uint64_t hash, rhash;
+	struct stream *s, *r;
+	struct image *img;
+	size_t len;
+
+	TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+	TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0, "writer");
+	TEST_ASSERT(image_finish(img, &hash) == 0, "finish");
+	TEST_ASSERT(image_write_state(img, 1, "", 0) == -EINVAL,
+		    "a write after finish");
+	image_destroy(img);
+	data = stream_mem_data(s, &len);
+	TEST_ASSERT(stream_open_mem_read(data, len, &r) == 0, "open");
+	TEST_ASSERT(image_reader_create(r, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_read_header(img, &got) == 0, "header: %s",
+		    image_error(img));
+	TEST_ASSERT(got->codec == IMAGE_CODEC_LZ4 && !got->aligned &&
+			    got->cpu_features_len == sizeof(feat) &&
+			    !memcmp(got->cpu_features, feat, sizeof(feat)) &&
+			    !strcmp(got->vcpu_model, "EPYC-v4") &&
+			    got->flags == 0x1234 && got->has_base &&
+			    got->base_hash == hdr.base_hash,
+		    "header fields differ");
+	TEST_ASSERT(image_read(img, NULL) == 0, "read: %s", image_error(img));
+	rhash = image_content_hash(img);
+	TEST_ASSERT(rhash == hash, "content hash %llx, written %llx",
+		    (unsigned long long)rhash, (unsigned long long)hash);
+	image_destroy(img);
+	stream_close(r);
+	stream_close(s);
+}
+
+static void test_image_rewrite_needs_flag(void)
+{
+	uint8_t mem[8 * 4096], back[8 * 4096];
+	struct collect c = { .fd = -1 };
+	struct image_header hdr = { .codec = IMAGE_CODEC_ZSTD };
+	const void *data;
+	struct stream *s;
+	struct image *img;
+	size_t len;
+
+	memset(mem, 1, sizeof(mem));
+	TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+	TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0, "writer");
+	TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, 8, NULL) == 0, "1");
+	memset(mem + 4096, 2, 4096);
+	TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, 8, NULL) == 0, "2");
+	TEST_ASSERT(image_finish(img, NULL) == 0, "finish");
+	image_destroy(img);
+	data = stream_mem_data(s, &len);
+	TEST_ASSERT(read_image(data, len, back, 8, 0, &c) == -EINVAL,
+		    "a page given twice without the flag");
+	TEST_ASSERT(read_image(data, len, back, 8, IMAGE_READ_ALLOW_REWRITE,
+			       &c) == 0,
+		    "with the flag");
+	TEST_ASSERT(!memcmp(back, mem, sizeof(mem)), "last write wins");
+	stream_close(s);
+}
+
+struct image_sender {
+	int fd;
+	const uint8_t *mem;
+	int ret;
+};
+
+static void *image_sender_fn(void *arg)
+{
+	struct image_sender *is = arg;
+	struct image_header hdr = { .codec = IMAGE_CODEC_LZ4 };
+	struct stream *s;
+	struct image *img;
+
+	is->ret = stream_open_fd(is->fd, &s);
+	if (is->ret)
+		return NULL;
+	is->ret = image_writer_create(s, &hdr, &img);
+	if (!is->ret) {
+		is->ret = image_write_pages(img, GEN_SEG, is->mem, NR_PAGES,
+					    NULL);
+		if (!is->ret)
+			is->ret = image_finish(img, NULL);
+		image_destroy(img);
+	}
+	stream_close(s);
+	close(is->fd);
+	return NULL;
+}
+
+static void test_image_over_pipe(void)
+{
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
+	struct image_sender is;
+	struct stream *s;
+	struct image *img;
+	pthread_t t;
+	int p[2];
+
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 11);
+	TEST_ASSERT(pipe(p) == 0, "pipe");
+	is = (struct image_sender){ p[1], mem, 0 };
+	TEST_ASSERT(pthread_create(&t, NULL, image_sender_fn, &is) == 0, "t");
+	TEST_ASSERT(stream_open_fd(p[0], &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_add_segment(img, GEN_SEG, NR_PAGES, back) == 0, "s");
+	TEST_ASSERT(image_read(img, NULL) == 0, "read: %s", image_error(img));
+	pthread_join(t, NULL);
+	TEST_ASSERT(is.ret == 0, "sender: %d", is.ret);
+	TEST_ASSERT(!memcmp(mem, back, NR_PAGES * 4096), "pages differ");
+	image_destroy(img);
+	stream_close(s);
+	close(p[0]);
+	free(mem);
+	free(back);
+}
+
+static void test_image_zero_page_detection(void)
+{
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	unsigned int i;
+
+	TEST_ASSERT(image_page_is_zero(page), "zero page");
+	for (i = 0; i < 4096; i++) {
+		page[i] = 0x80;
+		TEST_ASSERT(!image_page_is_zero(page), "byte %u set", i);
+		page[i] = 0;
+	}
+}
+
+const struct test_case image_tests[] = {
+	{ "round_trip_codecs", test_image_round_trip_codecs },
+	{ "bitmap_writes_only_set_pages",
+	  test_image_bitmap_writes_only_set_pages },
+	{ "aligned_layout_mmaps", test_image_aligned_layout_mmaps },
+	{ "verify_applies_nothing", test_image_verify_applies_nothing },
+	{ "header_fields_and_base", test_image_header_fields_and_base },
+	{ "rewrite_needs_flag", test_image_rewrite_needs_flag },
+	{ "over_pipe", test_image_over_pipe },
+	{ "zero_page_detection", test_image_zero_page_detection },
+	{ "truncated_everywhere", test_image_truncated_everywhere },
+	{ "bit_flip_everywhere", test_image_bit_flip_everywhere },
+	{ "wrong_version", test_image_wrong_version },
+	{ "hostile_sections", test_image_hostile_sections },
+	{ "payload_checksum_mismatch", test_image_payload_checksum_mismatch },
+	{ NULL, NULL },
+};
