@@ -15,21 +15,23 @@ _Static_assert(sizeof(struct kvm_clock_data) == 48, "kvm_clock_data");
 #define MAX_FEATURE_MSRS 1024
 
 /* The fields of struct kvm_pic_state, all bytes. */
-#define PIC_FIELDS(X)                                                       \
-	X(last_irr)                                                         \
-	X(irr) X(imr) X(isr) X(priority_add) X(irq_base) X(read_reg_select) \
-		X(poll) X(special_mask) X(init_state) X(auto_eoi)           \
-			X(rotate_on_auto_eoi) X(special_fully_nested_mode)  \
+#define PIC_FIELDS(X)                                                      \
+	X(last_irr)                                                        \
+	X(irr)                                                             \
+	X(imr)                                                             \
+	X(isr) X(priority_add) X(irq_base) X(read_reg_select) X(poll)      \
+		X(special_mask) X(init_state) X(auto_eoi)                  \
+			X(rotate_on_auto_eoi) X(special_fully_nested_mode) \
 				X(init4) X(elcr) X(elcr_mask)
 
 /* The fields of struct kvm_pit_channel_state but count_load_time. */
-#define PIT_FIELDS(X)                                                       \
-	X(count, 0xffffffffu)                                               \
-	X(latched_count, 0xffff) X(count_latched, 0xff)                     \
-		X(status_latched, 0xff) X(status, 0xff) X(read_state, 0xff) \
-			X(write_state, 0xff) X(write_latch, 0xff)           \
-				X(rw_mode, 0xff) X(mode, 0xff) X(bcd, 0xff) \
-					X(gate, 0xff)
+#define PIT_FIELDS(X)                                                      \
+	X(count, 0xffffffffu)                                              \
+	X(latched_count, 0xffff)                                           \
+	X(count_latched, 0xff)                                             \
+	X(status_latched, 0xff) X(status, 0xff) X(read_state, 0xff)        \
+		X(write_state, 0xff) X(write_latch, 0xff) X(rw_mode, 0xff) \
+			X(mode, 0xff) X(bcd, 0xff) X(gate, 0xff)
 
 static Vmrun__X86Pic *pic_to_msg(const struct kvm_pic_state *p)
 {
@@ -230,40 +232,50 @@ int x86_vm_state_save(struct vm *vm, Vmrun__VmState **out)
 	return 0;
 }
 
+/* Logs why a message is refused; evaluates to -EINVAL. */
+#define BAD(what) (pr_warn("VM state refused: %s", what), -EINVAL)
+
 static int vm_state_check(struct vm *vm, const Vmrun__VmState *st)
 {
 	const Vmrun__X86Ioapic *io = st->ioapic;
 	size_t i;
 
-	if (st->irqchip != vm->irqchip || !st->clock ||
-	    st->n_feature_msrs > MAX_FEATURE_MSRS)
-		return -EINVAL;
-	if (st->irqchip &&
-	    (!pic_ok(st->pic_master) || !pic_ok(st->pic_slave) || !io ||
-	     io->n_redirtbl != KVM_IOAPIC_NUM_PINS || io->id > 0xff))
-		return -EINVAL;
+	if (st->irqchip != vm->irqchip)
+		return BAD("irqchip presence differs from this VM");
+	if (!st->clock)
+		return BAD("no clock");
+	if (st->n_feature_msrs > MAX_FEATURE_MSRS)
+		return BAD("too many feature MSRs");
+	if (st->irqchip && (!pic_ok(st->pic_master) || !pic_ok(st->pic_slave) ||
+			    !io || io->n_redirtbl != KVM_IOAPIC_NUM_PINS))
+		return BAD("PIC or IOAPIC missing or out of range");
 	if (!st->irqchip && (st->pic_master || st->pic_slave || io))
-		return -EINVAL;
+		return BAD("PIC or IOAPIC without an irqchip");
 	if (!st->pit != !vm->cfg.pit)
-		return -EINVAL;
+		return BAD("PIT presence differs from this VM");
 	if (!st->pit)
 		return 0;
 	if (st->pit->n_channels != 3 ||
-	    (st->pit->flags & ~(uint32_t)KVM_PIT_FLAGS_HPET_LEGACY))
-		return -EINVAL;
+	    (st->pit->flags & ~(uint32_t)(KVM_PIT_FLAGS_HPET_LEGACY |
+					  KVM_PIT_FLAGS_SPEAKER_DATA_ON)))
+		return BAD("PIT channels or flags");
 	for (i = 0; i < 3; i++) {
 		const Vmrun__X86PitChannel *c = st->pit->channels[i];
 
 		if (!c)
-			return -EINVAL;
+			return BAD("PIT channel missing");
 #define X(f, max)                   \
 	if (c->f > (uint32_t)(max)) \
-		return -EINVAL;
+		return BAD("PIT channel field " #f " out of range");
 		PIT_FIELDS(X)
 #undef X
-		/* A count of 0 means 0x10000 (kvm_pit_load_count()). */
-		if (c->count > 0x10000 || c->mode > 5 || c->rw_mode > 3)
-			return -EINVAL;
+		/*
+		 * A count of 0 means 0x10000 (kvm_pit_load_count()); a channel
+		 * never programmed has mode 0xff (kvm_pit_reset()).
+		 */
+		if (c->count > 0x10000 || (c->mode > 5 && c->mode != 0xff) ||
+		    c->rw_mode > 3)
+			return BAD("PIT count, mode or rw_mode");
 	}
 	return 0;
 }

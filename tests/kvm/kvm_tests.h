@@ -12,5 +12,6 @@ extern const struct test_case pause_tests[];
 extern const struct test_case run_tests[];
 extern const struct test_case guest_tests[];
 extern const struct test_case ctl_tests[];
+extern const struct test_case state_tests[];
 
 #endif /* VMM_TESTS_KVM_TESTS_H */

@@ -11,6 +11,7 @@ static const struct test_suite suites[] = {
 	{ "run", run_tests, NULL, NULL },
 	{ "guest", guest_tests, NULL, NULL },
 	{ "ctl", ctl_tests, NULL, NULL },
+	{ "state", state_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
