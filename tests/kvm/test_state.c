@@ -271,6 +271,7 @@ static void test_state_roundtrip(void)
 		check_time(&c, &r);
 		compare(&c, &r, "after loading");
 		run_on(f, fa, &c, 100 + i);
+		mem_seg_put(fa);
 		stamp_vm_destroy(f);
 		capture_free(&r);
 		capture_free(&c);
