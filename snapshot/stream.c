@@ -303,29 +303,10 @@ int stream_read(struct stream *s, void *buf, size_t len)
 	while (done < len) {
 		size_t want = len - done, n;
 
-		if (s->buf && s->buf_pos == s->buf_len) {
-			/* Large reads bypass the buffer. */
-			if (want >= STREAM_BUF_SIZE) {
-				long r = s->ops->read_some(s, p + done, want);
-
-				if (r < 0) {
-					ret = (int)r;
-					break;
-				}
-				if (r == 0)
-					break;
-				done += (size_t)r;
-				continue;
-			}
-			ret = stream_refill(s);
-			if (ret < 0 || s->buf_len == 0)
-				break;
-		}
-		if (s->buf) {
-			n = MIN(want, s->buf_len - s->buf_pos);
-			memcpy(p + done, s->buf + s->buf_pos, n);
-			s->buf_pos += n;
-		} else {
+		/* Unbuffered, or a large read with the buffer empty: straight
+		 * from the back end. */
+		if (!s->buf ||
+		    (s->buf_pos == s->buf_len && want >= STREAM_BUF_SIZE)) {
 			long r = s->ops->read_some(s, p + done, want);
 
 			if (r < 0) {
@@ -334,8 +315,17 @@ int stream_read(struct stream *s, void *buf, size_t len)
 			}
 			if (r == 0)
 				break;
-			n = (size_t)r;
+			done += (size_t)r;
+			continue;
 		}
+		if (s->buf_pos == s->buf_len) {
+			ret = stream_refill(s);
+			if (ret < 0 || s->buf_len == 0)
+				break;
+		}
+		n = MIN(want, s->buf_len - s->buf_pos);
+		memcpy(p + done, s->buf + s->buf_pos, n);
+		s->buf_pos += n;
 		done += n;
 	}
 	XXH3_64bits_update(s->hash, p, done);
