@@ -206,7 +206,7 @@ qemu-system-x86_64 \
 	-accel tcg,thread=multi,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
-	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
+	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
 	-serial "file:$run/console" \
 	-device virtio-serial-pci \
 	-chardev "file,id=out,path=$run/out" -device virtconsole,chardev=out \
@@ -216,8 +216,33 @@ qemu-system-x86_64 \
 	-device virtio-9p-pci,fsdev=share,mount_tag=share \
 	-fsdev "local,id=ctl,path=$run,security_model=none" \
 	-device virtio-9p-pci,fsdev=ctl,mount_tag=ctl \
+	-monitor "unix:$run/monitor,server=on,wait=off" \
 	</dev/null >"$run/qemu.log" 2>&1 &
 qpid=$!
+
+# Where each emulated CPU is, from QEMU's monitor: for a hang report.
+cpu_state() {
+	python3 - "$run/monitor" <<-'PY'
+	import socket, sys, time
+	s = socket.socket(socket.AF_UNIX)
+	s.settimeout(10)
+	s.connect(sys.argv[1])
+	def ask(cmd):
+	    s.sendall(cmd.encode() + b"\n")
+	    out, end = b"", time.time() + 10
+	    while time.time() < end:
+	        try:
+	            out += s.recv(65536)
+	        except socket.timeout:
+	            break
+	        if out.endswith(b"(qemu) "):
+	            break
+	    return out.decode(errors="replace")
+	ask("")
+	for c in ("info cpus", "info registers -a", "cpu 0", "x/6i $pc", "cpu 1", "x/6i $pc"):
+	    print(ask(c).replace("\r", "").rsplit("(qemu)", 1)[0])
+	PY
+}
 
 # Stream the command's output while QEMU runs; stop at the time limit.
 : >"$run/out"
@@ -230,12 +255,14 @@ wedged=0
 while kill -0 "$qpid" 2>/dev/null; do
 	if (($(date +%s) - start > timeout)); then
 		timed_out=1
+		cpu_state >"$run/cpus" 2>&1
 		kill "$qpid" 2>/dev/null
 		break
 	fi
 	if grep -qE 'soft lockup - CPU#[0-9]+ stuck for ([2-9][0-9]{2}|1[2-9][0-9])s' \
 		"$run/console" 2>/dev/null; then
 		wedged=1
+		cpu_state >"$run/cpus" 2>&1
 		kill "$qpid" 2>/dev/null
 		break
 	fi
@@ -246,11 +273,36 @@ qrc=$?
 qpid=
 wait "$tpid" 2>/dev/null
 
+# The kernel functions the emulated CPUs were in, from the symbols the
+# emulated host's init saved.
+where() {
+	[ -f "$run/kallsyms" ] || return 0
+	python3 - "$run/kallsyms" "$run/cpus" <<-'PY'
+	import bisect, re, sys
+	syms = []
+	for line in open(sys.argv[1]):
+	    f = line.split()
+	    if len(f) >= 3 and f[1] in "tTwW":
+	        syms.append((int(f[0], 16), " ".join(f[2:])))
+	syms.sort()
+	addrs = [a for a, _ in syms]
+	for m in re.finditer(r"^RIP=([0-9a-f]+)", open(sys.argv[2]).read(), re.M):
+	    rip = int(m.group(1), 16)
+	    i = bisect.bisect_right(addrs, rip) - 1
+	    if i >= 0 and rip - addrs[i] < 0x100000:
+	        print("kvmhost: RIP %x is in %s+0x%x" % (rip, syms[i][1], rip - addrs[i]))
+	    else:
+	        print("kvmhost: RIP %x is in no known function" % rip)
+	PY
+}
+
 fail() {
 	echo "kvmhost: $*" >&2
 	echo "kvmhost: --- last lines of the emulated host's console ---" >&2
 	tail -n "${KVMHOST_TAIL:-40}" "$run/console" >&2
 	[ -s "$run/qemu.log" ] && { echo "kvmhost: --- QEMU ---" >&2; tail -n 20 "$run/qemu.log" >&2; }
+	[ -s "$run/cpus" ] && { echo "kvmhost: --- the emulated CPUs when stopped ---" >&2; grep -E '^(0x|\*? *CPU|RIP|RAX|RBX|RSI|R8 |R12|CR0|EFER|CS |SS )' "$run/cpus" >&2
+		where >&2; }
 	exit 125
 }
 ((wedged)) && fail "the emulated host's kernel is wedged (a CPU stuck for minutes); stopped"
