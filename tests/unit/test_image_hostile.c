@@ -180,7 +180,8 @@ static void craft_pages(struct craft *c, uint32_t seg, int enc,
 	TEST_ASSERT(4 + d + dlen <= sizeof(p), "too big");
 	put_le(p, d, 4);
 	vmrun__page_batch__pack(&m, p + 4);
-	memcpy(p + 4 + d, data, dlen);
+	if (dlen)
+		memcpy(p + 4 + d, data, dlen);
 	craft_section(c, IMAGE_SEC_PAGES, 0, 0, p, 4 + d + dlen, 0);
 }
 
