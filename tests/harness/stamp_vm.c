@@ -376,7 +376,7 @@ void stamp_list(struct stamp_vm *s, unsigned int cpu, uint64_t value,
 	ret = mem_write(vm_mem(s->vm), mb + MB_LIST, gpas, n * 8);
 	TEST_ASSERT(ret == 0, "mailbox list: %s", strerror(-ret));
 	stamp_post(s, cpu, STAMP_CMD_LIST);
-	stamp_wait_done(s, cpu, before + 1, 20000);
+	stamp_wait_done(s, cpu, before + 1, 120000);
 }
 
 void stamp_stride(struct stamp_vm *s, unsigned int cpu, uint64_t value,

@@ -74,7 +74,7 @@ static void test_pause_resume_mixed_vcpus(void)
 	stamp_mb_write(s, LOOP, MB_COUNT, SIZE_A / 4096);
 	stamp_post(s, LOOP, STAMP_CMD_LOOP);
 	stamp_post(s, HALT, STAMP_CMD_HALT);
-	stamp_wait_done(s, HALT, 2, 10000); /* boot + the halt notice */
+	stamp_wait_done(s, HALT, 2, 60000); /* boot + the halt notice */
 	usleep(10000);
 
 	for (i = 0; i < rounds; i++) {
@@ -120,8 +120,8 @@ static void test_pause_resume_mixed_vcpus(void)
 	/* Everyone still alive: the spinner and the writer finish on request. */
 	stamp_mb_write(s, SPIN, MB_STOP, 1);
 	stamp_mb_write(s, LOOP, MB_STOP, 1);
-	stamp_wait_done(s, SPIN, 2, 10000);
-	stamp_wait_done(s, LOOP, 2, 10000);
+	stamp_wait_done(s, SPIN, 2, 60000);
+	stamp_wait_done(s, LOOP, 2, 60000);
 	stamp_stride(s, IDLE, 9, GPA_A, 4, 4096);
 	TEST_ASSERT(vm_wait(s->vm, 0) == VM_EXIT_NONE, "VM stopped: %s",
 		    vm_exit_detail(s->vm));
@@ -139,11 +139,11 @@ static void test_pause_all_halted(void)
 	struct stamp_vm *s = stamp_vm_create(&cfg);
 	unsigned int i, c;
 
-	arm_watchdog(60);
+	arm_watchdog(300);
 	stamp_vm_boot(s);
 	for (c = 0; c < 3; c++) {
 		stamp_post(s, c, STAMP_CMD_HALT);
-		stamp_wait_done(s, c, 2, 10000);
+		stamp_wait_done(s, c, 2, 60000);
 	}
 	usleep(10000);
 	for (i = 0; i < 100; i++) {
@@ -165,7 +165,7 @@ static void test_pause_not_running(void)
 	struct vm_config cfg = { .nr_vcpus = 2 };
 	struct stamp_vm *s = stamp_vm_create(&cfg);
 
-	arm_watchdog(30);
+	arm_watchdog(120);
 	TEST_ASSERT(vm_pause(s->vm) == 0, "pause before start");
 	vm_resume(s->vm);
 	stamp_vm_boot(s);
@@ -184,7 +184,7 @@ static void test_pause_unknown_command_ignored(void)
 	struct stamp_vm *s = stamp_vm_create(&cfg);
 	enum vm_exit_reason r;
 
-	arm_watchdog(30);
+	arm_watchdog(120);
 	stamp_vm_boot(s);
 	/* An unknown command is ignored; the guest asks again. */
 	stamp_post(s, 0, 99);

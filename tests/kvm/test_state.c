@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#include "kernel/kvm_ioctl.h"
 #include "kernel/mem.h"
 #include "kernel/vcpu.h"
 #include "kernel/x86/vcpu_state.h"
@@ -228,6 +229,33 @@ static void run_on(struct stamp_vm *f, struct mem_seg *a,
 		    "restored VM stopped: %s", vm_exit_detail(f->vm));
 }
 
+/*
+ * The halting vCPU posts its notice just before HLT: on a slow host it may
+ * not have reached the instruction yet. Waits (pausing to look, since
+ * KVM_GET_MP_STATE waits for KVM_RUN to return) until KVM has it halted.
+ */
+static void wait_halted(struct stamp_vm *s)
+{
+	unsigned long long t0 = now_ns();
+	struct kvm_mp_state mp = { 0 };
+	int ret;
+
+	for (;;) {
+		ret = vm_pause(s->vm);
+		TEST_ASSERT(ret == 0, "pause: %s", strerror(-ret));
+		ret = kvm_ioctl(vcpu_fd(vm_vcpu(s->vm, HALT)), KVM_GET_MP_STATE,
+				&mp);
+		vm_resume(s->vm);
+		TEST_ASSERT(ret == 0, "KVM_GET_MP_STATE: %s", strerror(-ret));
+		if (mp.mp_state == KVM_MP_STATE_HALTED)
+			return;
+		TEST_ASSERT(now_ns() - t0 < 120000000000ULL,
+			    "the halting vCPU is still in MP state %u after 120 s",
+			    mp.mp_state);
+		usleep(10000);
+	}
+}
+
 static void test_state_roundtrip(void)
 {
 	struct stamp_vm *s = stamp_vm_create(&cfg), *f;
@@ -248,7 +276,8 @@ static void test_state_roundtrip(void)
 	stamp_mb_write(s, LOOP, MB_COUNT, SIZE_A / 4096);
 	stamp_post(s, LOOP, STAMP_CMD_LOOP);
 	stamp_post(s, HALT, STAMP_CMD_HALT);
-	stamp_wait_done(s, HALT, 2, 10000); /* boot + the halt notice */
+	stamp_wait_done(s, HALT, 2, 60000); /* boot + the halt notice */
+	wait_halted(s);
 
 	ret = x86_vcpu_state_save(vm_vcpu(s->vm, 0), &c.cpu[0]);
 	TEST_ASSERT(ret == -EBUSY, "capture of a running vCPU: %d", ret);
@@ -354,7 +383,7 @@ static void test_state_hostile(void)
 
 	stamp_vm_boot(s);
 	stamp_post(s, HALT, STAMP_CMD_HALT);
-	stamp_wait_done(s, HALT, 2, 10000);
+	stamp_wait_done(s, HALT, 2, 60000);
 	TEST_ASSERT(vm_pause(s->vm) == 0, "pause");
 	v = vm_vcpu(s->vm, IDLE);
 	capture_take(s, NULL, &c0);

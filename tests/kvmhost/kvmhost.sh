@@ -202,11 +202,20 @@ echo "$share" >"$run/share"
 
 say "booting the emulated host ($(basename "$dir"), $cpus CPUs, $mem, npt=$npt)"
 start=$(date +%s)
+# One TCG thread for all emulated CPUs: with a thread per CPU (thread=multi)
+# QEMU 7.2 could leave a CPU running a stale translation of kernel code that
+# another CPU had just patched (jump labels, text_poke_bp): in the hang
+# reports a CPU looped in exc_int3 at a site whose bytes were already the
+# final ones, with the other CPU spinning on a lock it held. That was seen
+# at __schedule (KVM's preempt-notifier key, which the init's idle VM now
+# pins) and at hrtimer_start_range_ns. Half the emulation speed, no hang.
+# tsc=reliable: the clocksource watchdog would otherwise call the emulated
+# TSC unstable under load, and switching clocksource patches code too.
 qemu-system-x86_64 \
-	-accel tcg,thread=multi,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
+	-accel tcg,thread=single,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
-	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
+	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr tsc=reliable rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
 	-serial "file:$run/console" \
 	-device virtio-serial-pci \
 	-chardev "file,id=out,path=$run/out" -device virtconsole,chardev=out \
