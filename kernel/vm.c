@@ -335,16 +335,20 @@ void vm_resume(struct vm *vm)
 }
 
 /*
- * True while some vCPU thread is alive and not parked, so it may be inside
- * KVM_RUN: memory maps must not change then.
+ * True while some vCPU thread may be inside KVM_RUN (alive and not parked,
+ * or parked but free to go): memory maps and vCPU state must not change.
  */
 bool vm_vcpus_may_run(struct vm *vm)
 {
 	bool busy;
 
 	pthread_mutex_lock(&vm->lock);
-	/* Threads alive and not parked may be inside KVM_RUN. */
-	busy = vm->nr_threads > vm->nr_parked;
+	/*
+	 * Threads alive and not parked may be inside KVM_RUN; so may parked
+	 * ones once the pause is lifted, before they have woken to say so.
+	 */
+	busy = vm->nr_threads > vm->nr_parked ||
+	       (vm->nr_threads && !vm->pause_depth);
 	pthread_mutex_unlock(&vm->lock);
 	return busy;
 }
