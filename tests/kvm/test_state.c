@@ -249,9 +249,10 @@ static void wait_halted(struct stamp_vm *s)
 		TEST_ASSERT(ret == 0, "KVM_GET_MP_STATE: %s", strerror(-ret));
 		if (mp.mp_state == KVM_MP_STATE_HALTED)
 			return;
-		TEST_ASSERT(now_ns() - t0 < 120000000000ULL,
-			    "the halting vCPU is still in MP state %u after 120 s",
-			    mp.mp_state);
+		TEST_ASSERT(
+			now_ns() - t0 < 120000000000ULL,
+			"the halting vCPU is still in MP state %u after 120 s",
+			mp.mp_state);
 		usleep(10000);
 	}
 }
