@@ -335,20 +335,25 @@ void vm_resume(struct vm *vm)
 }
 
 /*
- * True while some vCPU thread may be inside KVM_RUN (alive and not parked,
- * or parked but free to go): memory maps and vCPU state must not change.
+ * A pause is in force and every vCPU thread is parked under it. Parked
+ * threads alone are not enough: once the pause is lifted they may run
+ * before they have woken to say so.
+ */
+static bool paused_locked(const struct vm *vm)
+{
+	return vm->pause_depth > 0 && vm->nr_parked == vm->nr_threads;
+}
+
+/*
+ * True while some vCPU thread may be inside KVM_RUN: memory maps and vCPU
+ * state must not change then.
  */
 bool vm_vcpus_may_run(struct vm *vm)
 {
 	bool busy;
 
 	pthread_mutex_lock(&vm->lock);
-	/*
-	 * Threads alive and not parked may be inside KVM_RUN; so may parked
-	 * ones once the pause is lifted, before they have woken to say so.
-	 */
-	busy = vm->nr_threads > vm->nr_parked ||
-	       (vm->nr_threads && !vm->pause_depth);
+	busy = vm->nr_threads && !paused_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	return busy;
 }
@@ -358,7 +363,7 @@ bool vm_is_paused(struct vm *vm)
 	bool p;
 
 	pthread_mutex_lock(&vm->lock);
-	p = vm->pause_depth > 0 && vm->nr_parked == vm->nr_threads;
+	p = paused_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	return p;
 }

@@ -232,7 +232,7 @@ qpid=$!
 
 # Where each emulated CPU is, from QEMU's monitor: for a hang report.
 cpu_state() {
-	python3 - "$run/monitor" <<-'PY'
+	python3 - "$run/monitor" "$cpus" <<-'PY'
 	import socket, sys, time
 	s = socket.socket(socket.AF_UNIX)
 	s.settimeout(10)
@@ -249,7 +249,10 @@ cpu_state() {
 	            break
 	    return out.decode(errors="replace")
 	ask("")
-	for c in ("info cpus", "info registers -a", "cpu 0", "x/6i $pc", "cpu 1", "x/6i $pc"):
+	cmds = ["info cpus", "info registers -a"]
+	for n in range(int(sys.argv[2])):
+	    cmds += ["cpu %d" % n, "x/6i $pc"]
+	for c in cmds:
 	    print(ask(c).replace("\r", "").rsplit("(qemu)", 1)[0])
 	PY
 }
