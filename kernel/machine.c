@@ -68,7 +68,52 @@ struct machine {
 	bool net_paused[MACHINE_MAX_NETS]; /* event loop only */
 	struct vmrun_boot_info boot;
 	bool stdin_console;
+	struct machine_config cfg; /* strings owned (cfg_free()) */
+	unsigned int freezes;
 };
+
+static void cfg_free(struct machine_config *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nr_disks; i++)
+		free((void *)(uintptr_t)c->disks[i]);
+	for (i = 0; i < c->nr_nets; i++)
+		free((void *)(uintptr_t)c->nets[i]);
+	free((void *)(uintptr_t)c->cmdline);
+	free((void *)(uintptr_t)c->console);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Keeps what the machine is built from, without the kernel image. */
+static int cfg_copy(struct machine_config *d, const struct machine_config *s)
+{
+	unsigned int i;
+
+	*d = *s;
+	d->kernel = NULL;
+	d->kernel_size = 0;
+	d->kernel_name = NULL;
+	d->nr_disks = d->nr_nets = 0;
+	d->cmdline = s->cmdline ? strdup(s->cmdline) : NULL;
+	d->console = strdup(s->console ? s->console : "stdio");
+	if ((s->cmdline && !d->cmdline) || !d->console)
+		goto nomem;
+	for (i = 0; i < s->nr_disks; i++) {
+		if (!(d->disks[i] = strdup(s->disks[i])))
+			goto nomem;
+		d->nr_disks++;
+	}
+	for (i = 0; i < s->nr_nets; i++) {
+		if (!(d->nets[i] = strdup(s->nets[i])))
+			goto nomem;
+		d->nr_nets++;
+	}
+	return 0;
+nomem:
+	cfg_free(d);
+	return -ENOMEM;
+}
 
 static int add_dev(struct machine *m, const struct dev_ops *ops,
 		   const char *conf, char *err, size_t errlen)
@@ -437,6 +482,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 		return err_printf(err, errlen, -EINVAL,
 				  "command line of %zu bytes; at most %llu",
 				  cmdlen, LOW_CMDLINE_MAX - 1);
+	if (cfg->restore)
+		goto parsed;
 	ret = kernel_parse(cfg->kernel, cfg->kernel_size, &img, kerr,
 			   sizeof(kerr));
 	if (ret < 0)
@@ -448,22 +495,30 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 			"%s: loads at %#llx; vmrun needs kernels at 1 MiB or above",
 			cfg->kernel_name, (unsigned long long)img.lo);
 
+parsed:
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	if (cfg_copy(&m->cfg, cfg) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
 	m->track_fd = -1;
 	m->track_ms = cfg->track_ms;
 	for (unsigned int w = 0; w < MACHINE_MAX_WATCH; w++)
 		m->watch[w].fd = -1;
 	m->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (m->ep < 0) {
+		ret = -errno;
+		cfg_free(&m->cfg);
 		free(m);
-		return -errno;
+		return ret;
 	}
 	if (m->track_ms) {
 		m->track_scratch = bitmap_alloc(cfg->mem / PAGE_SIZE);
 		if (!m->track_scratch) {
 			close(m->ep);
+			cfg_free(&m->cfg);
 			free(m);
 			return -ENOMEM;
 		}
@@ -482,6 +537,12 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	ret = setup_ram(m, cfg, err, errlen);
 	if (ret < 0)
 		goto err_vm;
+	if (cfg->restore) {
+		ret = create_devices(m, cfg, err, errlen);
+		if (ret < 0)
+			goto err_devs;
+		goto done;
+	}
 	ret = kernel_load(vm_mem(m->vm), &img, LOW_END,
 			  m->ram_high ? RAM_HIGH_BASE + m->ram_high :
 					m->ram_low,
@@ -503,6 +564,7 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 		ret = boot_32bit(m, &img, err, errlen);
 	if (ret < 0)
 		goto err_devs;
+done:
 	m->stdin_console = !cfg->console || !strcmp(cfg->console, "stdio");
 	*out = m;
 	return 0;
@@ -517,6 +579,7 @@ err_free:
 		close(m->net_wake_efd);
 	bitmap_free(m->track_scratch);
 	close(m->ep);
+	cfg_free(&m->cfg);
 	free(m);
 	return ret;
 }
@@ -730,6 +793,7 @@ void machine_destroy(struct machine *m)
 		close(m->track_fd);
 	bitmap_free(m->track_scratch);
 	close(m->ep);
+	cfg_free(&m->cfg);
 	free(m);
 }
 
@@ -767,4 +831,62 @@ void machine_unwatch_fd(struct machine *m, int fd)
 struct vm *machine_vm(struct machine *m)
 {
 	return m->vm;
+}
+
+const struct machine_config *machine_config(const struct machine *m)
+{
+	return &m->cfg;
+}
+
+unsigned int machine_nr_devs(const struct machine *m)
+{
+	return m->nr_devs;
+}
+
+struct dev *machine_dev(struct machine *m, unsigned int i)
+{
+	return i < m->nr_devs ? m->devs[i] : NULL;
+}
+
+struct mem_seg *machine_ram(struct machine *m)
+{
+	return m->ram;
+}
+
+int machine_freeze(struct machine *m)
+{
+	unsigned int i;
+	int ret = vm_pause(m->vm);
+
+	if (ret < 0)
+		return ret;
+	if (m->freezes++)
+		return 0;
+	for (i = 0; i < m->nr_devs; i++) {
+		if (!m->devs[i]->ops->pause)
+			continue;
+		ret = m->devs[i]->ops->pause(m->devs[i]);
+		if (ret < 0) {
+			while (i--)
+				if (m->devs[i]->ops->resume)
+					m->devs[i]->ops->resume(m->devs[i]);
+			m->freezes--;
+			vm_resume(m->vm);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void machine_thaw(struct machine *m)
+{
+	unsigned int i = m->nr_devs;
+
+	if (!--m->freezes)
+		while (i--)
+			if (m->devs[i]->ops->resume &&
+			    m->devs[i]->ops->resume(m->devs[i]) < 0)
+				pr_warn("%s: resume failed",
+					m->devs[i]->ops->name);
+	vm_resume(m->vm);
 }

@@ -17,7 +17,9 @@
 #include "kernel/util/compiler.h"
 #include "kernel/vm.h"
 
+struct dev;
 struct machine;
+struct mem_seg;
 
 #define MACHINE_MAX_DISKS 4
 #define MACHINE_MAX_NETS 4
@@ -41,6 +43,9 @@ struct machine_config {
 	 * and take, discarding) every this many ms, as a pre-copy migration
 	 * would; for measuring what tracking costs a running guest. */
 	unsigned int track_ms;
+	/* No kernel: RAM stays zero and the vCPUs unset, for a restore that
+	 * loads memory and state from an image before machine_run(). */
+	bool restore;
 };
 
 /*
@@ -71,5 +76,26 @@ int machine_watch_fd(struct machine *m, int fd, machine_fd_fn_t fn,
 void machine_unwatch_fd(struct machine *m, int fd);
 
 struct vm *machine_vm(struct machine *m);
+
+/*
+ * What the machine was built from, as kept by the machine (strings are
+ * its own copies; no kernel): what a snapshot records to rebuild it.
+ */
+const struct machine_config *machine_config(const struct machine *m);
+
+/* The devices, in dev_table order (the snapshot order). */
+unsigned int machine_nr_devs(const struct machine *m);
+struct dev *machine_dev(struct machine *m, unsigned int i);
+
+/* The RAM segment. */
+struct mem_seg *machine_ram(struct machine *m);
+
+/*
+ * Quiesces the machine for a consistent capture: pauses every vCPU
+ * (vm_pause()), then every device (timers, back-end I/O). Nests.
+ * machine_thaw() undoes one machine_freeze().
+ */
+int machine_freeze(struct machine *m) __must_check;
+void machine_thaw(struct machine *m);
 
 #endif /* VMM_KERNEL_MACHINE_H */

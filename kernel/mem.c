@@ -270,6 +270,11 @@ const void *mem_seg_hva(const struct mem_seg *seg)
 	return seg->hva;
 }
 
+void *mem_seg_hva_load(struct mem_seg *seg)
+{
+	return seg->hva;
+}
+
 uint64_t *mem_seg_dirty_bitmap(struct mem_seg *seg)
 {
 	return seg->dirty;

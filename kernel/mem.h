@@ -57,6 +57,12 @@ unsigned int mem_seg_refs(const struct mem_seg *seg);
  */
 const void *mem_seg_hva(const struct mem_seg *seg);
 
+/*
+ * Writable view of the whole segment for a loader filling it before any
+ * vCPU runs (a restore): writes through it are not marked dirty.
+ */
+void *mem_seg_hva_load(struct mem_seg *seg);
+
 /* The segment's dirty bitmap (see dirty.h for the operations on it). */
 uint64_t *mem_seg_dirty_bitmap(struct mem_seg *seg);
 
@@ -79,6 +85,7 @@ int mem_unmap(struct vm_mem *mem, struct mem_map *map) __must_check;
 
 uint64_t mem_map_gpa(const struct mem_map *map);
 size_t mem_map_len(const struct mem_map *map);
+uint64_t mem_map_seg_off(const struct mem_map *map);
 struct mem_seg *mem_map_seg(const struct mem_map *map);
 uint32_t mem_map_slot(const struct mem_map *map);
 

@@ -93,8 +93,6 @@ void vm_mem_destroy(struct vm_mem *mem);
 int mem_set_logging(struct vm_mem *mem, bool on);
 /* Marks [gpa, gpa + len) dirty in the owning segment; gpa must be mapped. */
 void mem_mark_dirty(struct vm_mem *mem, uint64_t gpa, size_t len);
-/* Slot/map geometry for dirty.c. */
-uint64_t mem_map_seg_off(const struct mem_map *map);
 /* Batch access for dirty harvesting: hold the read lock across calls. */
 void mem_rdlock(struct vm_mem *mem);
 void mem_unlock(struct vm_mem *mem);

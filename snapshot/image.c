@@ -103,3 +103,10 @@ bool image_page_is_zero(const void *page)
 		return false;
 	return memcmp(b, b + 64, IMAGE_PAGE_SIZE - 64) == 0;
 }
+
+void image_counts(const struct image *img, uint64_t *pages,
+		  uint64_t *zero_pages)
+{
+	*pages = img->nr_pages;
+	*zero_pages = img->nr_zero_pages;
+}

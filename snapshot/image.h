@@ -120,6 +120,22 @@ int image_write_pages(struct image *img, uint32_t seg, const void *mem,
 		      uint64_t nr_pages, const uint64_t *bitmap) __must_check;
 
 /*
+ * The same for pages [@first, @end) of the segment at @mem only (page n
+ * is still at @mem + n * 4096 and bit n of @bitmap): a caller writing a
+ * large segment in slices, to report progress between them.
+ */
+int image_write_page_range(struct image *img, uint32_t seg, const void *mem,
+			   uint64_t first, uint64_t end,
+			   const uint64_t *bitmap) __must_check;
+
+/*
+ * Records pages [@first, @end) of segment @seg as zero without reading
+ * them: for ranges the caller knows hold no data (holes of a memfd).
+ */
+int image_write_zero_range(struct image *img, uint32_t seg, uint64_t first,
+			   uint64_t end) __must_check;
+
+/*
  * Writes the END section and flushes the stream (image_finish() does not
  * fsync: call stream_sync() for a file). Stores the image's content hash,
  * the name an incremental image gives its base, in @hash if not NULL.
@@ -128,6 +144,9 @@ int image_finish(struct image *img, uint64_t *hash) __must_check;
 
 /* Pages may arrive more than once (later migration rounds); last wins. */
 #define IMAGE_READ_ALLOW_REWRITE 0x1u
+/* image_add_segment() memory is known to be zero (fresh memfds): zero
+ * pages are not written, so they are never faulted in. */
+#define IMAGE_READ_MEM_ZEROED 0x2u
 
 int image_reader_create(struct stream *s, unsigned int flags,
 			struct image **out) __must_check;
@@ -171,6 +190,10 @@ int image_verify(struct image *img) __must_check;
 
 /* The content hash: after image_finish(), or after a read reached END. */
 uint64_t image_content_hash(const struct image *img);
+
+/* Pages written or read so far, and of them zero pages. */
+void image_counts(const struct image *img, uint64_t *pages,
+		  uint64_t *zero_pages);
 
 /* The reason for the first failure, or "" if none. */
 const char *image_error(const struct image *img);

@@ -43,7 +43,7 @@ int image_reader_create(struct stream *s, unsigned int flags,
 {
 	struct image *img;
 
-	if (flags & ~IMAGE_READ_ALLOW_REWRITE)
+	if (flags & ~(IMAGE_READ_ALLOW_REWRITE | IMAGE_READ_MEM_ZEROED))
 		return -EINVAL;
 	img = image_alloc(s, false);
 	if (!img)
@@ -464,7 +464,7 @@ static int image_do_pages(struct image *img, const struct section *sec,
 		if (seg->mem && src)
 			memcpy(seg->mem + first * IMAGE_PAGE_SIZE, src,
 			       nr * IMAGE_PAGE_SIZE);
-		else if (seg->mem)
+		else if (seg->mem && !(img->flags & IMAGE_READ_MEM_ZEROED))
 			memset(seg->mem + first * IMAGE_PAGE_SIZE, 0,
 			       nr * IMAGE_PAGE_SIZE);
 		if (sink && sink->pages) {

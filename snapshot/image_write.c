@@ -303,6 +303,12 @@ static bool runs_add(uint64_t *runs, size_t *nr_runs, size_t max, uint64_t pg)
 int image_write_pages(struct image *img, uint32_t seg, const void *mem,
 		      uint64_t nr_pages, const uint64_t *bitmap)
 {
+	return image_write_page_range(img, seg, mem, 0, nr_pages, bitmap);
+}
+
+int image_write_page_range(struct image *img, uint32_t seg, const void *mem,
+			   uint64_t first, uint64_t end, const uint64_t *bitmap)
+{
 	const uint8_t *base = mem;
 	uint64_t pg;
 	int ret;
@@ -311,9 +317,9 @@ int image_write_pages(struct image *img, uint32_t seg, const void *mem,
 		return img->ret;
 	if (!img->writing)
 		return image_fail(img, -EINVAL, "not a writer");
-	for (pg = bitmap ? bitmap_next_set(bitmap, nr_pages, 0) : 0;
-	     pg < nr_pages;
-	     pg = bitmap ? bitmap_next_set(bitmap, nr_pages, pg + 1) : pg + 1) {
+	for (pg = bitmap ? bitmap_next_set(bitmap, end, first) : first;
+	     pg < end;
+	     pg = bitmap ? bitmap_next_set(bitmap, end, pg + 1) : pg + 1) {
 		const uint8_t *page = base + pg * IMAGE_PAGE_SIZE;
 
 		if (image_page_is_zero(page)) {
@@ -340,6 +346,35 @@ int image_write_pages(struct image *img, uint32_t seg, const void *mem,
 	if (ret == 0)
 		ret = image_flush_zero(img, seg);
 	return ret;
+}
+
+int image_write_zero_range(struct image *img, uint32_t seg, uint64_t first,
+			   uint64_t end)
+{
+	size_t n;
+	int ret;
+
+	if (img->ret)
+		return img->ret;
+	if (!img->writing)
+		return image_fail(img, -EINVAL, "not a writer");
+	if (first >= end)
+		return 0;
+	n = img->nr_zruns;
+	if (n && img->zruns[2 * n - 2] + img->zruns[2 * n - 1] == first) {
+		img->zruns[2 * n - 1] += end - first;
+	} else {
+		if (n == ZERO_RUNS_FLUSH) {
+			ret = image_flush_zero(img, seg);
+			if (ret < 0)
+				return ret;
+			n = 0;
+		}
+		img->zruns[2 * n] = first;
+		img->zruns[2 * n + 1] = end - first;
+		img->nr_zruns = n + 1;
+	}
+	return image_flush_zero(img, seg);
 }
 
 int image_finish(struct image *img, uint64_t *hash)

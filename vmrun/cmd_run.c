@@ -125,7 +125,7 @@ static int read_file(const char *path, void **data, size_t *size)
 	return 0;
 }
 
-static int exit_code(enum vm_exit_reason r, int signo)
+int vmrun_exit_code(enum vm_exit_reason r, int signo)
 {
 	switch (r) {
 	case VM_EXIT_POWEROFF:
@@ -298,7 +298,7 @@ int cmd_run(int argc, char **argv)
 	}
 	r = machine_run(m, &signo);
 	ctl_close(ctl);
-	ret = exit_code(r, signo);
+	ret = vmrun_exit_code(r, signo);
 	if (r != VM_EXIT_POWEROFF)
 		die_msg("%s", vm_exit_detail(machine_vm(m)));
 	machine_destroy(m);

@@ -16,6 +16,7 @@
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
 #include "kernel/vm.h"
+#include "snapshot/vmsnap.h"
 #include "vmrun/vmrun.h"
 
 #define CTL_MAX_CONNS 8
@@ -41,15 +42,25 @@ struct ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint64_t mem_bytes;
 	unsigned int pauses; /* pauses taken through the socket */
+	char msg[512];	     /* a reply's message, when it is built */
+	Vmrun__CtlSaveResult save;
+	char save_path[4096];
 	struct ctl_conn conns[CTL_MAX_CONNS];
 };
 
-typedef int (*ctl_fn_t)(struct ctl *c, Vmrun__CtlReply *r);
+typedef int (*ctl_fn_t)(struct ctl *c, const Vmrun__CtlRequest *q,
+			Vmrun__CtlReply *r);
 
-static int op_status(struct ctl *c, Vmrun__CtlReply *r);
-static int op_pause(struct ctl *c, Vmrun__CtlReply *r);
-static int op_resume(struct ctl *c, Vmrun__CtlReply *r);
-static int op_stop(struct ctl *c, Vmrun__CtlReply *r);
+static int op_status(struct ctl *c, const Vmrun__CtlRequest *q,
+		     Vmrun__CtlReply *r);
+static int op_pause(struct ctl *c, const Vmrun__CtlRequest *q,
+		    Vmrun__CtlReply *r);
+static int op_resume(struct ctl *c, const Vmrun__CtlRequest *q,
+		     Vmrun__CtlReply *r);
+static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q,
+		   Vmrun__CtlReply *r);
+static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
+		   Vmrun__CtlReply *r);
 
 /* The command table: op, handler, what the dispatcher must take first. */
 static const struct {
@@ -61,6 +72,7 @@ static const struct {
 	{ VMRUN__CTL_OP__CTL_OP_PAUSE, op_pause, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_RESUME, op_resume, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_STOP, op_stop, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_SAVE, op_save, NEEDS_NONE },
 };
 
 static const char *state_name(struct ctl *c)
@@ -72,7 +84,8 @@ static const char *state_name(struct ctl *c)
 	return c->pauses ? "paused" : "running";
 }
 
-static int op_status(struct ctl *c, Vmrun__CtlReply *r)
+static int op_status(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+		     Vmrun__CtlReply *r)
 {
 	struct vm *vm = machine_vm(c->m);
 	unsigned int i, n = vm_nr_vcpus(vm);
@@ -99,7 +112,8 @@ static int op_status(struct ctl *c, Vmrun__CtlReply *r)
 	return 0;
 }
 
-static int op_pause(struct ctl *c, Vmrun__CtlReply *r __unused)
+static int op_pause(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+		    Vmrun__CtlReply *r __unused)
 {
 	int ret = vm_pause(machine_vm(c->m));
 
@@ -108,7 +122,8 @@ static int op_pause(struct ctl *c, Vmrun__CtlReply *r __unused)
 	return ret;
 }
 
-static int op_resume(struct ctl *c, Vmrun__CtlReply *r)
+static int op_resume(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+		     Vmrun__CtlReply *r)
 {
 	if (!c->pauses) {
 		r->message = "not paused";
@@ -119,7 +134,8 @@ static int op_resume(struct ctl *c, Vmrun__CtlReply *r)
 	return 0;
 }
 
-static int op_stop(struct ctl *c, Vmrun__CtlReply *r __unused)
+static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+		   Vmrun__CtlReply *r __unused)
 {
 	struct vm *vm = machine_vm(c->m);
 
@@ -129,6 +145,57 @@ static int op_stop(struct ctl *c, Vmrun__CtlReply *r __unused)
 		c->pauses--;
 		vm_resume(vm);
 	}
+	return 0;
+}
+
+/*
+ * Saves the machine to q->path. Runs in the event loop, which serves
+ * nothing else meanwhile; the vCPUs are frozen for the capture.
+ */
+static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
+		   Vmrun__CtlReply *r)
+{
+	struct vmsnap_save_opts o = { .codec = IMAGE_CODEC_LZ4 };
+	struct vmsnap_stats st;
+	int ret;
+
+	if (!q->path[0] || q->path[0] != '/') {
+		r->message = "save needs an absolute path";
+		return -EINVAL;
+	}
+	if (q->incremental) {
+		r->message = "incremental images are not built yet";
+		return -EOPNOTSUPP;
+	}
+	if (!strcmp(q->codec, "zstd"))
+		o.codec = IMAGE_CODEC_ZSTD;
+	else if (!strcmp(q->codec, "none"))
+		o.aligned = true, o.codec = IMAGE_CODEC_NONE;
+	else if (q->codec[0] && strcmp(q->codec, "lz4")) {
+		r->message = "codec: expected lz4, zstd or none";
+		return -EINVAL;
+	}
+	if (vm_wait(machine_vm(c->m), 0) != VM_EXIT_NONE) {
+		r->message = "the VM is stopping";
+		return -ESRCH;
+	}
+	ret = vmsnap_save_file(c->m, q->path, &o, &st, c->msg, sizeof(c->msg));
+	if (ret < 0) {
+		r->message = c->msg;
+		return ret;
+	}
+	snprintf(c->save_path, sizeof(c->save_path), "%s", q->path);
+	vmrun__ctl_save_result__init(&c->save);
+	c->save.path = c->save_path;
+	c->save.bytes = st.bytes;
+	c->save.pages = st.pages;
+	c->save.zero_pages = st.zero_pages;
+	c->save.mem_bytes = st.mem_bytes;
+	c->save.ns = st.ns;
+	c->save.frozen_ns = st.frozen_ns;
+	c->save.content_hash = st.hash;
+	c->save.codec = (char *)(uintptr_t)image_codec_name(o.codec);
+	r->save = &c->save;
 	return 0;
 }
 
@@ -194,7 +261,7 @@ static void dispatch(struct ctl *c, const uint8_t *msg, size_t len,
 			if (ret < 0)
 				break;
 		}
-		ret = ctl_table[i].fn(c, r);
+		ret = ctl_table[i].fn(c, req, r);
 		if (ctl_table[i].needs == NEEDS_FREEZE_ALL)
 			vm_resume(vm);
 		break;
@@ -351,6 +418,105 @@ void ctl_close(struct ctl *c)
 	free(c);
 }
 
+static void ctl_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmrun ctl SOCKET status|pause|resume|stop\n"
+		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none] [--json]\n"
+		"\n"
+		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
+		"restore --ctl SOCKET').\n"
+		"\n"
+		"save writes a snapshot image of the running VM to FILE: it freezes\n"
+		"the vCPUs and devices, writes the image to a temporary file beside\n"
+		"FILE, syncs it, renames it to FILE and lets the VM run on. On any\n"
+		"failure the VM runs on untouched and an older FILE is kept. The\n"
+		"image is restored with 'vmrun restore FILE'.\n"
+		"  --compress C   lz4 (default), zstd, or none (uncompressed, guest\n"
+		"                 pages page-aligned in the file)\n"
+		"  --incremental  only the pages dirtied since the last save (not\n"
+		"                 built yet: refused)\n"
+		"  --json         print the result as one JSON object\n"
+		"\n"
+		"exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
+		"arguments or no VM at SOCKET.\n");
+}
+
+static void print_save(const Vmrun__CtlSaveResult *s, bool json)
+{
+	double ratio = s->bytes ? (double)s->mem_bytes / (double)s->bytes : 0;
+
+	if (json) {
+		printf("{\"path\":");
+		json_str(stdout, s->path);
+		printf(",\"codec\":\"%s\",\"bytes\":%llu,"
+		       "\"mem_bytes\":%llu,\"pages\":%llu,\"zero_pages\":%llu,"
+		       "\"ratio\":%.2f,\"ms\":%.3f,\"frozen_ms\":%.3f,"
+		       "\"content_hash\":\"%016llx\"}\n",
+		       s->codec, (unsigned long long)s->bytes,
+		       (unsigned long long)s->mem_bytes,
+		       (unsigned long long)s->pages,
+		       (unsigned long long)s->zero_pages, ratio,
+		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6,
+		       (unsigned long long)s->content_hash);
+		return;
+	}
+	printf("saved %s: %llu MiB of guest memory, %llu pages (%llu zero), "
+	       "%.1f MiB image (%s, %.1fx), %.0f ms (vCPUs frozen %.0f ms)\n",
+	       s->path, (unsigned long long)(s->mem_bytes >> 20),
+	       (unsigned long long)s->pages, (unsigned long long)s->zero_pages,
+	       (double)s->bytes / 1048576.0, s->codec, ratio,
+	       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
+}
+
+/* Parses "save FILE [options]" into @req; returns 0 or EXIT_USAGE. */
+static int parse_save(int argc, char **argv, Vmrun__CtlRequest *req, char *path,
+		      size_t plen, bool *json)
+{
+	int i;
+
+	if (argc < 4) {
+		die_msg("ctl save: expected a FILE");
+		return EXIT_USAGE;
+	}
+	if (argv[3][0] == '/') {
+		snprintf(path, plen, "%s", argv[3]);
+	} else {
+		char cwd[2048];
+
+		if (!getcwd(cwd, sizeof(cwd))) {
+			die_msg("ctl save: getcwd: %s", strerror(errno));
+			return EXIT_USAGE;
+		}
+		if ((size_t)snprintf(path, plen, "%s/%s", cwd, argv[3]) >=
+		    plen) {
+			die_msg("ctl save: path too long");
+			return EXIT_USAGE;
+		}
+	}
+	req->path = path;
+	for (i = 4; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			*json = true;
+		} else if (!strcmp(argv[i], "--incremental")) {
+			req->incremental = true;
+		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
+			req->codec = argv[++i];
+			if (strcmp(req->codec, "lz4") &&
+			    strcmp(req->codec, "zstd") &&
+			    strcmp(req->codec, "none")) {
+				die_msg("--compress %s: expected lz4, zstd or none",
+					req->codec);
+				return EXIT_USAGE;
+			}
+		} else {
+			die_msg("ctl save: unexpected argument '%s'", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
 /* vmrun ctl SOCKET OP: the client. */
 int cmd_ctl(int argc, char **argv)
 {
@@ -362,11 +528,14 @@ int cmd_ctl(int argc, char **argv)
 		{ "pause", VMRUN__CTL_OP__CTL_OP_PAUSE },
 		{ "resume", VMRUN__CTL_OP__CTL_OP_RESUME },
 		{ "stop", VMRUN__CTL_OP__CTL_OP_STOP },
+		{ "save", VMRUN__CTL_OP__CTL_OP_SAVE },
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmrun__CtlRequest req;
 	Vmrun__CtlReply *r;
 	uint8_t hdr[4], *buf;
+	char path[4096];
+	bool json = false;
 	size_t n, off;
 	unsigned int i;
 	uint32_t len;
@@ -374,20 +543,28 @@ int cmd_ctl(int argc, char **argv)
 
 	if (argc == 2 &&
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: vmrun ctl SOCKET status|pause|resume|stop\n\n"
-		       "Talks to a VM started with 'vmrun run --ctl SOCKET'.\n"
-		       "exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
-		       "arguments or no VM at SOCKET.\n");
+		ctl_usage(stdout);
 		return 0;
 	}
-	if (argc != 3) {
-		die_msg("usage: vmrun ctl SOCKET status|pause|resume|stop");
+	if (argc < 3) {
+		ctl_usage(stderr);
 		return EXIT_USAGE;
 	}
 	for (i = 0; i < ARRAY_SIZE(ops) && strcmp(ops[i].name, argv[2]); i++)
 		;
 	if (i == ARRAY_SIZE(ops)) {
 		die_msg("ctl: unknown operation '%s'", argv[2]);
+		return EXIT_USAGE;
+	}
+	vmrun__ctl_request__init(&req);
+	req.op = ops[i].op;
+	if (req.op == VMRUN__CTL_OP__CTL_OP_SAVE) {
+		status =
+			parse_save(argc, argv, &req, path, sizeof(path), &json);
+		if (status)
+			return status;
+	} else if (argc != 3) {
+		die_msg("ctl %s: unexpected argument '%s'", argv[2], argv[3]);
 		return EXIT_USAGE;
 	}
 	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {
@@ -401,14 +578,17 @@ int cmd_ctl(int argc, char **argv)
 			strerror(errno));
 		return EXIT_USAGE;
 	}
-	vmrun__ctl_request__init(&req);
-	req.op = ops[i].op;
 	n = vmrun__ctl_request__get_packed_size(&req);
 	buf = malloc(4 + CTL_MAX_FRAME);
-	if (!buf)
+	if (!buf || n > CTL_MAX_FRAME) {
+		free(buf);
+		close(fd);
 		return EXIT_VMM_ERROR;
+	}
 	buf[0] = (uint8_t)n;
-	buf[1] = buf[2] = buf[3] = 0;
+	buf[1] = (uint8_t)(n >> 8);
+	buf[2] = (uint8_t)(n >> 16);
+	buf[3] = 0;
 	vmrun__ctl_request__pack(&req, buf + 4);
 	if (send(fd, buf, 4 + n, MSG_NOSIGNAL) != (ssize_t)(4 + n) ||
 	    recv(fd, hdr, 4, MSG_WAITALL) != 4) {
@@ -428,16 +608,26 @@ int cmd_ctl(int argc, char **argv)
 		die_msg("ctl: malformed reply");
 		return EXIT_VMM_ERROR;
 	}
-	printf("state %s\n", r->state);
-	if (r->nr_vcpus)
-		printf("vcpus %u\nmem %llu MiB\n", r->nr_vcpus,
-		       (unsigned long long)(r->mem_bytes >> 20));
-	for (n = 0; n < r->n_vcpus; n++)
-		printf("vcpu %u exits %llu io %llu mmio %llu\n",
-		       r->vcpus[n]->id, (unsigned long long)r->vcpus[n]->exits,
-		       (unsigned long long)r->vcpus[n]->io_exits,
-		       (unsigned long long)r->vcpus[n]->mmio_exits);
+	if (r->save) {
+		print_save(r->save, json);
+	} else if (!json) {
+		printf("state %s\n", r->state);
+		if (r->nr_vcpus)
+			printf("vcpus %u\nmem %llu MiB\n", r->nr_vcpus,
+			       (unsigned long long)(r->mem_bytes >> 20));
+		for (n = 0; n < r->n_vcpus; n++)
+			printf("vcpu %u exits %llu io %llu mmio %llu\n",
+			       r->vcpus[n]->id,
+			       (unsigned long long)r->vcpus[n]->exits,
+			       (unsigned long long)r->vcpus[n]->io_exits,
+			       (unsigned long long)r->vcpus[n]->mmio_exits);
+	}
 	status = r->error ? EXIT_VMM_ERROR : 0;
+	if (r->error && json) {
+		printf("{\"error\":%d,\"message\":", r->error);
+		json_str(stdout, r->message);
+		printf("}\n");
+	}
 	if (r->error)
 		die_msg("ctl %s: %s", argv[2], r->message);
 	vmrun__ctl_reply__free_unpacked(r, NULL);

@@ -14,6 +14,8 @@ static const struct cmd cmd_table[] = {
 	{ "run", cmd_run, "boot a guest (the reference guest by default)" },
 	{ "info", cmd_info, "print what this host's KVM offers" },
 	{ "ctl", cmd_ctl, "control a running VM through its --ctl socket" },
+	{ "restore", cmd_restore, "run a VM from a snapshot image" },
+	{ "image", cmd_image, "show or verify a snapshot image" },
 };
 
 void die_msg(const char *fmt, ...)
@@ -25,6 +27,22 @@ void die_msg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
 }
 
 static void usage(FILE *f)

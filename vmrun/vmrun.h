@@ -2,6 +2,8 @@
 #ifndef VMM_VMRUN_VMRUN_H
 #define VMM_VMRUN_VMRUN_H
 
+#include <stdio.h>
+
 /* Exit codes of the vmrun command (documented in --help and the man page). */
 enum {
 	EXIT_POWEROFF = 0,    /* guest powered off */
@@ -18,8 +20,18 @@ struct cmd {
 	const char *summary;
 };
 
+#include "kernel/vm.h"
+
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+
+/* The exit status for why a VM stopped (signal @signo, if one did). */
+int vmrun_exit_code(enum vm_exit_reason r, int signo);
+
+/* Prints @s as a JSON string (quoted, escaped) to @f. */
+void json_str(FILE *f, const char *s);
 
 /* Prints "vmrun: <msg>" to stderr. */
 void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -358,7 +358,7 @@ static int save_debugregs(struct vcpu *vcpu, Vmrun__VcpuState *st)
 static int save_cpuid(struct vcpu *vcpu, Vmrun__VcpuState *st)
 {
 	struct kvm_cpuid2 *c;
-	uint32_t i;
+	uint32_t i, n;
 	int ret;
 
 	c = calloc(1, sizeof(*c) + X86_STATE_MAX_CPUID *
@@ -369,10 +369,24 @@ static int save_cpuid(struct vcpu *vcpu, Vmrun__VcpuState *st)
 	ret = kvm_ioctl(vcpu->fd, KVM_GET_CPUID2, c);
 	if (ret < 0)
 		goto out;
-	ret = ALLOC_REPEATED(st->cpuid, c->nent, Vmrun__X86CpuidEntry,
+	/* KVM looks leaves up first match first: a later entry with the
+	 * same leaf and index is dead (seen: a zeroed leaf-0 tail padding
+	 * the list to its buffer on the emulated host's KVM 6.1). Keep the
+	 * live ones only. */
+	for (i = 0, n = 0; i < c->nent; i++) {
+		uint32_t k;
+
+		for (k = 0; k < n; k++)
+			if (c->entries[k].function == c->entries[i].function &&
+			    c->entries[k].index == c->entries[i].index)
+				break;
+		if (k == n)
+			c->entries[n++] = c->entries[i];
+	}
+	ret = ALLOC_REPEATED(st->cpuid, n, Vmrun__X86CpuidEntry,
 			     vmrun__x86_cpuid_entry__init);
-	st->n_cpuid = st->cpuid ? c->nent : 0;
-	for (i = 0; !ret && i < c->nent; i++) {
+	st->n_cpuid = st->cpuid ? n : 0;
+	for (i = 0; !ret && i < n; i++) {
 		const struct kvm_cpuid_entry2 *e = &c->entries[i];
 		Vmrun__X86CpuidEntry *m = st->cpuid[i];
 

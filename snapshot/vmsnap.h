@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_SNAPSHOT_VMSNAP_H
+#define VMM_SNAPSHOT_VMSNAP_H
+
+/*
+ * A whole machine (kernel/machine.h) to and from an image
+ * (snapshot/image.h): what it was built from, its memory layout, the VM,
+ * vCPU and device state, and its memory. The section types are listed in
+ * docs/snapshot-format.md.
+ *
+ * Saving needs the machine frozen (machine_freeze()); vmsnap_save_file()
+ * freezes it itself and always thaws it, whatever happens, and replaces
+ * the file at @path only once the new image is complete and durable.
+ *
+ * Restoring reads the image in one pass: the build and state sections
+ * first (checked against this host: CPU features, layout, disks), then
+ * the machine is built and the pages go straight into its RAM, each
+ * section only after its checksum held; VM, device and vCPU state are
+ * loaded at the end. A bad image leaves nothing behind: no machine, and
+ * no vCPU ever ran.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/machine.h"
+#include "kernel/util/compiler.h"
+#include "snapshot/image.h"
+
+struct stream;
+
+/* Section type numbers within the image (docs/snapshot-format.md). */
+enum {
+	VMSNAP_STATE_MACHINE = 1, /* vmrun.MachineConfig */
+	VMSNAP_STATE_VM = 2,	  /* vmrun.VmState */
+	VMSNAP_STATE_VCPU = 3,	  /* vmrun.VcpuSection */
+	VMSNAP_STATE_DEVICE = 4,  /* vmrun.DeviceState */
+	VMSNAP_LAYOUT_MEM = 1,	  /* vmrun.MemLayout */
+};
+
+/* Called between slices of memory: @done of @total pages written/read. */
+typedef void (*vmsnap_progress_t)(void *opaque, uint64_t done, uint64_t total);
+
+struct vmsnap_stats {
+	uint64_t bytes;	     /* image bytes written or read */
+	uint64_t pages;	     /* guest pages carried, zero pages included */
+	uint64_t zero_pages; /* of which zero (no data) */
+	uint64_t mem_bytes;  /* guest RAM */
+	uint64_t ns;	     /* wall time of the whole operation */
+	uint64_t frozen_ns;  /* of which the vCPUs were frozen (saving) */
+	uint64_t hash;	     /* the image's content hash */
+};
+
+struct vmsnap_save_opts {
+	enum image_codec codec;
+	bool aligned; /* page-aligned uncompressed layout (codec none) */
+	vmsnap_progress_t progress;
+	void *opaque;
+};
+
+/* Writes the frozen machine @m as a complete image to @s. */
+int vmsnap_save(struct machine *m, struct stream *s,
+		const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
+		char *err, size_t errlen) __must_check;
+
+/*
+ * Freezes @m, writes the image to a temporary file beside @path, fsyncs
+ * it, renames it over @path, fsyncs the directory and thaws @m. On any
+ * failure the temporary file is removed, an older file at @path is left
+ * as it was, @m runs on, and @err says why.
+ */
+int vmsnap_save_file(struct machine *m, const char *path,
+		     const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
+		     char *err, size_t errlen) __must_check;
+
+struct vmsnap_restore_opts {
+	const char *console;		      /* NULL: "stdio" */
+	const char *disks[MACHINE_MAX_DISKS]; /* NULL: the saved path */
+	const char *nets[MACHINE_MAX_NETS];   /* NULL: the saved spec */
+	bool disk_changed_ok;
+	vmsnap_progress_t progress;
+	void *opaque;
+};
+
+/*
+ * Builds a machine from the image at @path and loads it; the caller runs
+ * it with machine_run(). Returns -EINVAL, -EBADMSG or -EPROTONOSUPPORT
+ * for an image this host must refuse (bad, corrupt, from an unknown
+ * version, a CPU feature missing, a disk changed), other -errno for
+ * failures of this host, each with a one-line reason in @err.
+ */
+int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
+			struct machine **out, struct vmsnap_stats *st,
+			char *err, size_t errlen) __must_check;
+
+/* What an image holds (vmrun image info). */
+struct vmsnap_info {
+	enum image_codec codec;
+	bool aligned;
+	bool has_base;
+	uint64_t base_hash, content_hash;
+	char vcpu_model[96];
+	char vmm_version[32];
+	unsigned int nr_vcpus;
+	uint64_t mem_bytes;
+	unsigned int nr_devs;
+	char devs[32][16]; /* device models, in order */
+	unsigned int nr_disks, nr_nets;
+	uint64_t pages, zero_pages, bytes;
+};
+
+/*
+ * Reads the whole image at @path and checks it without running anything:
+ * every checksum, every batch decompressed, every state message decoded,
+ * pages within the layout. Fills @inf. Errors as vmsnap_restore_file().
+ */
+int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
+		size_t errlen) __must_check;
+
+/* Monotonic nanoseconds. */
+uint64_t vmsnap_now_ns(void);
+
+#endif /* VMM_SNAPSHOT_VMSNAP_H */

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_SNAPSHOT_VMSNAP_PRIV_H
+#define VMM_SNAPSHOT_VMSNAP_PRIV_H
+
+/* Shared by vmsnap.c (saving), vmsnap_restore.c and vmsnap_info.c. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "machine.pb-c.h"
+
+struct machine;
+struct mem_seg;
+
+#define VMSNAP_VMM_VERSION "vmrun 0.1"
+
+/* Size, mtime and identity of the disk file at @spec. */
+int vmsnap_disk_info(const char *spec, Vmrun__DiskInfo *d);
+
+/* The DeviceState type name of device model @name's state. */
+void vmsnap_dev_type(const char *name, char *out, size_t len);
+
+/* CPUID bits of a feature word that follow guest state, not the CPU. */
+uint32_t vmsnap_feature_ignore(uint32_t leaf, uint32_t subleaf, uint32_t reg);
+
+/* The machine's memory layout as a message (pointing into @a). */
+struct layout_acc {
+	struct mem_seg *ram;
+	Vmrun__MemMap maps[8], *mp[8];
+	size_t n;
+	int ret;
+};
+
+int vmsnap_layout(struct machine *m, struct layout_acc *a, Vmrun__MemLayout *l,
+		  Vmrun__MemSegment *seg, Vmrun__MemSegment **segp);
+
+#endif /* VMM_SNAPSHOT_VMSNAP_PRIV_H */

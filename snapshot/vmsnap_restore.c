@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/* Restoring a machine from an image: see vmsnap.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernel/dev/dev.h"
+#include "kernel/mem.h"
+#include "kernel/util/log.h"
+#include "kernel/vm.h"
+#include "kernel/x86/vcpu_arch.h"
+#include "kernel/x86/vcpu_state.h"
+#include "kernel/x86/vm_state.h"
+#include "machine.pb-c.h"
+#include "snapshot/stream.h"
+#include "snapshot/vmsnap.h"
+#include "snapshot/vmsnap_priv.h"
+
+#define MAX_DEVS 32
+#define PROGRESS_PAGES 16384u
+
+struct rctx {
+	const struct vmsnap_restore_opts *o;
+	Vmrun__MachineConfig *mc;
+	Vmrun__MemLayout *layout;
+	Vmrun__VmState *vms;
+	Vmrun__VcpuState **cpus; /* mc->nr_vcpus of them */
+	Vmrun__DeviceState *devs[MAX_DEVS];
+	unsigned int nr_devs;
+	uint64_t pages, next_report, total_pages;
+	char *err;
+	size_t errlen;
+};
+
+static int bad(struct rctx *c, const char *what)
+{
+	return err_printf(c->err, c->errlen, -EINVAL, "%s", what);
+}
+
+static int on_machine(struct rctx *c, const void *data, size_t len)
+{
+	Vmrun__MachineConfig *mc;
+
+	if (c->mc)
+		return bad(c, "two machine sections");
+	mc = vmrun__machine_config__unpack(NULL, len, data);
+	if (!mc)
+		return bad(c, "the machine section does not decode");
+	c->mc = mc;
+	if (!mc->nr_vcpus || mc->nr_vcpus > MACHINE_MAX_CPUS)
+		return err_printf(c->err, c->errlen, -EINVAL,
+				  "%u vCPUs: this vmrun runs 1..%d",
+				  mc->nr_vcpus, MACHINE_MAX_CPUS);
+	if (mc->n_disks > MACHINE_MAX_DISKS || mc->n_nets > MACHINE_MAX_NETS)
+		return bad(c, "more disks or network cards than vmrun has");
+	if (!mc->mem_bytes || mc->mem_bytes % SZ_2M ||
+	    mc->mem_bytes > (1ULL << 40))
+		return err_printf(c->err, c->errlen, -EINVAL,
+				  "memory of %llu bytes is out of range",
+				  (unsigned long long)mc->mem_bytes);
+	c->cpus = calloc(mc->nr_vcpus, sizeof(*c->cpus));
+	c->total_pages = mc->mem_bytes / PAGE_SIZE;
+	return c->cpus ? 0 : -ENOMEM;
+}
+
+static int on_vcpu(struct rctx *c, const void *data, size_t len)
+{
+	Vmrun__VcpuSection *vs;
+	Vmrun__VcpuState *st;
+	int ret = 0;
+
+	if (!c->mc)
+		return bad(c, "a vCPU section before the machine section");
+	vs = vmrun__vcpu_section__unpack(NULL, len, data);
+	if (!vs)
+		return bad(c, "a vCPU section does not decode");
+	if (vs->id >= c->mc->nr_vcpus || c->cpus[vs->id]) {
+		ret = err_printf(c->err, c->errlen, -EINVAL,
+				 "vCPU section %u: %s", vs->id,
+				 vs->id >= c->mc->nr_vcpus ? "no such vCPU" :
+							     "given twice");
+		goto out;
+	}
+	st = vmrun__vcpu_state__unpack(NULL, vs->state.len, vs->state.data);
+	if (!st) {
+		ret = err_printf(c->err, c->errlen, -EINVAL,
+				 "vCPU %u's state does not decode", vs->id);
+		goto out;
+	}
+	c->cpus[vs->id] = st;
+out:
+	vmrun__vcpu_section__free_unpacked(vs, NULL);
+	return ret;
+}
+
+static int on_state(void *opaque, uint32_t type, const void *data, size_t len)
+{
+	struct rctx *c = opaque;
+	Vmrun__DeviceState *ds;
+
+	switch (type) {
+	case VMSNAP_STATE_MACHINE:
+		return on_machine(c, data, len);
+	case VMSNAP_STATE_VM:
+		if (c->vms)
+			return bad(c, "two VM state sections");
+		c->vms = vmrun__vm_state__unpack(NULL, len, data);
+		return c->vms ? 0 : bad(c, "the VM state does not decode");
+	case VMSNAP_STATE_VCPU:
+		return on_vcpu(c, data, len);
+	case VMSNAP_STATE_DEVICE:
+		if (c->nr_devs == MAX_DEVS)
+			return bad(c, "too many device sections");
+		ds = vmrun__device_state__unpack(NULL, len, data);
+		if (!ds)
+			return bad(c, "a device section does not decode");
+		c->devs[c->nr_devs++] = ds;
+		return 0;
+	default:
+		return err_printf(c->err, c->errlen, -EINVAL,
+				  "unknown state section type %u", type);
+	}
+}
+
+static int on_layout(void *opaque, uint32_t type, const void *data, size_t len)
+{
+	struct rctx *c = opaque;
+
+	if (type != VMSNAP_LAYOUT_MEM)
+		return err_printf(c->err, c->errlen, -EINVAL,
+				  "unknown layout type %u", type);
+	if (!c->mc)
+		return bad(c, "the memory layout before the machine section");
+	if (c->layout)
+		return bad(c, "two memory layouts");
+	c->layout = vmrun__mem_layout__unpack(NULL, len, data);
+	if (!c->layout)
+		return bad(c, "the memory layout does not decode");
+	if (c->layout->n_segments != 1 || c->layout->segments[0]->id != 0 ||
+	    c->layout->segments[0]->size != c->mc->mem_bytes)
+		return bad(
+			c,
+			"the memory layout is not one RAM segment of the machine's size");
+	return 0;
+}
+
+static int on_pages(void *opaque, uint32_t seg __unused,
+		    uint64_t first __unused, uint64_t nr,
+		    const void *data __unused, uint64_t file_off __unused)
+{
+	struct rctx *c = opaque;
+
+	c->pages += nr;
+	if (c->o->progress && c->pages >= c->next_report) {
+		c->o->progress(c->o->opaque, MIN(c->pages, c->total_pages),
+			       c->total_pages);
+		c->next_report = c->pages + PROGRESS_PAGES;
+	}
+	return 0;
+}
+
+static const char *reg_name(uint32_t reg)
+{
+	static const char *const n[] = { "EAX", "EBX", "ECX", "EDX" };
+
+	return reg < 4 ? n[reg] : "?";
+}
+
+/* The header's CPU features against this host's KVM_GET_SUPPORTED_CPUID. */
+static int check_features(const struct image_header *h, char *err,
+			  size_t errlen)
+{
+	const struct kvm_cpuid2 *sup;
+	Vmrun__CpuFeatures *f;
+	size_t i;
+	uint32_t j;
+	int kfd, ret;
+
+	f = vmrun__cpu_features__unpack(NULL, h->cpu_features_len,
+					h->cpu_features);
+	if (!f)
+		return err_printf(err, errlen, -EINVAL,
+				  "the header's CPU features do not decode");
+	kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kfd < 0) {
+		ret = -errno;
+		err_printf(err, errlen, ret, "/dev/kvm: %s", strerror(-ret));
+		goto out;
+	}
+	ret = x86_supported_cpuid(kfd, &sup);
+	close(kfd);
+	if (ret < 0) {
+		err_printf(err, errlen, ret, "KVM_GET_SUPPORTED_CPUID: %s",
+			   strerror(-ret));
+		goto out;
+	}
+	for (i = 0; i < f->n_words && !ret; i++) {
+		const Vmrun__CpuidWord *w = f->words[i];
+		uint32_t have = 0, missing;
+
+		for (j = 0; j < sup->nent; j++) {
+			const struct kvm_cpuid_entry2 *e = &sup->entries[j];
+
+			if (e->function != w->leaf || e->index != w->subleaf)
+				continue;
+			have = w->reg == 0 ? e->eax :
+			       w->reg == 1 ? e->ebx :
+			       w->reg == 2 ? e->ecx :
+					     e->edx;
+		}
+		missing = w->bits & ~have &
+			  ~vmsnap_feature_ignore(w->leaf, w->subleaf, w->reg);
+		if (missing)
+			ret = err_printf(
+				err, errlen, -EINVAL,
+				"the guest was given CPU features this host's KVM lacks: CPUID %#x.%u %s bits %#x (model: %s)",
+				w->leaf, w->subleaf, reg_name(w->reg), missing,
+				h->vcpu_model ? h->vcpu_model : "?");
+	}
+out:
+	vmrun__cpu_features__free_unpacked(f, NULL);
+	return ret;
+}
+
+static int check_disks(struct rctx *c, char *err, size_t errlen)
+{
+	const struct vmsnap_restore_opts *o = c->o;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < MACHINE_MAX_DISKS; i++)
+		if (o->disks[i] && i >= c->mc->n_disks)
+			return err_printf(err, errlen, -EINVAL,
+					  "--disk %s: the image has %zu disks",
+					  o->disks[i], c->mc->n_disks);
+	for (i = 0; i < MACHINE_MAX_NETS; i++)
+		if (o->nets[i] && i >= c->mc->n_nets)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"--net %s: the image has %zu network cards",
+				o->nets[i], c->mc->n_nets);
+	for (i = 0; i < c->mc->n_disks; i++) {
+		const Vmrun__DiskInfo *d = c->mc->disks[i];
+		const char *path = o->disks[i] ? o->disks[i] : d->path;
+		Vmrun__DiskInfo now;
+
+		vmrun__disk_info__init(&now);
+		ret = vmsnap_disk_info(path, &now);
+		if (ret < 0)
+			return err_printf(err, errlen, -EINVAL, "disk %s: %s",
+					  path, strerror(-ret));
+		if (o->disk_changed_ok)
+			continue;
+		if (now.size != d->size)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"disk %s: %llu bytes, %llu at the save; --disk-changed-ok uses it anyway",
+				path, (unsigned long long)now.size,
+				(unsigned long long)d->size);
+		if (now.mtime_ns != d->mtime_ns)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"disk %s: modified since the save; --disk-changed-ok uses it anyway",
+				path);
+	}
+	return 0;
+}
+
+/* Builds the machine the image describes, its RAM still zero. */
+static int build(struct rctx *c, struct machine **out, char *err, size_t errlen)
+{
+	const Vmrun__MachineConfig *mc = c->mc;
+	struct machine_config cfg = { 0 };
+	Vmrun__MemSegment seg, *segp;
+	struct layout_acc a;
+	Vmrun__MemLayout l;
+	struct machine *m;
+	unsigned int i;
+	int ret;
+
+	ret = check_disks(c, err, errlen);
+	if (ret < 0)
+		return ret;
+	cfg.mem = mc->mem_bytes;
+	cfg.cpus = mc->nr_vcpus;
+	cfg.cmdline = mc->cmdline;
+	cfg.console = c->o->console ? c->o->console : "stdio";
+	cfg.rng = mc->rng;
+	cfg.dirty = mc->dirty_ring ? DIRTY_MODE_RING : DIRTY_MODE_LOG;
+	cfg.restore = true;
+	cfg.nr_disks = (unsigned int)mc->n_disks;
+	for (i = 0; i < cfg.nr_disks; i++)
+		cfg.disks[i] =
+			c->o->disks[i] ? c->o->disks[i] : mc->disks[i]->path;
+	cfg.nr_nets = (unsigned int)mc->n_nets;
+	for (i = 0; i < cfg.nr_nets; i++)
+		cfg.nets[i] = c->o->nets[i] ? c->o->nets[i] : mc->nets[i];
+	ret = machine_create(&cfg, &m, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* The same build gives the same layout; anything else is refused. */
+	ret = vmsnap_layout(m, &a, &l, &seg, &segp);
+	if (!ret && l.n_maps != c->layout->n_maps)
+		ret = -EINVAL;
+	for (i = 0; !ret && i < l.n_maps; i++) {
+		const Vmrun__MemMap *x = l.maps[i], *y = c->layout->maps[i];
+
+		if (x->segment != y->segment || x->gpa != y->gpa ||
+		    x->size != y->size || x->seg_offset != y->seg_offset)
+			ret = -EINVAL;
+	}
+	if (ret < 0) {
+		machine_destroy(m);
+		return err_printf(
+			err, errlen, -EINVAL,
+			"the image's memory layout is not the one vmrun builds for %llu MiB",
+			(unsigned long long)(mc->mem_bytes >> 20));
+	}
+	*out = m;
+	return 0;
+}
+
+/* Everything read: is it complete, and does it fit the built machine? */
+static int load_state(struct rctx *c, struct machine *m, char *err,
+		      size_t errlen)
+{
+	struct vm *vm = machine_vm(m);
+	unsigned int i, n = machine_nr_devs(m);
+	char type[64];
+	int ret;
+
+	if (!c->vms)
+		return err_printf(err, errlen, -EINVAL, "no VM state section");
+	for (i = 0; i < c->mc->nr_vcpus; i++)
+		if (!c->cpus[i])
+			return err_printf(err, errlen, -EINVAL,
+					  "no state for vCPU %u", i);
+	if (c->nr_devs != n)
+		return err_printf(err, errlen, -EINVAL,
+				  "%u device sections for %u devices",
+				  c->nr_devs, n);
+	for (i = 0; i < n; i++) {
+		const Vmrun__DeviceState *ds = c->devs[i];
+		const struct dev *d = machine_dev(m, i);
+
+		vmsnap_dev_type(d->ops->name, type, sizeof(type));
+		if (ds->index != i || strcmp(ds->name, d->ops->name) ||
+		    strcmp(ds->type, type))
+			return err_printf(
+				err, errlen, -EINVAL,
+				"device section %u is %s (%s); the machine has %s there",
+				i, ds->name, ds->type, d->ops->name);
+	}
+	for (i = 0; i < c->mc->nr_vcpus; i++) {
+		ret = x86_vcpu_state_check(vm_vcpu(vm, i), c->cpus[i]);
+		if (ret < 0)
+			return err_printf(
+				err, errlen, ret == -EOPNOTSUPP ? -EINVAL : ret,
+				"vCPU %u's state: %s", i,
+				ret == -EOPNOTSUPP ?
+					"this host's KVM cannot take it" :
+					"refused");
+	}
+	ret = x86_vm_state_load(vm, c->vms);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "loading the VM state: %s",
+				  strerror(-ret));
+	for (i = 0; i < n; i++) {
+		struct dev *d = machine_dev(m, i);
+
+		if (!d->ops->load)
+			continue;
+		ret = d->ops->load(d, c->devs[i]->data.data,
+				   c->devs[i]->data.len);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "loading device %s: %s", d->ops->name,
+					  strerror(-ret));
+	}
+	for (i = 0; i < c->mc->nr_vcpus; i++) {
+		ret = x86_vcpu_state_load(vm_vcpu(vm, i), c->cpus[i]);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "loading vCPU %u: %s", i,
+					  strerror(-ret));
+	}
+	return 0;
+}
+
+static void rctx_free(struct rctx *c)
+{
+	unsigned int i;
+
+	if (c->cpus)
+		for (i = 0; i < c->mc->nr_vcpus; i++)
+			if (c->cpus[i])
+				x86_vcpu_state_free(c->cpus[i]);
+	free(c->cpus);
+	for (i = 0; i < c->nr_devs; i++)
+		vmrun__device_state__free_unpacked(c->devs[i], NULL);
+	if (c->vms)
+		x86_vm_state_free(c->vms);
+	if (c->layout)
+		vmrun__mem_layout__free_unpacked(c->layout, NULL);
+	if (c->mc)
+		vmrun__machine_config__free_unpacked(c->mc, NULL);
+}
+
+int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
+			struct machine **out, struct vmsnap_stats *st,
+			char *err, size_t errlen)
+{
+	struct rctx c = { .o = o, .err = err, .errlen = errlen };
+	const struct image_sink sink = { .opaque = &c,
+					 .state = on_state,
+					 .layout = on_layout,
+					 .pages = on_pages };
+	const struct image_header *h;
+	uint64_t t0 = vmsnap_now_ns();
+	struct machine *m = NULL;
+	struct image *img = NULL;
+	struct stream *s;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	err[0] = 0;
+	ret = stream_open_file_read(path, &s);
+	if (ret < 0)
+		return err_printf(err, errlen, ret == -ENOENT ? -EINVAL : ret,
+				  "%s: %s", path, strerror(-ret));
+	ret = image_reader_create(s, IMAGE_READ_MEM_ZEROED, &img);
+	if (!ret) {
+		ret = image_read_header(img, &h);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "%s", image_error(img));
+	}
+	if (!ret && h->has_base)
+		ret = err_printf(
+			err, errlen, -EINVAL,
+			"an incremental image: restoring chains is not built yet");
+	if (!ret)
+		ret = check_features(h, err, errlen);
+	while (!ret) {
+		err[0] = 0;
+		ret = image_read_next(img, &sink);
+		if (ret < 0) {
+			if (!err[0])
+				err_printf(err, errlen, ret, "%s",
+					   image_error(img));
+			break;
+		}
+		if (ret == 0 && c.layout && !m) {
+			ret = build(&c, &m, err, errlen);
+			if (!ret)
+				ret = image_add_segment(
+					img, 0, c.mc->mem_bytes / PAGE_SIZE,
+					mem_seg_hva_load(machine_ram(m)));
+		}
+	}
+	if (ret == 1 && !m)
+		ret = err_printf(err, errlen, -EINVAL,
+				 "the image has no memory layout");
+	else if (ret == 1)
+		ret = load_state(&c, m, err, errlen);
+	if (!ret) {
+		image_counts(img, &st->pages, &st->zero_pages);
+		st->bytes = stream_bytes_read(s);
+		st->hash = image_content_hash(img);
+		st->mem_bytes = c.mc->mem_bytes;
+		if (o->progress)
+			o->progress(o->opaque, c.total_pages, c.total_pages);
+	}
+	image_destroy(img);
+	stream_close(s);
+	rctx_free(&c);
+	if (ret < 0) {
+		machine_destroy(m);
+		return ret;
+	}
+	st->ns = vmsnap_now_ns() - t0;
+	*out = m;
+	return 0;
+}
