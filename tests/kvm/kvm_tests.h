@@ -13,5 +13,6 @@ extern const struct test_case run_tests[];
 extern const struct test_case guest_tests[];
 extern const struct test_case ctl_tests[];
 extern const struct test_case state_tests[];
+extern const struct test_case snapshot_tests[];
 
 #endif /* VMM_TESTS_KVM_TESTS_H */

@@ -12,6 +12,7 @@ static const struct test_suite suites[] = {
 	{ "guest", guest_tests, NULL, NULL },
 	{ "ctl", ctl_tests, NULL, NULL },
 	{ "state", state_tests, NULL, NULL },
+	{ "snapshot", snapshot_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)

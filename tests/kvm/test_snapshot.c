@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshot save and restore of the reference guest through the vmrun
+ * command line: save (every codec), kill, restore in a new process; the
+ * guest's counter continues and its self-check (memory and disk) never
+ * reports a mismatch. Failed saves leave the VM running and the old image
+ * intact; bad images are refused with exit status 2.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/kvm/kvm_tests.h"
+#include "tests/kvm/run_util.h"
+
+#define CMDLINE "work=dirty mib=16 rate=20 tick_ms=100"
+
+struct vmp {
+	pid_t pid;
+	char con[128];
+	char sock[128];
+};
+
+static char dir[64];
+static char *slurp(const char *path);
+static char saved_tail[256]; /* the saved console's unfinished line */
+
+/*
+ * The first tick a restored guest must print in full after @last: one
+ * more, unless its console opens by finishing a tick line that the saved
+ * console had begun.
+ */
+static unsigned int next_tick(const char *con, unsigned int last)
+{
+	char line[512];
+	const char *p = slurp(con), *nl = strchr(p, '\n');
+
+	if (!saved_tail[0] || !nl)
+		return last + 1;
+	snprintf(line, sizeof(line), "%s%.*s", saved_tail, (int)(nl - p), p);
+	return strncmp(line, "GUEST TICK n=", 13) ? last + 1 : last + 2;
+}
+
+static void mkpath(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", dir, name);
+}
+
+static void setup_dir(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/vmrun-snap-%d", (int)getpid());
+	mkdir(dir, 0700);
+}
+
+static void cleanup_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	TEST_CHECK(system(cmd) == 0, "rm -rf %s", dir);
+}
+
+/* Starts vmrun with @argv (after "vmrun"); its console goes to v->con. */
+static void spawn(struct vmp *v, const char *const *argv)
+{
+	const char *a[32];
+	int i, n = 0;
+
+	a[n++] = "vmrun";
+	for (i = 0; argv[i]; i++)
+		a[n++] = argv[i];
+	a[n] = NULL;
+	unlink(v->sock);
+	v->pid = fork();
+	TEST_ASSERT(v->pid >= 0, "fork");
+	if (v->pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execv(VMRUN_BIN, (char *const *)(uintptr_t)a);
+		_exit(127);
+	}
+	for (i = 0; i < 12000 && access(v->sock, F_OK); i++)
+		usleep(10000);
+	TEST_ASSERT(!access(v->sock, F_OK), "no control socket at %s", v->sock);
+}
+
+static int reap(struct vmp *v, int sig)
+{
+	int st;
+
+	if (sig)
+		kill(v->pid, sig);
+	waitpid(v->pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	ssize_t r = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : 0;
+
+	if (fd >= 0)
+		close(fd);
+	buf[r > 0 ? r : 0] = 0;
+	return buf;
+}
+
+/*
+ * Ticks on the console: their count, the first and last tick number,
+ * and whether every line is clean (no mismatch, no failure line).
+ */
+struct ticks {
+	unsigned int count, first, last;
+	bool clean, ordered;
+	bool partial; /* the console ends mid-line */
+};
+
+static struct ticks scan(const char *path)
+{
+	struct ticks t = { .clean = true, .ordered = true };
+	const char *p = slurp(path);
+	size_t len = strlen(p);
+
+	t.partial = len && p[len - 1] != '\n';
+	if (strstr(p, "GUEST FAIL"))
+		t.clean = false;
+	while ((p = strstr(p, "GUEST TICK n="))) {
+		unsigned int n = (unsigned int)strtoul(p + 13, NULL, 10);
+		const char *mm = strstr(p, "mismatches=");
+		const char *nl = strchr(p, '\n');
+
+		if (!nl)
+			break; /* a line still being written */
+		if (!mm || mm > nl || strtoul(mm + 11, NULL, 10) != 0)
+			t.clean = false;
+		if (t.count && n != t.last + 1)
+			t.ordered = false;
+		if (!t.count)
+			t.first = n;
+		t.last = n;
+		t.count++;
+		p = nl;
+	}
+	return t;
+}
+
+/* Waits (a deadline, not a window) for @least complete ticks. */
+static struct ticks wait_ticks(const char *path, unsigned int least)
+{
+	struct ticks t;
+	int i;
+
+	for (i = 0; (t = scan(path)).count < least && i < 18000; i++)
+		usleep(10000);
+	return t;
+}
+
+static int ctl(const char *sock, const char *op, const char *file,
+	       const char *codec, char *out, char *err)
+{
+	const char *a[] = { "ctl", sock, op, file, "--compress", codec, NULL };
+
+	if (!file)
+		a[3] = NULL;
+	else if (!codec)
+		a[4] = NULL;
+	return run_vmrun(a, out, err, 8192, 300000);
+}
+
+/* A disk copy that keeps the original's size and mtime. */
+static void copy_disk(const char *from, const char *to)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "cp -p %s %s", from, to);
+	TEST_ASSERT(system(cmd) == 0, "%s", cmd);
+}
+
+static void make_disk(const char *path)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4 << 20) == 0, "disk %s", path);
+	close(fd);
+}
+
+/* Runs the reference guest with a disk and rng, pauses it after a few
+ * ticks and saves it in each codec; returns the last tick it printed. */
+static unsigned int run_and_save(const char *cpus, const char *const *codecs,
+				 unsigned int n)
+{
+	struct vmp v;
+	char disk[128], img[128], out[8192], err[8192];
+	unsigned int i;
+	struct ticks t;
+	int rc;
+
+	mkpath(disk, sizeof(disk), "disk.img");
+	mkpath(v.con, sizeof(v.con), "con0.txt");
+	mkpath(v.sock, sizeof(v.sock), "s0.sock");
+	make_disk(disk);
+	{
+		char con[160];
+		const char *a[] = { "run",    "--cpus",	   cpus,
+				    "--disk", disk,	   "--rng",
+				    "--ctl",  v.sock,	   "--console",
+				    con,      "--cmdline", CMDLINE,
+				    NULL };
+
+		snprintf(con, sizeof(con), "file:%s", v.con);
+		spawn(&v, a);
+	}
+	t = wait_ticks(v.con, 4);
+	TEST_ASSERT(t.count >= 4 && t.clean, "before the save: %u ticks%s",
+		    t.count, t.clean ? "" : ", not clean");
+	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
+	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
+	usleep(200000); /* let a line being written reach the file */
+	t = scan(v.con);
+	for (i = 0; i < n; i++) {
+		snprintf(img, sizeof(img), "%s/img-%s", dir, codecs[i]);
+		rc = ctl(v.sock, "save", img, codecs[i], out, err);
+		TEST_ASSERT(rc == 0 && strstr(out, "saved "), "save %s: %d %s",
+			    codecs[i], rc, err);
+	}
+	/* Killed, not stopped: nothing of the old process is needed. */
+	reap(&v, SIGKILL);
+	/* Paused mid-line: the restored guest finishes that line. */
+	{
+		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
+
+		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
+			 nl ? nl + 1 : p);
+	}
+	return t.last;
+}
+
+/* Restores @img (with its own disk copy) and checks the guest goes on. */
+static void restore_check(const char *img, const char *disk, unsigned int last,
+			  unsigned int want_cpus, unsigned int k)
+{
+	char con[160], out[8192], err[8192], name[32];
+	struct vmp v;
+	struct ticks t;
+	int rc;
+
+	snprintf(name, sizeof(name), "con-r%u.txt", k);
+	mkpath(v.con, sizeof(v.con), name);
+	snprintf(name, sizeof(name), "r%u.sock", k);
+	mkpath(v.sock, sizeof(v.sock), name);
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = { "restore",	 img,	  "--disk",
+				    disk,	 "--ctl", v.sock,
+				    "--console", con,	  NULL };
+
+		spawn(&v, a);
+	}
+	rc = ctl(v.sock, "status", NULL, NULL, out, err);
+	TEST_ASSERT(rc == 0 && strstr(out, "state running"), "status: %d %s",
+		    rc, out);
+	{
+		char want[32];
+
+		snprintf(want, sizeof(want), "vcpus %u\n", want_cpus);
+		TEST_ASSERT(strstr(out, want), "restored %s: want %u vCPUs: %s",
+			    img, want_cpus, out);
+	}
+	t = wait_ticks(v.con, 4);
+	rc = reap(&v, SIGTERM);
+	TEST_ASSERT(t.count >= 4, "restored %s: %u ticks", img, t.count);
+	TEST_ASSERT(t.first == next_tick(v.con, last),
+		    "restored %s: counter went from %u to %u (tail '%s')", img,
+		    last, t.first, saved_tail);
+	TEST_ASSERT(t.clean && t.ordered,
+		    "restored %s: the guest found a mismatch or skipped:\n%s",
+		    img, slurp(v.con));
+	TEST_CHECK(rc == 128 + SIGTERM, "restored vmrun exit %d", rc);
+}
+
+static void test_snapshot_each_codec(void)
+{
+	static const char *const codecs[] = { "lz4", "zstd", "none" };
+	char disk[128], copy[128], img[128];
+	unsigned int last, i;
+
+	setup_dir();
+	last = run_and_save("2", codecs, 3);
+	mkpath(disk, sizeof(disk), "disk.img");
+	for (i = 0; i < 3; i++) {
+		snprintf(copy, sizeof(copy), "%s/disk-%u.img", dir, i);
+		snprintf(img, sizeof(img), "%s/img-%s", dir, codecs[i]);
+		copy_disk(disk, copy);
+		restore_check(img, copy, last, 2, i);
+	}
+	cleanup_dir();
+}
+
+/* One image, two independent VMs at once; four vCPUs each. */
+static void test_snapshot_twice_4cpus(void)
+{
+	static const char *const codecs[] = { "lz4" };
+	char disk[128], copy[2][128], img[128], con[2][160], out[8192],
+		err[8192];
+	struct vmp v[2];
+	struct ticks t;
+	unsigned int last, i;
+	int rc;
+
+	setup_dir();
+	last = run_and_save("4", codecs, 1);
+	mkpath(disk, sizeof(disk), "disk.img");
+	mkpath(img, sizeof(img), "img-lz4");
+	for (i = 0; i < 2; i++) {
+		char name[32];
+
+		snprintf(copy[i], sizeof(copy[i]), "%s/disk-%u.img", dir, i);
+		copy_disk(disk, copy[i]);
+		snprintf(name, sizeof(name), "con-t%u.txt", i);
+		mkpath(v[i].con, sizeof(v[i].con), name);
+		snprintf(name, sizeof(name), "t%u.sock", i);
+		mkpath(v[i].sock, sizeof(v[i].sock), name);
+		snprintf(con[i], sizeof(con[i]), "file:%s", v[i].con);
+		{
+			const char *a[] = { "restore",	 img,	  "--disk",
+					    copy[i],	 "--ctl", v[i].sock,
+					    "--console", con[i],  NULL };
+
+			spawn(&v[i], a);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		rc = ctl(v[i].sock, "status", NULL, NULL, out, err);
+		TEST_ASSERT(rc == 0 && strstr(out, "vcpus 4\n"),
+			    "restore %u: %d %s", i, rc, out);
+	}
+	for (i = 0; i < 2; i++) {
+		t = wait_ticks(v[i].con, 4);
+		TEST_ASSERT(t.count >= 4 && t.clean && t.ordered &&
+				    t.first == next_tick(v[i].con, last),
+			    "restore %u: %u ticks from %u (saved at %u)%s", i,
+			    t.count, t.first, last,
+			    t.clean ? "" : ", with mismatches");
+	}
+	for (i = 0; i < 2; i++)
+		reap(&v[i], SIGTERM);
+	cleanup_dir();
+}
+
+/* A save into a full file system fails; the VM runs on, the old image
+ * is intact, no temporary file is left. */
+static void test_snapshot_full_fs(void)
+{
+	char mnt[100], img[128], out[8192], err[8192], con[160];
+	struct vmp v;
+	struct ticks t0, t1;
+	int fd, rc;
+
+	setup_dir();
+	mkpath(mnt, sizeof(mnt), "full");
+	mkdir(mnt, 0700);
+	TEST_ASSERT(mount("tmpfs", mnt, "tmpfs", 0, "size=256k") == 0,
+		    "mount tmpfs: %s", strerror(errno));
+	snprintf(img, sizeof(img), "%s/img", mnt);
+	fd = open(img, O_CREAT | O_WRONLY, 0600);
+	TEST_ASSERT(fd >= 0 && write(fd, "OLD IMAGE", 9) == 9, "old image");
+	close(fd);
+	mkpath(v.con, sizeof(v.con), "con.txt");
+	mkpath(v.sock, sizeof(v.sock), "s.sock");
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = { "run",
+				    "--ctl",
+				    v.sock,
+				    "--console",
+				    con,
+				    "--cmdline",
+				    "work=dirty mib=32 rate=0 tick_ms=100",
+				    NULL };
+
+		spawn(&v, a);
+	}
+	t0 = wait_ticks(v.con, 2);
+	rc = ctl(v.sock, "save", img, "none", out, err);
+	TEST_CHECK(rc == 1 && strstr(err, "No space"),
+		   "save into a full tmpfs: exit %d: %s", rc, err);
+	TEST_CHECK(!strcmp(slurp(img), "OLD IMAGE"), "the old image changed");
+	{
+		char cmd[256];
+
+		snprintf(cmd, sizeof(cmd), "test $(ls %s | wc -l) -eq 1", mnt);
+		TEST_CHECK(system(cmd) == 0, "a temporary file was left in %s",
+			   mnt);
+	}
+	rc = ctl(v.sock, "status", NULL, NULL, out, err);
+	TEST_CHECK(rc == 0 && strstr(out, "state running"), "status: %s", out);
+	t1 = wait_ticks(v.con, t0.count + 2);
+	TEST_CHECK(t1.count >= t0.count + 2 && t1.clean,
+		   "no progress after the failed save: %u then %u ticks",
+		   t0.count, t1.count);
+	reap(&v, SIGTERM);
+	umount(mnt);
+	cleanup_dir();
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	TEST_ASSERT(fd >= 0 && write(fd, data, len) == (ssize_t)len, "%s",
+		    path);
+	close(fd);
+}
+
+/* Truncated, corrupt and wrong-version images: exit 2, nothing runs. */
+static void test_snapshot_bad_images(void)
+{
+	static const char *const codecs[] = { "zstd" };
+	char img[128], bad[128], con[160], conf[128], out[8192], err[8192];
+	const char *a[] = { "restore",		 bad, "--console", con,
+			    "--disk-changed-ok", NULL };
+	const char *v[] = { "image", "verify", bad, NULL };
+	struct stat st;
+	uint8_t *data;
+	size_t len, offs[8];
+	unsigned int i, n = 0;
+	int fd, rc;
+
+	setup_dir();
+	run_and_save("1", codecs, 1);
+	mkpath(img, sizeof(img), "img-zstd");
+	mkpath(bad, sizeof(bad), "bad");
+	mkpath(conf, sizeof(conf), "con-bad.txt");
+	snprintf(con, sizeof(con), "file:%s", conf);
+	TEST_ASSERT(stat(img, &st) == 0 && st.st_size > 4096, "image");
+	len = (size_t)st.st_size;
+	data = malloc(len);
+	fd = open(img, O_RDONLY);
+	TEST_ASSERT(data && fd >= 0 && read(fd, data, len) == (ssize_t)len,
+		    "read image");
+	close(fd);
+
+	/* Truncations: inside the preamble, the header, mid-image, at END. */
+	offs[n++] = 5;
+	offs[n++] = 40;
+	offs[n++] = len / 2;
+	offs[n++] = len - 1;
+	for (i = 0; i < n; i++) {
+		write_file(bad, data, offs[i]);
+		unlink(conf);
+		rc = run_vmrun(a, out, err, sizeof(out), 120000);
+		TEST_CHECK(rc == 2 && strstr(err, "restore"),
+			   "truncated at %zu: exit %d: %s", offs[i], rc, err);
+		TEST_CHECK(access(conf, F_OK) || !strstr(slurp(conf), "GUEST"),
+			   "truncated at %zu: the guest ran", offs[i]);
+		rc = run_vmrun(v, out, err, sizeof(out), 120000);
+		TEST_CHECK(rc == 2, "verify truncated at %zu: exit %d", offs[i],
+			   rc);
+	}
+	/* A flipped byte in the preamble, header, state, pages and END. */
+	n = 0;
+	offs[n++] = 2;
+	offs[n++] = 50;
+	offs[n++] = 300;
+	offs[n++] = 2000;
+	offs[n++] = len / 2;
+	offs[n++] = len - 8;
+	for (i = 0; i < n; i++) {
+		data[offs[i]] ^= 0x40;
+		write_file(bad, data, len);
+		data[offs[i]] ^= 0x40;
+		unlink(conf);
+		rc = run_vmrun(a, out, err, sizeof(out), 120000);
+		TEST_CHECK(rc == 2 && strstr(err, "restore"),
+			   "byte %zu flipped: exit %d: %s", offs[i], rc, err);
+		TEST_CHECK(access(conf, F_OK) || !strstr(slurp(conf), "GUEST"),
+			   "byte %zu flipped: the guest ran", offs[i]);
+		rc = run_vmrun(v, out, err, sizeof(out), 120000);
+		TEST_CHECK(rc == 2, "verify, byte %zu flipped: exit %d",
+			   offs[i], rc);
+	}
+	/* An unknown format version (the preamble's second word). */
+	data[8] = 99;
+	write_file(bad, data, len);
+	rc = run_vmrun(a, out, err, sizeof(out), 120000);
+	TEST_CHECK(rc == 2 && strstr(err, "version"), "version 99: exit %d: %s",
+		   rc, err);
+	/* The good image still verifies and restores. */
+	rc = run_vmrun((const char *[]){ "image", "verify", img, NULL }, out,
+		       err, sizeof(out), 120000);
+	TEST_CHECK(rc == 0 && strstr(out, "ok"), "verify good: %d %s", rc, err);
+	free(data);
+	cleanup_dir();
+}
+
+const struct test_case snapshot_tests[] = {
+	{ "each_codec", test_snapshot_each_codec },
+	{ "twice_4cpus", test_snapshot_twice_4cpus },
+	{ "full_fs", test_snapshot_full_fs },
+	{ "bad_images", test_snapshot_bad_images },
+	{ NULL, NULL },
+};
