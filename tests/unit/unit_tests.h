@@ -15,5 +15,6 @@ extern const struct test_case virtio_net_tests[];
 extern const struct test_case loader_tests[];
 extern const struct test_case stream_tests[];
 extern const struct test_case image_tests[];
+extern const struct test_case vmsnap_info_tests[];
 
 #endif /* VMM_TESTS_UNIT_TESTS_H */
