@@ -356,7 +356,7 @@ int ctl_open(struct machine *m, const char *path, uint64_t mem_bytes,
 	unsigned int i;
 	int ret;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (strlen(path) + 4 >= sizeof(sa.sun_path))
 		return err_printf(err, errlen, -ENAMETOOLONG,
 				  "--ctl %s: path too long", path);
 	if (lstat(path, &st) == 0) {
@@ -376,13 +376,19 @@ int ctl_open(struct machine *m, const char *path, uint64_t mem_bytes,
 		c->conns[i].ctl = c;
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	/* Bound and listening under a temporary name, then renamed: a
+	 * client that waits for the path never finds a socket that refuses
+	 * connections. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.new", path);
+	if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(sa.sun_path); /* left by a killed vmrun */
 	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(c->lfd, 4)) {
+	    listen(c->lfd, 4) || rename(sa.sun_path, path)) {
 		ret = -errno;
 		err_printf(err, errlen, ret, "--ctl %s: %s", path,
 			   strerror(-ret));
+		unlink(sa.sun_path);
 		goto err_close;
 	}
 	ret = machine_watch_fd(m, c->lfd, ctl_accept, c);
