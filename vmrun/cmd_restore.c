@@ -108,11 +108,9 @@ int cmd_restore(int argc, char **argv)
 	unsigned int nr_disks = 0, nr_nets = 0;
 	const char *ctl_path = NULL, *path;
 	struct vmsnap_stats st;
-	struct ctl *ctl = NULL;
 	struct machine *m;
 	bool json = false;
-	int c, ret, signo, verbose = 0;
-	enum vm_exit_reason r;
+	int c, ret, verbose = 0;
 	char err[512];
 
 	optind = 1;
@@ -184,20 +182,5 @@ int cmd_restore(int argc, char **argv)
 			       EXIT_VMM_ERROR;
 	}
 	print_summary(path, &st, json);
-	if (ctl_path) {
-		ret = ctl_open(m, ctl_path, machine_config(m)->mem, &ctl, err,
-			       sizeof(err));
-		if (ret < 0) {
-			die_msg("%s", err);
-			machine_destroy(m);
-			return ret == -ENOMEM ? EXIT_VMM_ERROR : EXIT_USAGE;
-		}
-	}
-	r = machine_run(m, &signo);
-	ctl_close(ctl);
-	ret = vmrun_exit_code(r, signo);
-	if (r != VM_EXIT_POWEROFF)
-		die_msg("%s", vm_exit_detail(machine_vm(m)));
-	machine_destroy(m);
-	return ret;
+	return vmrun_serve(m, ctl_path);
 }

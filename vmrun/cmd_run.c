@@ -125,7 +125,7 @@ static int read_file(const char *path, void **data, size_t *size)
 	return 0;
 }
 
-int vmrun_exit_code(enum vm_exit_reason r, int signo)
+static int exit_code(enum vm_exit_reason r, int signo)
 {
 	switch (r) {
 	case VM_EXIT_POWEROFF:
@@ -166,14 +166,12 @@ int cmd_run(int argc, char **argv)
 				      .cpus = 1,
 				      .console = "stdio" };
 	const char *kernel_path = NULL, *ctl_path = NULL;
-	struct ctl *ctl = NULL;
 	bool cmdline_set = false;
 	struct machine *m;
 	void *kdata = NULL;
 	size_t ksize = 0;
 	char err[512];
-	int c, ret, signo, verbose = 0;
-	enum vm_exit_reason r;
+	int c, ret, verbose = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -286,23 +284,33 @@ int cmd_run(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
+	ret = vmrun_serve(m, ctl_path);
+	if (kdata)
+		munmap(kdata, ksize);
+	return ret;
+}
+
+int vmrun_serve(struct machine *m, const char *ctl_path)
+{
+	struct ctl *ctl = NULL;
+	enum vm_exit_reason r;
+	char err[512];
+	int ret, signo;
+
 	if (ctl_path) {
-		ret = ctl_open(m, ctl_path, cfg.mem, &ctl, err, sizeof(err));
+		ret = ctl_open(m, ctl_path, machine_config(m)->mem, &ctl, err,
+			       sizeof(err));
 		if (ret < 0) {
 			die_msg("%s", err);
 			machine_destroy(m);
-			if (kdata)
-				munmap(kdata, ksize);
 			return ret == -ENOMEM ? EXIT_VMM_ERROR : EXIT_USAGE;
 		}
 	}
 	r = machine_run(m, &signo);
 	ctl_close(ctl);
-	ret = vmrun_exit_code(r, signo);
+	ret = exit_code(r, signo);
 	if (r != VM_EXIT_POWEROFF)
 		die_msg("%s", vm_exit_detail(machine_vm(m)));
 	machine_destroy(m);
-	if (kdata)
-		munmap(kdata, ksize);
 	return ret;
 }

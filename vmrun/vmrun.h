@@ -27,8 +27,13 @@ int cmd_info(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 
-/* The exit status for why a VM stopped (signal @signo, if one did). */
-int vmrun_exit_code(enum vm_exit_reason r, int signo);
+struct machine;
+
+/*
+ * Serves a control socket at @ctl_path (if not NULL), runs @m until it
+ * stops, destroys it and returns vmrun's exit status.
+ */
+int vmrun_serve(struct machine *m, const char *ctl_path);
 
 /* Prints @s as a JSON string (quoted, escaped) to @f. */
 void json_str(FILE *f, const char *s);
