@@ -64,7 +64,8 @@ struct machine {
 	unsigned int track_ms;
 	int track_fd;		 /* timerfd, or -1 */
 	uint64_t *track_scratch; /* bitmap the size of the RAM segment */
-	int net_wake_efd;	 /* written by devices: watch back ends again */
+	bool dirty_keep; /* the RAM bitmap is kept for machine_dirty_collect() */
+	int net_wake_efd; /* written by devices: watch back ends again */
 	bool net_paused[MACHINE_MAX_NETS]; /* event loop only */
 	struct vmrun_boot_info boot;
 	bool stdin_console;
@@ -595,7 +596,10 @@ enum {
 	EV_USER = 64,
 };
 
-/* One harvest round: sync, then take (and drop) the RAM bitmap. */
+/*
+ * One harvest round: sync, then take (and drop) the RAM bitmap, unless an
+ * incremental save wants it: then it stays and accumulates.
+ */
 static void machine_harvest(struct machine *m)
 {
 	int ret = dirty_sync(m->vm);
@@ -604,7 +608,33 @@ static void machine_harvest(struct machine *m)
 		pr_warn("dirty harvest: %s", strerror(-ret));
 		return;
 	}
-	dirty_take(m->ram, m->track_scratch);
+	if (!m->dirty_keep)
+		dirty_take(m->ram, m->track_scratch);
+}
+
+int machine_dirty_collect(struct machine *m, uint64_t *bitmap)
+{
+	int ret;
+
+	if (!m->freezes)
+		return -EBUSY;
+	if (!dirty_active(m->vm)) {
+		ret = dirty_start(m->vm);
+		if (ret < 0)
+			return ret;
+	}
+	ret = dirty_sync(m->vm);
+	if (ret < 0)
+		return ret;
+	dirty_take(m->ram, bitmap);
+	m->dirty_keep = true;
+	return 0;
+}
+
+void machine_dirty_return(struct machine *m, const uint64_t *bitmap)
+{
+	bitmap_or_at_atomic(mem_seg_dirty_bitmap(m->ram), 0, bitmap,
+			    mem_seg_pages(m->ram));
 }
 
 /* Runs in a vCPU thread with the device lock held: only signal. */

@@ -98,4 +98,16 @@ struct mem_seg *machine_ram(struct machine *m);
 int machine_freeze(struct machine *m) __must_check;
 void machine_thaw(struct machine *m);
 
+/*
+ * For incremental saves, with the machine frozen: moves into @bitmap (one
+ * bit per RAM page) every RAM page written since the last call, by the
+ * guest or the VMM, and begins a new epoch. The first call starts dirty
+ * tracking if it is off (every page then counts as written). From then
+ * on tracking stays on, and --track-dirty harvests keep the pages for the
+ * next call. machine_dirty_return() gives them back after a save that
+ * failed, so the next call still sees them.
+ */
+int machine_dirty_collect(struct machine *m, uint64_t *bitmap) __must_check;
+void machine_dirty_return(struct machine *m, const uint64_t *bitmap);
+
 #endif /* VMM_KERNEL_MACHINE_H */

@@ -56,7 +56,8 @@ enum image_codec {
  * (the host's CPU features and the guest's vCPU model), opaque here.
  * @aligned asks for the uncompressed page-aligned layout and needs
  * IMAGE_CODEC_NONE. @base_hash names the base of an incremental image
- * (its image_finish() hash) when @has_base.
+ * (its image_finish() hash) when @has_base; @base_path, where the base
+ * was written, is a hint for finding it (NULL: none).
  */
 struct image_header {
 	enum image_codec codec;
@@ -67,6 +68,7 @@ struct image_header {
 	uint64_t flags;
 	bool has_base;
 	uint64_t base_hash;
+	const char *base_path;
 };
 
 /* image_sink.pages() gets this file offset for data it cannot mmap. */
@@ -167,6 +169,15 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 		      void *mem) __must_check;
 
 /*
+ * For a chain read newest first: pages of segment @seg whose bit is set
+ * in @done (the caller's bitmap, one bit per page) are left as they are,
+ * and each page image_read() writes there, zero pages included, gets its
+ * bit set. Call after image_add_segment() with memory.
+ */
+int image_segment_done(struct image *img, uint32_t seg,
+		       uint64_t *done) __must_check;
+
+/*
  * Reads one section (after the header) and delivers it to @sink (may be
  * NULL). Returns 0 for a section, 1 when it was END (the content hash
  * then matched), or a negative error.
@@ -187,6 +198,14 @@ int image_read(struct image *img, const struct image_sink *sink) __must_check;
  * even to image_add_segment() memory.
  */
 int image_verify(struct image *img) __must_check;
+
+/*
+ * The content hash an image file's END section records, read from the
+ * file's tail without reading the rest: a quick check that @fd is the
+ * base an incremental image names (a full read still checks every byte).
+ * -EBADMSG if the file does not end in a valid END section.
+ */
+int image_file_content_hash(int fd, uint64_t *hash) __must_check;
 
 /* The content hash: after image_finish(), or after a read reached END. */
 uint64_t image_content_hash(const struct image *img);

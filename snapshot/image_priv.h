@@ -16,6 +16,7 @@ struct image_seg {
 	uint64_t nr_pages;
 	uint8_t *mem;	/* NULL: pages go to the sink only */
 	uint64_t *seen; /* pages given so far, unless rewrites are allowed */
+	uint64_t *done; /* the caller's: pages not to write, and written */
 };
 
 struct image {

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "kernel/util/bitmap.h"
@@ -200,6 +201,10 @@ int image_read_header(struct image *img, const struct image_header **hdr)
 	img->hdr.flags = m->flags;
 	img->hdr.has_base = m->has_base;
 	img->hdr.base_hash = m->base_hash;
+	img->hdr.base_path = m->base_path[0] ? m->base_path : NULL;
+	if (!m->has_base && (m->base_hash || img->hdr.base_path))
+		return image_fail(img, -EBADMSG,
+				  "a base named in a full image");
 	img->header_done = true;
 	img->nr_sections = 1;
 out:
@@ -228,6 +233,7 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 	s->nr_pages = nr_pages;
 	s->mem = mem;
 	s->seen = NULL;
+	s->done = NULL;
 	if (!(img->flags & IMAGE_READ_ALLOW_REWRITE)) {
 		s->seen = calloc(MAX(BITMAP_WORDS(nr_pages), 1),
 				 sizeof(uint64_t));
@@ -246,6 +252,45 @@ static struct image_seg *image_find_seg(struct image *img, uint32_t id)
 		if (img->segs[i].id == id)
 			return &img->segs[i];
 	return NULL;
+}
+
+int image_segment_done(struct image *img, uint32_t seg, uint64_t *done)
+{
+	struct image_seg *s = image_find_seg(img, seg);
+
+	if (img->writing || !s || !s->mem)
+		return -EINVAL;
+	s->done = done;
+	return 0;
+}
+
+/* Pages [first, first + nr) of @seg get @src (NULL: zero). */
+static void image_put_pages(struct image *img, struct image_seg *seg,
+			    uint64_t first, uint64_t nr, const uint8_t *src)
+{
+	uint64_t p = first, end = first + nr, q;
+
+	while (p < end) {
+		/* [p, q): a stretch the caller has not given yet. */
+		if (seg->done && bitmap_test(seg->done, p)) {
+			p++;
+			continue;
+		}
+		for (q = p + 1;
+		     q < end && !(seg->done && bitmap_test(seg->done, q)); q++)
+			;
+		if (src)
+			memcpy(seg->mem + p * IMAGE_PAGE_SIZE,
+			       src + (p - first) * IMAGE_PAGE_SIZE,
+			       (q - p) * IMAGE_PAGE_SIZE);
+		else if (!(img->flags & IMAGE_READ_MEM_ZEROED))
+			memset(seg->mem + p * IMAGE_PAGE_SIZE, 0,
+			       (q - p) * IMAGE_PAGE_SIZE);
+		if (seg->done)
+			for (; p < q; p++)
+				bitmap_set(seg->done, p);
+		p = q;
+	}
 }
 
 /* Decompresses @src into img->raw, which must come out exactly @want. */
@@ -461,12 +506,8 @@ static int image_do_pages(struct image *img, const struct section *sec,
 				off = sec->offset +
 				      (uint64_t)(src - img->payload);
 		}
-		if (seg->mem && src)
-			memcpy(seg->mem + first * IMAGE_PAGE_SIZE, src,
-			       nr * IMAGE_PAGE_SIZE);
-		else if (seg->mem && !(img->flags & IMAGE_READ_MEM_ZEROED))
-			memset(seg->mem + first * IMAGE_PAGE_SIZE, 0,
-			       nr * IMAGE_PAGE_SIZE);
+		if (seg->mem)
+			image_put_pages(img, seg, first, nr, src);
 		if (sink && sink->pages) {
 			ret = sink->pages(sink->opaque, m->segment, first, nr,
 					  src, off);
@@ -601,4 +642,44 @@ int image_verify(struct image *img)
 {
 	img->verify = true;
 	return image_read(img, NULL);
+}
+
+int image_file_content_hash(int fd, uint64_t *hash)
+{
+	uint8_t buf[IMAGE_FRAME_LEN + IMAGE_MAX_END_LEN];
+	Vmrun__ImageTrailer *m;
+	off_t size = lseek(fd, 0, SEEK_END);
+	size_t n, o;
+	ssize_t r;
+
+	if (size < 0)
+		return -errno;
+	if (size < IMAGE_PREAMBLE_LEN + 2 * IMAGE_FRAME_LEN)
+		return -EBADMSG;
+	n = (size_t)MIN((uint64_t)size - IMAGE_PREAMBLE_LEN,
+			(uint64_t)sizeof(buf));
+	r = pread(fd, buf, n, size - (off_t)n);
+	if (r < 0)
+		return -errno;
+	if ((size_t)r != n)
+		return -EBADMSG;
+	/* The END frame whose payload runs exactly to the end of the file. */
+	for (o = 0; o + IMAGE_FRAME_LEN <= n; o++) {
+		const uint8_t *f = buf + o;
+		uint64_t len = n - o - IMAGE_FRAME_LEN;
+
+		if (get_le32(f) != IMAGE_SEC_END || get_le64(f + 8) != len ||
+		    get_le32(f + 28) != image_frame_check(f) ||
+		    XXH3_64bits(f + IMAGE_FRAME_LEN, (size_t)len) !=
+			    get_le64(f + 16))
+			continue;
+		m = vmrun__image_trailer__unpack(NULL, (size_t)len,
+						 f + IMAGE_FRAME_LEN);
+		if (!m)
+			return -EBADMSG;
+		*hash = m->content_hash;
+		vmrun__image_trailer__free_unpacked(m, NULL);
+		return 0;
+	}
+	return -EBADMSG;
 }

@@ -14,6 +14,7 @@
 
 #include "kernel/dev/dev.h"
 #include "kernel/mem.h"
+#include "kernel/util/bitmap.h"
 #include "kernel/util/log.h"
 #include "kernel/vm.h"
 #include "kernel/x86/vcpu_state.h"
@@ -324,15 +325,57 @@ static uint64_t seg_next_hole(struct mem_seg *seg, uint64_t pg, uint64_t end)
 		   pg + 1);
 }
 
+/* Writes every page of @ram: holes of the memfd (never written) as zero, unread. */
+static int put_all_pages(struct image *img, struct mem_seg *ram,
+			 const struct vmsnap_save_opts *o)
+{
+	uint64_t pg, nr_pages = mem_seg_pages(ram);
+	int ret = 0;
+
+	for (pg = 0; pg < nr_pages && !ret;) {
+		uint64_t end = MIN(pg + SLICE_PAGES, nr_pages), data;
+
+		data = seg_next_data(ram, pg, end);
+		ret = image_write_zero_range(img, 0, pg, data);
+		if (!ret && data < end) {
+			end = seg_next_hole(ram, data, end);
+			ret = image_write_page_range(img, 0, mem_seg_hva(ram),
+						     data, end, NULL);
+		}
+		if (!ret && o->progress)
+			o->progress(o->opaque, end, nr_pages);
+		pg = data < end ? end : data;
+	}
+	return ret;
+}
+
+/* Writes the pages of @ram set in @dirty. */
+static int put_dirty_pages(struct image *img, struct mem_seg *ram,
+			   const uint64_t *dirty,
+			   const struct vmsnap_save_opts *o)
+{
+	uint64_t pg, nr_pages = mem_seg_pages(ram);
+	int ret = 0;
+
+	for (pg = 0; pg < nr_pages && !ret; pg += SLICE_PAGES) {
+		uint64_t end = MIN(pg + SLICE_PAGES, nr_pages);
+
+		ret = image_write_page_range(img, 0, mem_seg_hva(ram), pg, end,
+					     dirty);
+		if (!ret && o->progress)
+			o->progress(o->opaque, end, nr_pages);
+	}
+	return ret;
+}
+
 int vmsnap_save(struct machine *m, struct stream *s,
-		const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
-		char *err, size_t errlen)
+		const struct vmsnap_save_opts *o, const uint64_t *dirty,
+		struct vmsnap_stats *st, char *err, size_t errlen)
 {
 	struct vm *vm = machine_vm(m);
 	unsigned int i, nr = vm_nr_vcpus(vm);
 	Vmrun__VcpuState **cpus = calloc(nr, sizeof(*cpus));
 	struct mem_seg *ram = machine_ram(m);
-	uint64_t pg, nr_pages = mem_seg_pages(ram);
 	struct image_header hdr = { .codec = o->codec, .aligned = o->aligned };
 	Vmrun__VmState *vms = NULL;
 	struct image *img = NULL;
@@ -364,6 +407,16 @@ int vmsnap_save(struct machine *m, struct stream *s,
 		goto out;
 	hdr.cpu_features = features;
 	hdr.vcpu_model = model;
+	if (dirty) {
+		if (!o->chain || !o->chain->valid) {
+			ret = err_printf(err, errlen, -EINVAL,
+					 "an incremental image needs a base");
+			goto out;
+		}
+		hdr.has_base = true;
+		hdr.base_hash = o->chain->hash;
+		hdr.base_path = o->chain->path;
+	}
 	ret = image_writer_create(s, &hdr, &img);
 	if (ret < 0) {
 		err_printf(err, errlen, ret, "writing the header: %s",
@@ -400,23 +453,12 @@ int vmsnap_save(struct machine *m, struct stream *s,
 	}
 	if (!ret)
 		ret = put_devices(img, m, err, errlen);
-	for (pg = 0; pg < nr_pages && !ret;) {
-		uint64_t end = MIN(pg + SLICE_PAGES, nr_pages), data;
-
-		/* Holes of the memfd were never written: zero, unread. */
-		data = seg_next_data(ram, pg, end);
-		ret = image_write_zero_range(img, 0, pg, data);
-		if (!ret && data < end) {
-			end = seg_next_hole(ram, data, end);
-			ret = image_write_page_range(img, 0, mem_seg_hva(ram),
-						     data, end, NULL);
-		}
+	if (!ret) {
+		ret = dirty ? put_dirty_pages(img, ram, dirty, o) :
+			      put_all_pages(img, ram, o);
 		if (ret < 0)
 			err_printf(err, errlen, ret, "writing memory: %s",
 				   image_error(img));
-		else if (o->progress)
-			o->progress(o->opaque, end, nr_pages);
-		pg = data < end ? end : data;
 	}
 	if (!ret) {
 		ret = image_finish(img, &st->hash);
@@ -441,6 +483,86 @@ out:
 	return ret;
 }
 
+int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
+		     size_t blen, char *err, size_t errlen)
+{
+	const char *rec = h->base_path ? h->base_path : "";
+	char *copy = strdup(path), *rcopy = strdup(rec);
+	uint64_t hash = 0;
+	int fd, ret = -EINVAL;
+	bool found = false;
+
+	if (!copy || !rcopy) {
+		free(copy);
+		free(rcopy);
+		return -ENOMEM;
+	}
+	/* The recorded path first, then the same name beside @path. */
+	for (int i = 0; i < 2 && !found; i++) {
+		if (i == 0 && !rec[0])
+			continue;
+		if (i == 0)
+			snprintf(base, blen, "%s", rec);
+		else
+			snprintf(base, blen, "%s/%s", dirname(copy),
+				 basename(rcopy));
+		if (i == 1 && (!rec[0] || !strcmp(base, rec)))
+			break;
+		fd = open(base, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		found = true;
+		ret = image_file_content_hash(fd, &hash);
+		close(fd);
+	}
+	if (!found)
+		ret = err_printf(
+			err, errlen, -EINVAL,
+			"%s: its base image %s (content hash %016llx) is missing",
+			path, rec[0] ? rec : "(no path recorded)",
+			(unsigned long long)h->base_hash);
+	else if (ret < 0)
+		ret = err_printf(err, errlen, -EINVAL,
+				 "%s: its base %s is not a complete image",
+				 path, base);
+	else if (hash != h->base_hash)
+		ret = err_printf(
+			err, errlen, -EINVAL,
+			"%s: %s is not its base: content hash %016llx, the chain names %016llx",
+			path, base, (unsigned long long)hash,
+			(unsigned long long)h->base_hash);
+	free(copy);
+	free(rcopy);
+	return ret;
+}
+
+/* Can an incremental image at @path go over the base @c names? */
+static int check_base(const struct vmsnap_chain *c, const char *path, char *err,
+		      size_t errlen)
+{
+	struct image_header h = { 0 };
+	char base[4096];
+
+	if (!c || !c->valid)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"no base for an incremental image: save a full image of this VM first");
+	if (!strcmp(c->path, path))
+		return err_printf(
+			err, errlen, -EINVAL,
+			"%s is the base of this incremental image: save it elsewhere",
+			path);
+	if (c->links >= VMSNAP_MAX_CHAIN)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"the chain has %u images, the most a restore follows: save a full image",
+			c->links);
+	h.has_base = true;
+	h.base_hash = c->hash;
+	h.base_path = c->path;
+	return vmsnap_find_base(path, &h, base, sizeof(base), err, errlen);
+}
+
 static int fsync_dir(const char *path)
 {
 	char *copy = strdup(path);
@@ -463,6 +585,9 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		     char *err, size_t errlen)
 {
 	uint64_t t0 = vmsnap_now_ns(), t1;
+	struct vmsnap_chain *chain = o->chain;
+	uint64_t *dirty = NULL;
+	bool collected = false;
 	struct stream *s = NULL;
 	char tmp[4096];
 	struct stat sb;
@@ -472,6 +597,19 @@ int vmsnap_save_file(struct machine *m, const char *path,
 	if (!path[0] || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)))
 		return err_printf(err, errlen, -EINVAL,
 				  "%s: exists and is not a regular file", path);
+	if (strlen(path) >= sizeof(chain->path))
+		return err_printf(err, errlen, -ENAMETOOLONG,
+				  "%s: path too long", path);
+	if (o->incremental) {
+		ret = check_base(chain, path, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	if (chain) {
+		dirty = bitmap_alloc(mem_seg_pages(machine_ram(m)));
+		if (!dirty)
+			return -ENOMEM;
+	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path,
 			     (int)getpid()) >= sizeof(tmp))
 		return err_printf(err, errlen, -ENAMETOOLONG,
@@ -487,7 +625,16 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		goto out;
 	}
 	t1 = vmsnap_now_ns();
-	ret = vmsnap_save(m, s, o, st, err, errlen);
+	if (chain) {
+		ret = machine_dirty_collect(m, dirty);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "dirty tracking: %s",
+				   strerror(-ret));
+		collected = !ret;
+	}
+	if (!ret)
+		ret = vmsnap_save(m, s, o, o->incremental ? dirty : NULL, st,
+				  err, errlen);
 	if (!ret) {
 		ret = stream_sync(s);
 		if (ret < 0)
@@ -501,12 +648,23 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		err_printf(err, errlen, ret, "renaming %s to %s: %s", tmp, path,
 			   strerror(-ret));
 	}
+	/* A failed save gives its pages back: the next one still has them. */
+	if (ret < 0 && collected)
+		machine_dirty_return(m, dirty);
 	if (!ret && fsync_dir(path) < 0)
 		pr_warn("%s: cannot sync its directory", path);
+	if (!ret && chain) {
+		chain->links = o->incremental ? chain->links + 1 : 1;
+		chain->hash = st->hash;
+		snprintf(chain->path, sizeof(chain->path), "%s", path);
+		chain->valid = true;
+		st->links = chain->links;
+	}
 out:
 	stream_close(s);
 	if (ret < 0)
 		unlink(tmp);
+	bitmap_free(dirty);
 	st->ns = vmsnap_now_ns() - t0;
 	return ret;
 }

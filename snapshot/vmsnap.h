@@ -50,19 +50,45 @@ struct vmsnap_stats {
 	uint64_t ns;	     /* wall time of the whole operation */
 	uint64_t frozen_ns;  /* of which the vCPUs were frozen (saving) */
 	uint64_t hash;	     /* the image's content hash */
+	unsigned int links;  /* images read (restore) or in the chain (save) */
+};
+
+/* Most links in a chain: a full image and its incremental images. */
+#define VMSNAP_MAX_CHAIN 64
+
+/*
+ * The last image saved of a machine: the base of its next incremental
+ * save. vmsnap_save_file() keeps it up to date.
+ */
+struct vmsnap_chain {
+	bool valid;
+	uint64_t hash;	    /* its content hash */
+	unsigned int links; /* 1 for a full image, +1 per incremental one */
+	char path[4096];
 };
 
 struct vmsnap_save_opts {
 	enum image_codec codec;
 	bool aligned; /* page-aligned uncompressed layout (codec none) */
+	/*
+	 * With @chain, every save begins a dirty epoch (the first one starts
+	 * dirty tracking), and @incremental writes only the pages written
+	 * since the last save, over the base @chain names.
+	 */
+	struct vmsnap_chain *chain;
+	bool incremental;
 	vmsnap_progress_t progress;
 	void *opaque;
 };
 
-/* Writes the frozen machine @m as a complete image to @s. */
+/*
+ * Writes the frozen machine @m as an image to @s: a complete one, or with
+ * @dirty (one bit per RAM page) an incremental one holding only those
+ * pages, over the base @o->chain names.
+ */
 int vmsnap_save(struct machine *m, struct stream *s,
-		const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
-		char *err, size_t errlen) __must_check;
+		const struct vmsnap_save_opts *o, const uint64_t *dirty,
+		struct vmsnap_stats *st, char *err, size_t errlen) __must_check;
 
 /*
  * Freezes @m, writes the image to a temporary file beside @path, fsyncs
@@ -84,7 +110,9 @@ struct vmsnap_restore_opts {
 };
 
 /*
- * Builds a machine from the image at @path and loads it; the caller runs
+ * Builds a machine from the image at @path (following its chain of base
+ * images, newest first: a page comes from the newest link that holds it)
+ * and loads it; the caller runs
  * it with machine_run(). Returns -EINVAL, -EBADMSG or -EPROTONOSUPPORT
  * for an image this host must refuse (bad, corrupt, from an unknown
  * version, a CPU feature missing, a disk changed), other -errno for
@@ -100,6 +128,9 @@ struct vmsnap_info {
 	bool aligned;
 	bool has_base;
 	uint64_t base_hash, content_hash;
+	char base_path[4096]; /* where the base was found */
+	unsigned int links;   /* in the chain, this image included */
+	uint64_t chain_pages; /* pages in every link (info on the chain) */
 	char vcpu_model[96];
 	char vmm_version[32];
 	unsigned int nr_vcpus;
@@ -113,7 +144,9 @@ struct vmsnap_info {
 /*
  * Reads the whole image at @path and checks it without running anything:
  * every checksum, every batch decompressed, every state message decoded,
- * pages within the layout. Fills @inf. Errors as vmsnap_restore_file().
+ * pages within the layout; then the same for each base of its chain,
+ * which must be there and have the content hash the next link names.
+ * Fills @inf (with the chain's length; the rest is @path's own). Errors as vmsnap_restore_file().
  */
 int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
 		size_t errlen) __must_check;

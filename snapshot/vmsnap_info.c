@@ -116,8 +116,8 @@ static int info_layout(void *opaque, uint32_t type, const void *data,
 	return 0;
 }
 
-int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
-		size_t errlen)
+static int info_one(const char *path, struct vmsnap_info *inf, char *err,
+		    size_t errlen)
 {
 	struct ictx c = { .inf = inf, .err = err, .errlen = errlen };
 	const struct image_sink sink = { .opaque = &c,
@@ -147,6 +147,8 @@ int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
 		inf->aligned = h->aligned;
 		inf->has_base = h->has_base;
 		inf->base_hash = h->base_hash;
+		snprintf(inf->base_path, sizeof(inf->base_path), "%s",
+			 h->base_path ? h->base_path : "");
 		snprintf(inf->vcpu_model, sizeof(inf->vcpu_model), "%s",
 			 h->vcpu_model ? h->vcpu_model : "");
 	}
@@ -189,5 +191,55 @@ int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
 		vmrun__mem_layout__free_unpacked(c.layout, NULL);
 	image_destroy(img);
 	stream_close(s);
+	return ret;
+}
+
+int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
+		size_t errlen)
+{
+	struct vmsnap_info *b = malloc(sizeof(*b));
+	struct image_header h = { .has_base = true };
+	char cur[4096], base[4096], why[512];
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	ret = info_one(path, inf, err, errlen);
+	inf->links = 1;
+	inf->chain_pages = inf->pages;
+	*b = *inf;
+	snprintf(cur, sizeof(cur), "%s", path);
+	while (!ret && b->has_base) {
+		if (inf->links == VMSNAP_MAX_CHAIN) {
+			ret = err_printf(err, errlen, -EINVAL,
+					 "%s: a chain of more than %d images",
+					 path, VMSNAP_MAX_CHAIN);
+			break;
+		}
+		h.base_hash = b->base_hash;
+		h.base_path = b->base_path[0] ? b->base_path : NULL;
+		ret = vmsnap_find_base(cur, &h, base, sizeof(base), err,
+				       errlen);
+		if (ret < 0)
+			break;
+		if (inf->links == 1)
+			snprintf(inf->base_path, sizeof(inf->base_path), "%s",
+				 base);
+		snprintf(cur, sizeof(cur), "%s", base);
+		ret = info_one(cur, b, why, sizeof(why));
+		if (ret < 0)
+			ret = err_printf(err, errlen, ret, "%s: %s", cur, why);
+		else if (b->content_hash != h.base_hash)
+			ret = err_printf(err, errlen, -EINVAL,
+					 "%s: not the base its successor names",
+					 cur);
+		else if (b->mem_bytes != inf->mem_bytes)
+			ret = err_printf(err, errlen, -EINVAL,
+					 "%s: a base of another memory size",
+					 cur);
+		inf->links++;
+		inf->chain_pages += b->pages;
+	}
+	free(b);
 	return ret;
 }

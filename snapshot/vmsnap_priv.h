@@ -34,4 +34,16 @@ struct layout_acc {
 int vmsnap_layout(struct machine *m, struct layout_acc *a, Vmrun__MemLayout *l,
 		  Vmrun__MemSegment *seg, Vmrun__MemSegment **segp);
 
+struct image_header;
+
+/*
+ * Finds the base that the header @h of the image at @path names: at the
+ * path it records, or else under the same file name beside @path (a
+ * chain moved as a whole). Checks that its END section records the
+ * content hash @h names. Fills @base (its path) or returns -EINVAL with a
+ * reason in @err.
+ */
+int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
+		     size_t blen, char *err, size_t errlen);
+
 #endif /* VMM_SNAPSHOT_VMSNAP_PRIV_H */

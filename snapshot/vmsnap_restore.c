@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kernel/dev/dev.h"
 #include "kernel/mem.h"
+#include "kernel/util/bitmap.h"
 #include "kernel/util/log.h"
 #include "kernel/vm.h"
 #include "kernel/x86/vcpu_arch.h"
@@ -32,6 +34,9 @@ struct rctx {
 	Vmrun__DeviceState *devs[MAX_DEVS];
 	unsigned int nr_devs;
 	uint64_t pages, next_report, total_pages;
+	/* Progress in image bytes: links read so far, the one being read. */
+	uint64_t bytes_before, bytes_total;
+	struct stream *cur;
 	char *err;
 	size_t errlen;
 };
@@ -156,8 +161,10 @@ static int on_pages(void *opaque, uint32_t seg __unused,
 
 	c->pages += nr;
 	if (c->o->progress && c->pages >= c->next_report) {
-		c->o->progress(c->o->opaque, MIN(c->pages, c->total_pages),
-			       c->total_pages);
+		uint64_t at = c->bytes_before + stream_bytes_read(c->cur);
+
+		c->o->progress(c->o->opaque, MIN(at, c->bytes_total),
+			       c->bytes_total);
 		c->next_report = c->pages + PROGRESS_PAGES;
 	}
 	return 0;
@@ -410,6 +417,159 @@ static void rctx_free(struct rctx *c)
 		vmrun__machine_config__free_unpacked(c->mc, NULL);
 }
 
+/* A base of the chain: only its pages count, and its layout must agree. */
+struct bctx {
+	struct rctx *c;
+	bool layout_ok;
+};
+
+static int base_on_layout(void *opaque, uint32_t type, const void *data,
+			  size_t len)
+{
+	struct bctx *b = opaque;
+	const Vmrun__MemLayout *l = b->c->layout;
+	Vmrun__MemLayout *x;
+	bool same;
+	size_t i;
+
+	if (type != VMSNAP_LAYOUT_MEM || b->layout_ok)
+		return bad(b->c, "a base image has a second or unknown layout");
+	x = vmrun__mem_layout__unpack(NULL, len, data);
+	if (!x)
+		return bad(b->c,
+			   "a base image's memory layout does not decode");
+	same = x->n_segments == l->n_segments && x->n_maps == l->n_maps;
+	for (i = 0; same && i < x->n_segments; i++)
+		same = x->segments[i]->id == l->segments[i]->id &&
+		       x->segments[i]->size == l->segments[i]->size;
+	for (i = 0; same && i < x->n_maps; i++)
+		same = x->maps[i]->segment == l->maps[i]->segment &&
+		       x->maps[i]->gpa == l->maps[i]->gpa &&
+		       x->maps[i]->size == l->maps[i]->size &&
+		       x->maps[i]->seg_offset == l->maps[i]->seg_offset;
+	vmrun__mem_layout__free_unpacked(x, NULL);
+	b->layout_ok = same;
+	return same ? 0 :
+		      bad(b->c,
+			  "a base image's memory layout differs from the newest image's");
+}
+
+static int base_on_pages(void *opaque, uint32_t seg, uint64_t first,
+			 uint64_t nr, const void *data, uint64_t file_off)
+{
+	struct bctx *b = opaque;
+
+	return on_pages(b->c, seg, first, nr, data, file_off);
+}
+
+/* One link of the chain, open with its header read. */
+struct link {
+	struct stream *s;
+	struct image *img;
+	const struct image_header *h;
+	char path[4096];
+};
+
+static void link_close(struct link *l)
+{
+	image_destroy(l->img);
+	stream_close(l->s);
+	l->img = NULL;
+	l->s = NULL;
+}
+
+static uint64_t link_size(const struct link *l)
+{
+	struct stat sb;
+
+	return stat(l->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+static int link_open(struct link *l, const char *path, char *err, size_t errlen)
+{
+	int ret;
+
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	ret = stream_open_file_read(path, &l->s);
+	if (ret < 0)
+		return err_printf(err, errlen, ret == -ENOENT ? -EINVAL : ret,
+				  "%s: %s", path, strerror(-ret));
+	ret = image_reader_create(l->s, IMAGE_READ_MEM_ZEROED, &l->img);
+	if (!ret) {
+		ret = image_read_header(l->img, &l->h);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "%s: %s", path,
+				   image_error(l->img));
+	}
+	return ret;
+}
+
+/*
+ * Opens every link of the chain that ends at @path, newest first in
+ * @links; checks each base is there with the content hash its successor
+ * names before anything is built.
+ */
+static int chain_open(const char *path, struct link *links, unsigned int *nr,
+		      char *err, size_t errlen)
+{
+	char base[4096];
+	int ret;
+
+	*nr = 0;
+	ret = link_open(&links[0], path, err, errlen);
+	*nr = 1;
+	while (!ret && links[*nr - 1].h->has_base) {
+		const struct link *l = &links[*nr - 1];
+
+		if (*nr == VMSNAP_MAX_CHAIN)
+			return err_printf(err, errlen, -EINVAL,
+					  "%s: a chain of more than %d images",
+					  path, VMSNAP_MAX_CHAIN);
+		ret = vmsnap_find_base(l->path, l->h, base, sizeof(base), err,
+				       errlen);
+		if (ret < 0)
+			break;
+		ret = link_open(&links[*nr], base, err, errlen);
+		(*nr)++;
+	}
+	return ret;
+}
+
+/* Reads every section of base link @l into @m's RAM, around @done. */
+static int read_base(struct rctx *c, struct link *l, struct machine *m,
+		     uint64_t *done, char *err, size_t errlen)
+{
+	struct bctx b = { .c = c };
+	const struct image_sink sink = { .opaque = &b,
+					 .layout = base_on_layout,
+					 .pages = base_on_pages };
+	int ret;
+
+	ret = image_add_segment(l->img, 0, c->mc->mem_bytes / PAGE_SIZE,
+				mem_seg_hva_load(machine_ram(m)));
+	if (!ret)
+		ret = image_segment_done(l->img, 0, done);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "%s: %s", l->path,
+				  strerror(-ret));
+	err[0] = 0;
+	c->cur = l->s;
+	ret = image_read(l->img, &sink);
+	c->bytes_before += stream_bytes_read(l->s);
+	if (ret < 0 && !err[0])
+		err_printf(err, errlen, ret, "%s: %s", l->path,
+			   image_error(l->img));
+	else if (ret < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", err);
+		err_printf(err, errlen, ret, "%s: %s", l->path, why);
+	} else if (!b.layout_ok)
+		ret = err_printf(err, errlen, -EINVAL, "%s: no memory layout",
+				 l->path);
+	return ret;
+}
+
 int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 			struct machine **out, struct vmsnap_stats *st,
 			char *err, size_t errlen)
@@ -419,31 +579,24 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 					 .state = on_state,
 					 .layout = on_layout,
 					 .pages = on_pages };
-	const struct image_header *h;
-	uint64_t t0 = vmsnap_now_ns();
+	struct link *links = calloc(VMSNAP_MAX_CHAIN, sizeof(*links));
+	uint64_t t0 = vmsnap_now_ns(), *done = NULL;
 	struct machine *m = NULL;
-	struct image *img = NULL;
-	struct stream *s;
+	struct image *img;
+	unsigned int i, nr = 0;
 	int ret;
 
 	memset(st, 0, sizeof(*st));
 	err[0] = 0;
-	ret = stream_open_file_read(path, &s);
-	if (ret < 0)
-		return err_printf(err, errlen, ret == -ENOENT ? -EINVAL : ret,
-				  "%s: %s", path, strerror(-ret));
-	ret = image_reader_create(s, IMAGE_READ_MEM_ZEROED, &img);
-	if (!ret) {
-		ret = image_read_header(img, &h);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "%s", image_error(img));
-	}
-	if (!ret && h->has_base)
-		ret = err_printf(
-			err, errlen, -EINVAL,
-			"an incremental image: restoring chains is not built yet");
+	if (!links)
+		return -ENOMEM;
+	ret = chain_open(path, links, &nr, err, errlen);
 	if (!ret)
-		ret = check_features(h, err, errlen);
+		ret = check_features(links[0].h, err, errlen);
+	img = links[0].img;
+	for (i = 0; i < nr; i++)
+		c.bytes_total += link_size(&links[i]);
+	c.cur = links[0].s;
 	while (!ret) {
 		err[0] = 0;
 		ret = image_read_next(img, &sink);
@@ -459,23 +612,44 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 				ret = image_add_segment(
 					img, 0, c.mc->mem_bytes / PAGE_SIZE,
 					mem_seg_hva_load(machine_ram(m)));
+			if (!ret && nr > 1) {
+				done = bitmap_alloc(c.mc->mem_bytes /
+						    PAGE_SIZE);
+				ret = done ? image_segment_done(img, 0, done) :
+					     -ENOMEM;
+			}
 		}
 	}
 	if (ret == 1 && !m)
 		ret = err_printf(err, errlen, -EINVAL,
 				 "the image has no memory layout");
 	else if (ret == 1)
+		ret = 0;
+	c.bytes_before = stream_bytes_read(links[0].s);
+	/* The bases, newer to older: each fills only what is still missing. */
+	for (i = 1; i < nr && !ret; i++)
+		ret = read_base(&c, &links[i], m, done, err, errlen);
+	if (!ret)
 		ret = load_state(&c, m, err, errlen);
 	if (!ret) {
-		image_counts(img, &st->pages, &st->zero_pages);
-		st->bytes = stream_bytes_read(s);
+		st->pages = c.pages;
+		for (i = 0; i < nr; i++) {
+			uint64_t p, z;
+
+			image_counts(links[i].img, &p, &z);
+			st->zero_pages += z;
+			st->bytes += stream_bytes_read(links[i].s);
+		}
 		st->hash = image_content_hash(img);
 		st->mem_bytes = c.mc->mem_bytes;
+		st->links = nr;
 		if (o->progress)
-			o->progress(o->opaque, c.total_pages, c.total_pages);
+			o->progress(o->opaque, c.bytes_total, c.bytes_total);
 	}
-	image_destroy(img);
-	stream_close(s);
+	for (i = 0; i < nr; i++)
+		link_close(&links[i]);
+	free(links);
+	bitmap_free(done);
 	rctx_free(&c);
 	if (ret < 0) {
 		machine_destroy(m);

@@ -16,8 +16,11 @@ static void image_usage(FILE *f)
 		"info reads the whole image and shows what it holds: format, codec,\n"
 		"chain, vCPUs, devices, memory (pages, zero pages, image size and\n"
 		"ratio). verify checks every checksum, decompresses every batch and\n"
-		"decodes every state message, and prints 'ok' or why not. Neither\n"
-		"runs anything.\n"
+		"decodes every state message, and prints 'ok' or why not. Both\n"
+		"follow an incremental image's chain of bases and check each link\n"
+		"the same way: each must be there (where it was saved, or beside\n"
+		"the image that names it) with the content hash its successor\n"
+		"names. Neither runs anything.\n"
 		"\n"
 		"exit status: 0 a good image, 2 bad arguments or a bad image, 1\n"
 		"another failure.\n");
@@ -27,7 +30,8 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 		       bool json)
 {
 	double ratio =
-		inf->bytes ? (double)inf->mem_bytes / (double)inf->bytes : 0;
+		inf->bytes ? (double)inf->pages * 4096.0 / (double)inf->bytes :
+			     0;
 	unsigned int i;
 
 	if (json) {
@@ -36,11 +40,16 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 		printf(",\"codec\":\"%s\",\"aligned\":%s,\"base\":",
 		       image_codec_name(inf->codec),
 		       inf->aligned ? "true" : "false");
-		if (inf->has_base)
-			printf("\"%016llx\"",
+		if (inf->has_base) {
+			printf("{\"hash\":\"%016llx\",\"path\":",
 			       (unsigned long long)inf->base_hash);
-		else
+			json_str(stdout, inf->base_path);
+			printf("}");
+		} else {
 			printf("null");
+		}
+		printf(",\"links\":%u,\"chain_pages\":%llu", inf->links,
+		       (unsigned long long)inf->chain_pages);
 		printf(",\"content_hash\":\"%016llx\",\"vcpu_model\":",
 		       (unsigned long long)inf->content_hash);
 		json_str(stdout, inf->vcpu_model);
@@ -64,8 +73,10 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 	printf("format    vmrun image v1, %s%s\n", image_codec_name(inf->codec),
 	       inf->aligned ? ", page-aligned" : "");
 	if (inf->has_base)
-		printf("chain     incremental over %016llx\n",
-		       (unsigned long long)inf->base_hash);
+		printf("chain     incremental over %016llx (%s), %u images "
+		       "in all, each checked\n",
+		       (unsigned long long)inf->base_hash, inf->base_path,
+		       inf->links);
 	else
 		printf("chain     none (a full image)\n");
 	printf("hash      %016llx\n", (unsigned long long)inf->content_hash);
@@ -117,7 +128,13 @@ int cmd_image(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
-	if (verify)
+	if (verify && inf.links > 1)
+		printf("%s: ok (%llu pages, content hash %016llx; its chain of "
+		       "%u images, %llu pages in all, checked)\n",
+		       argv[2], (unsigned long long)inf.pages,
+		       (unsigned long long)inf.content_hash, inf.links,
+		       (unsigned long long)inf.chain_pages);
+	else if (verify)
 		printf("%s: ok (%llu pages, content hash %016llx)\n", argv[2],
 		       (unsigned long long)inf.pages,
 		       (unsigned long long)inf.content_hash);

@@ -22,7 +22,11 @@ static void restore_usage(FILE *f)
 		"where it was saved: same vCPUs, memory, devices and disks. The\n"
 		"whole image is checked (format, version, checksums, this host's\n"
 		"CPU features, the disks) before any vCPU runs; a bad image is\n"
-		"refused with exit status 2 and nothing is started.\n"
+		"refused with exit status 2 and nothing is started. An incremental\n"
+		"image (save --incremental) is restored with its chain of bases:\n"
+		"each must be where it was saved, or beside the image naming it,\n"
+		"and have the content hash recorded; each page comes from the\n"
+		"newest image that holds it.\n"
 		"\n"
 		"  --console SPEC     stdio (default), file:PATH or none\n"
 		"  --disk FILE        use FILE for the next saved disk, in order\n"
@@ -72,18 +76,20 @@ static void print_summary(const char *path, const struct vmsnap_stats *st,
 		json_str(stderr, path);
 		fprintf(stderr,
 			",\"bytes\":%llu,\"mem_bytes\":%llu,\"pages\":%llu,"
-			"\"zero_pages\":%llu,\"ms\":%.3f,"
+			"\"zero_pages\":%llu,\"ms\":%.3f,\"links\":%u,"
 			"\"content_hash\":\"%016llx\"}\n",
 			(unsigned long long)st->bytes,
 			(unsigned long long)st->mem_bytes,
 			(unsigned long long)st->pages,
 			(unsigned long long)st->zero_pages,
-			(double)st->ns / 1e6, (unsigned long long)st->hash);
+			(double)st->ns / 1e6, st->links,
+			(unsigned long long)st->hash);
 		return;
 	}
 	fprintf(stderr,
-		"vmrun: restored %s: %llu MiB of guest memory, %llu pages (%llu zero), %.1f MiB read in %.0f ms\n",
-		path, (unsigned long long)(st->mem_bytes >> 20),
+		"vmrun: restored %s%s: %llu MiB of guest memory, %llu pages (%llu zero), %.1f MiB read in %.0f ms\n",
+		path, st->links > 1 ? " and its bases" : "",
+		(unsigned long long)(st->mem_bytes >> 20),
 		(unsigned long long)st->pages,
 		(unsigned long long)st->zero_pages,
 		(double)st->bytes / 1048576.0, (double)st->ns / 1e6);

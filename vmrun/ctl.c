@@ -45,6 +45,7 @@ struct ctl {
 	char msg[512];	     /* a reply's message, when it is built */
 	Vmrun__CtlSaveResult save;
 	char save_path[4096];
+	struct vmsnap_chain chain; /* the last save: the next one's base */
 	struct ctl_conn conns[CTL_MAX_CONNS];
 };
 
@@ -155,17 +156,16 @@ static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q __unused,
 static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 		   Vmrun__CtlReply *r)
 {
-	struct vmsnap_save_opts o = { .codec = IMAGE_CODEC_LZ4 };
+	struct vmsnap_save_opts o = { .codec = IMAGE_CODEC_LZ4,
+				      .chain = &c->chain,
+				      .incremental = q->incremental };
+	uint64_t base_hash = c->chain.hash;
 	struct vmsnap_stats st;
 	int ret;
 
 	if (!q->path[0] || q->path[0] != '/') {
 		r->message = "save needs an absolute path";
 		return -EINVAL;
-	}
-	if (q->incremental) {
-		r->message = "incremental images are not built yet";
-		return -EOPNOTSUPP;
 	}
 	if (!strcmp(q->codec, "zstd"))
 		o.codec = IMAGE_CODEC_ZSTD;
@@ -195,6 +195,9 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 	c->save.frozen_ns = st.frozen_ns;
 	c->save.content_hash = st.hash;
 	c->save.codec = (char *)(uintptr_t)image_codec_name(o.codec);
+	c->save.incremental = q->incremental;
+	c->save.base_hash = q->incremental ? base_hash : 0;
+	c->save.links = st.links;
 	r->save = &c->save;
 	return 0;
 }
@@ -428,7 +431,8 @@ static void ctl_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmrun ctl SOCKET status|pause|resume|stop\n"
-		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none] [--json]\n"
+		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
+		"                                  [--incremental] [--json]\n"
 		"\n"
 		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
 		"restore --ctl SOCKET').\n"
@@ -440,8 +444,11 @@ static void ctl_usage(FILE *f)
 		"image is restored with 'vmrun restore FILE'.\n"
 		"  --compress C   lz4 (default), zstd, or none (uncompressed, guest\n"
 		"                 pages page-aligned in the file)\n"
-		"  --incremental  only the pages dirtied since the last save (not\n"
-		"                 built yet: refused)\n"
+		"  --incremental  only the pages written since the last save of this\n"
+		"                 VM, over that image (the base, which must stay\n"
+		"                 where it was, or beside FILE): restoring FILE\n"
+		"                 reads the whole chain. The first save of a VM\n"
+		"                 starts dirty tracking, which then stays on.\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
@@ -450,7 +457,9 @@ static void ctl_usage(FILE *f)
 
 static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 {
-	double ratio = s->bytes ? (double)s->mem_bytes / (double)s->bytes : 0;
+	/* Guest bytes the image stands for, per image byte. */
+	double ratio =
+		s->bytes ? (double)s->pages * 4096.0 / (double)s->bytes : 0;
 
 	if (json) {
 		printf("{\"path\":");
@@ -458,21 +467,35 @@ static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 		printf(",\"codec\":\"%s\",\"bytes\":%llu,"
 		       "\"mem_bytes\":%llu,\"pages\":%llu,\"zero_pages\":%llu,"
 		       "\"ratio\":%.2f,\"ms\":%.3f,\"frozen_ms\":%.3f,"
-		       "\"content_hash\":\"%016llx\"}\n",
+		       "\"content_hash\":\"%016llx\",\"incremental\":%s,"
+		       "\"base_hash\":\"%016llx\",\"links\":%u}\n",
 		       s->codec, (unsigned long long)s->bytes,
 		       (unsigned long long)s->mem_bytes,
 		       (unsigned long long)s->pages,
 		       (unsigned long long)s->zero_pages, ratio,
 		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6,
-		       (unsigned long long)s->content_hash);
+		       (unsigned long long)s->content_hash,
+		       s->incremental ? "true" : "false",
+		       (unsigned long long)s->base_hash, s->links);
 		return;
 	}
-	printf("saved %s: %llu MiB of guest memory, %llu pages (%llu zero), "
-	       "%.1f MiB image (%s, %.1fx), %.0f ms (vCPUs frozen %.0f ms)\n",
-	       s->path, (unsigned long long)(s->mem_bytes >> 20),
-	       (unsigned long long)s->pages, (unsigned long long)s->zero_pages,
-	       (double)s->bytes / 1048576.0, s->codec, ratio,
-	       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
+	if (s->incremental)
+		printf("saved %s: incremental over %016llx (image %u of its "
+		       "chain), %llu pages written since (%llu zero), %.1f MiB "
+		       "image (%s), %.0f ms (vCPUs frozen %.0f ms)\n",
+		       s->path, (unsigned long long)s->base_hash, s->links,
+		       (unsigned long long)s->pages,
+		       (unsigned long long)s->zero_pages,
+		       (double)s->bytes / 1048576.0, s->codec,
+		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
+	else
+		printf("saved %s: %llu MiB of guest memory, %llu pages (%llu zero), "
+		       "%.1f MiB image (%s, %.1fx), %.0f ms (vCPUs frozen %.0f ms)\n",
+		       s->path, (unsigned long long)(s->mem_bytes >> 20),
+		       (unsigned long long)s->pages,
+		       (unsigned long long)s->zero_pages,
+		       (double)s->bytes / 1048576.0, s->codec, ratio,
+		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
 }
 
 /* Parses "save FILE [options]" into @req; returns 0 or EXIT_USAGE. */

@@ -503,10 +503,170 @@ static void test_snapshot_bad_images(void)
 	cleanup_dir();
 }
 
+static int ctl_inc(const char *sock, const char *file, const char *codec,
+		   char *out, char *err)
+{
+	const char *a[] = { "ctl",	  sock,	 "save",	  file,
+			    "--compress", codec, "--incremental", NULL };
+
+	return run_vmrun(a, out, err, 8192, 300000);
+}
+
+static int vmrun_rc(const char *const *a, char *out, char *err)
+{
+	return run_vmrun(a, out, err, 8192, 300000);
+}
+
+/*
+ * A full image and two incremental ones saved while the guest runs (the
+ * last one paused), with an incremental save between them that fails for
+ * want of space and so must give its pages back to the next one; the
+ * chain of three restores and the guest goes on with no mismatch. A
+ * missing or replaced base is refused; a chain moved whole still reads.
+ */
+static void test_snapshot_chain(void)
+{
+	char disk[128], copy[128], a_img[128], b_img[128], c_img[128];
+	char mnt[128], full[160], con[160], out[8192], err[8192], cmd[1024];
+	struct vmp v;
+	struct ticks t;
+	int rc;
+
+	setup_dir();
+	mkpath(disk, sizeof(disk), "disk.img");
+	mkpath(a_img, sizeof(a_img), "a.img");
+	mkpath(b_img, sizeof(b_img), "b.img");
+	mkpath(c_img, sizeof(c_img), "c.img");
+	mkpath(v.con, sizeof(v.con), "con0.txt");
+	mkpath(v.sock, sizeof(v.sock), "s0.sock");
+	make_disk(disk);
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = { "run",    "--cpus",	   "2",
+				    "--disk", disk,	   "--rng",
+				    "--ctl",  v.sock,	   "--console",
+				    con,      "--cmdline", CMDLINE,
+				    NULL };
+
+		spawn(&v, a);
+	}
+	t = wait_ticks(v.con, 3);
+	rc = ctl_inc(v.sock, b_img, "lz4", out, err);
+	TEST_CHECK(rc == 1 && strstr(err, "full image"),
+		   "an incremental save with no base: exit %d: %s", rc, err);
+	rc = ctl(v.sock, "save", a_img, "lz4", out, err);
+	TEST_ASSERT(rc == 0, "full save: %d %s", rc, err);
+	rc = ctl_inc(v.sock, a_img, "lz4", out, err);
+	TEST_CHECK(rc == 1 && strstr(err, "base"),
+		   "an incremental save over its own base: exit %d: %s", rc,
+		   err);
+	t = wait_ticks(v.con, t.count + 2);
+
+	/* A one-page tmpfs, already full: the save fails after collecting. */
+	mkpath(mnt, sizeof(mnt), "full");
+	mkdir(mnt, 0700);
+	TEST_ASSERT(mount("tmpfs", mnt, "tmpfs", 0, "size=4k") == 0,
+		    "mount tmpfs: %s", strerror(errno));
+	snprintf(full, sizeof(full), "%s/filler", mnt);
+	{
+		static char page[4096];
+		int fd = open(full, O_CREAT | O_WRONLY, 0600);
+
+		TEST_ASSERT(fd >= 0, "filler");
+		TEST_CHECK(write(fd, page, sizeof(page)) > 0, "filler");
+		close(fd);
+	}
+	snprintf(full, sizeof(full), "%s/x.img", mnt);
+	rc = ctl_inc(v.sock, full, "lz4", out, err);
+	TEST_CHECK(rc == 1 && strstr(err, "No space"),
+		   "an incremental save into a full tmpfs: exit %d: %s", rc,
+		   err);
+	umount(mnt);
+	t = wait_ticks(v.con, t.count + 2);
+	TEST_CHECK(t.clean, "the guest found a mismatch after a failed save");
+
+	rc = ctl_inc(v.sock, b_img, "zstd", out, err);
+	TEST_ASSERT(rc == 0 && strstr(out, "incremental over") &&
+			    strstr(out, "image 2 of"),
+		    "incremental save: %d %s %s", rc, out, err);
+	t = wait_ticks(v.con, t.count + 2);
+	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
+	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
+	usleep(200000); /* let a line being written reach the file */
+	t = scan(v.con);
+	rc = ctl_inc(v.sock, c_img, "none", out, err);
+	TEST_ASSERT(rc == 0 && strstr(out, "image 3 of"),
+		    "second incremental save: %d %s %s", rc, out, err);
+	reap(&v, SIGKILL);
+	{
+		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
+
+		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
+			 nl ? nl + 1 : p);
+	}
+
+	/* The incremental image holds only what was written since. */
+	rc = vmrun_rc(
+		(const char *[]){ "image", "info", b_img, "--json", NULL }, out,
+		err);
+	TEST_CHECK(rc == 0 && strstr(out, "\"links\":2"), "info b: %d %s %s",
+		   rc, out, err);
+	{
+		const char *p = strstr(out, "\"pages\":");
+		unsigned long pages = p ? strtoul(p + 8, NULL, 10) : 0;
+
+		TEST_CHECK(pages > 0 && pages < 65536 / 2,
+			   "the incremental image holds %lu pages", pages);
+	}
+	rc = vmrun_rc((const char *[]){ "image", "verify", c_img, NULL }, out,
+		      err);
+	TEST_CHECK(rc == 0 && strstr(out, "3 images"), "verify c: %d %s %s", rc,
+		   out, err);
+
+	mkpath(copy, sizeof(copy), "disk-c.img");
+	copy_disk(disk, copy);
+	restore_check(c_img, copy, t.last, 2, 0);
+
+	/* A missing base, then a base replaced by another image. */
+	snprintf(cmd, sizeof(cmd), "mv %s %s.moved", a_img, a_img);
+	TEST_ASSERT(system(cmd) == 0, "%s", cmd);
+	{
+		const char *a[] = { "restore", c_img, "--console",
+				    "file:/dev/null", NULL };
+
+		rc = vmrun_rc(a, out, err);
+		TEST_CHECK(rc == 2 && strstr(err, "missing"),
+			   "restore with a missing base: exit %d: %s", rc, err);
+		rc = vmrun_rc(
+			(const char *[]){ "image", "verify", c_img, NULL }, out,
+			err);
+		TEST_CHECK(rc == 2 && strstr(err, "missing"),
+			   "verify with a missing base: exit %d: %s", rc, err);
+		snprintf(cmd, sizeof(cmd), "cp %s %s", c_img, a_img);
+		TEST_ASSERT(system(cmd) == 0, "%s", cmd);
+		rc = vmrun_rc(a, out, err);
+		TEST_CHECK(rc == 2 && strstr(err, "not its base"),
+			   "restore with a replaced base: exit %d: %s", rc,
+			   err);
+	}
+	/* The chain moved as a whole: the bases are found beside it. */
+	snprintf(cmd, sizeof(cmd),
+		 "mv %s.moved %s && mkdir %s/moved && mv %s %s %s %s/moved/",
+		 a_img, a_img, dir, a_img, b_img, c_img, dir);
+	TEST_ASSERT(system(cmd) == 0, "%s", cmd);
+	snprintf(c_img, sizeof(c_img), "%s/moved/c.img", dir);
+	rc = vmrun_rc((const char *[]){ "image", "verify", c_img, NULL }, out,
+		      err);
+	TEST_CHECK(rc == 0 && strstr(out, "3 images"),
+		   "verify the moved chain: %d %s %s", rc, out, err);
+	cleanup_dir();
+}
+
 const struct test_case snapshot_tests[] = {
 	{ "each_codec", test_snapshot_each_codec },
 	{ "twice_4cpus", test_snapshot_twice_4cpus },
 	{ "full_fs", test_snapshot_full_fs },
 	{ "bad_images", test_snapshot_bad_images },
+	{ "chain", test_snapshot_chain },
 	{ NULL, NULL },
 };
