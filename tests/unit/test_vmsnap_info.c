@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "machine.pb-c.h"
@@ -34,15 +36,20 @@ static void put(struct image *img, uint32_t type, const ProtobufCMessage *m)
 	TEST_ASSERT(image_write_state(img, type, buf, n) == 0, "state");
 }
 
-/* Writes a small machine image to @path with one thing made wrong. */
-static void write_image(const char *path, enum hostile h)
+/* Writes a small machine image to @path with one thing made wrong; with
+ * @base_path, an incremental one over the image there named @base_hash. */
+static void write_image_over(const char *path, enum hostile h,
+			     const char *base_path, uint64_t base_hash)
 {
 	Vmrun__MachineConfig mc;
 	Vmrun__MemLayout l;
 	Vmrun__MemSegment seg, *segp = &seg;
 	Vmrun__VmState vm;
 	Vmrun__VcpuSection vs;
-	struct image_header hdr = { .codec = IMAGE_CODEC_LZ4 };
+	struct image_header hdr = { .codec = IMAGE_CODEC_LZ4,
+				    .has_base = base_path != NULL,
+				    .base_hash = base_hash,
+				    .base_path = base_path };
 	struct stream *s;
 	struct image *img;
 	uint8_t *mem = calloc(64, 4096), lbuf[256];
@@ -88,6 +95,65 @@ static void write_image(const char *path, enum hostile h)
 	free(mem);
 }
 
+static void write_image(const char *path, enum hostile h)
+{
+	write_image_over(path, h, NULL, 0);
+}
+
+/* Chains: a good one, a missing base, a base with another hash, a base
+ * moved beside its successor, a full image naming a base. */
+static void test_vmsnap_info_chain(void)
+{
+	char a[64], b[96], c[96], d[64], err[512];
+	struct vmsnap_info inf;
+	uint64_t ha;
+	int ret;
+
+	snprintf(a, sizeof(a), "/tmp/vmrun-chain-%d-a.img", (int)getpid());
+	snprintf(b, sizeof(b), "/tmp/vmrun-chain-%d-b.img", (int)getpid());
+	snprintf(d, sizeof(d), "/tmp/vmrun-chain-%d", (int)getpid());
+	snprintf(c, sizeof(c), "%s/vmrun-chain-%d-a.img", d, (int)getpid());
+	write_image(a, H_NONE);
+	ret = vmsnap_info(a, &inf, err, sizeof(err));
+	TEST_ASSERT(ret == 0 && inf.links == 1, "the base: %d %s", ret, err);
+	ha = inf.content_hash;
+
+	write_image_over(b, H_NONE, a, ha);
+	ret = vmsnap_info(b, &inf, err, sizeof(err));
+	TEST_CHECK(ret == 0 && inf.links == 2 && inf.has_base &&
+			   inf.base_hash == ha && inf.chain_pages == 64,
+		   "a good chain: %d %s (links %u)", ret, err, inf.links);
+
+	write_image_over(b, H_NONE, a, ha ^ 1);
+	ret = vmsnap_info(b, &inf, err, sizeof(err));
+	TEST_CHECK(ret == -EINVAL && strstr(err, "not its base"),
+		   "a base with another hash: %d %s", ret, err);
+
+	write_image_over(b, H_NONE, "/nonexistent/a.img", ha);
+	ret = vmsnap_info(b, &inf, err, sizeof(err));
+	TEST_CHECK(ret == -EINVAL && strstr(err, "missing"),
+		   "a missing base: %d %s", ret, err);
+
+	/* The base found beside its successor, under its recorded name. */
+	TEST_ASSERT(mkdir(d, 0700) == 0 && rename(a, c) == 0, "move");
+	snprintf(b, sizeof(b), "%s/b.img", d);
+	write_image_over(b, H_NONE, a, ha);
+	ret = vmsnap_info(b, &inf, err, sizeof(err));
+	TEST_CHECK(ret == 0 && inf.links == 2 && !strcmp(inf.base_path, c),
+		   "a moved chain: %d %s (base %s)", ret, err, inf.base_path);
+
+	/* The base truncated: its tail no longer holds END. */
+	TEST_ASSERT(truncate(c, 100) == 0, "truncate");
+	ret = vmsnap_info(b, &inf, err, sizeof(err));
+	TEST_CHECK(ret == -EINVAL && strstr(err, "not a complete image"),
+		   "a truncated base: %d %s", ret, err);
+	unlink(c);
+	unlink(b);
+	rmdir(d);
+	snprintf(b, sizeof(b), "/tmp/vmrun-chain-%d-b.img", (int)getpid());
+	unlink(b);
+}
+
 static void test_vmsnap_info_hostile(void)
 {
 	static const struct {
@@ -124,5 +190,6 @@ static void test_vmsnap_info_hostile(void)
 
 const struct test_case vmsnap_info_tests[] = {
 	{ "hostile", test_vmsnap_info_hostile },
+	{ "chain", test_vmsnap_info_chain },
 	{ NULL, NULL },
 };
