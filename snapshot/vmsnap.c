@@ -491,6 +491,7 @@ int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
 	uint64_t hash = 0;
 	int fd, ret = -EINVAL;
 	bool found = false;
+	struct stat sb;
 
 	if (!copy || !rcopy) {
 		free(copy);
@@ -508,11 +509,14 @@ int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
 				 basename(rcopy));
 		if (i == 1 && (!rec[0] || !strcmp(base, rec)))
 			break;
-		fd = open(base, O_RDONLY | O_CLOEXEC);
+		/* Never block on a FIFO or read a device a hostile image names. */
+		fd = open(base, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
 			continue;
 		found = true;
-		ret = image_file_content_hash(fd, &hash);
+		ret = fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ?
+			      -EBADMSG :
+			      image_file_content_hash(fd, &hash);
 		close(fd);
 	}
 	if (!found)

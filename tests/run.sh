@@ -135,7 +135,7 @@ for dir in "${configs[@]}"; do
 	if [ "$dir" != build-tsan ]; then
 		run_suite "" "$dir/tests/unit/unit_tests"
 		# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
-		for f in fuzz_virtq fuzz_image_load fuzz_image_read; do
+		for f in fuzz_virtq fuzz_image_load fuzz_image_read fuzz_vmsnap_info; do
 			if FUZZ_SEEDS="$dir/tests/guest" "$dir/tests/fuzz/$f" --smoke 20000; then
 				count "" 1 0
 			else
