@@ -177,14 +177,38 @@ static const char *reg_name(uint32_t reg)
 	return reg < 4 ? n[reg] : "?";
 }
 
-/* The header's CPU features against this host's KVM_GET_SUPPORTED_CPUID. */
-static int check_features(const struct image_header *h, char *err,
+static uint32_t word_of(const struct kvm_cpuid2 *c, const Vmrun__CpuidWord *w)
+{
+	uint32_t j, have = 0;
+
+	for (j = 0; c && j < c->nent; j++) {
+		const struct kvm_cpuid_entry2 *e = &c->entries[j];
+
+		/* The index counts only where KVM says it does. */
+		if (e->function != w->leaf ||
+		    ((e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) &&
+		     e->index != w->subleaf))
+			continue;
+		have = w->reg == 0 ? e->eax :
+		       w->reg == 1 ? e->ebx :
+		       w->reg == 2 ? e->ecx :
+				     e->edx;
+	}
+	return have;
+}
+
+/*
+ * The header's CPU features against what this host's KVM supports
+ * (KVM_GET_SUPPORTED_CPUID) or gives a vCPU set up by vmrun (@given:
+ * vCPU 0 of the machine built for the restore, before it ever runs).
+ */
+static int check_features(const struct image_header *h,
+			  const struct kvm_cpuid2 *given, char *err,
 			  size_t errlen)
 {
 	const struct kvm_cpuid2 *sup;
 	Vmrun__CpuFeatures *f;
 	size_t i;
-	uint32_t j;
 	int kfd, ret;
 
 	f = vmrun__cpu_features__unpack(NULL, h->cpu_features_len,
@@ -207,18 +231,8 @@ static int check_features(const struct image_header *h, char *err,
 	}
 	for (i = 0; i < f->n_words && !ret; i++) {
 		const Vmrun__CpuidWord *w = f->words[i];
-		uint32_t have = 0, missing;
+		uint32_t have = word_of(sup, w) | word_of(given, w), missing;
 
-		for (j = 0; j < sup->nent; j++) {
-			const struct kvm_cpuid_entry2 *e = &sup->entries[j];
-
-			if (e->function != w->leaf || e->index != w->subleaf)
-				continue;
-			have = w->reg == 0 ? e->eax :
-			       w->reg == 1 ? e->ebx :
-			       w->reg == 2 ? e->ecx :
-					     e->edx;
-		}
 		missing = w->bits & ~have &
 			  ~vmsnap_feature_ignore(w->leaf, w->subleaf, w->reg);
 		if (missing)
@@ -230,6 +244,21 @@ static int check_features(const struct image_header *h, char *err,
 	}
 out:
 	vmrun__cpu_features__free_unpacked(f, NULL);
+	return ret;
+}
+
+/* check_features() with the CPUID vCPU 0 of @m was given. */
+static int check_machine_features(const struct image_header *h,
+				  struct machine *m, char *err, size_t errlen)
+{
+	struct kvm_cpuid2 *given = NULL;
+	int ret = x86_vcpu_cpuid(vm_vcpu(machine_vm(m), 0), &given);
+
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "KVM_GET_CPUID2: %s",
+				  strerror(-ret));
+	ret = check_features(h, given, err, errlen);
+	free(given);
 	return ret;
 }
 
@@ -591,8 +620,6 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	if (!links)
 		return -ENOMEM;
 	ret = chain_open(path, links, &nr, err, errlen);
-	if (!ret)
-		ret = check_features(links[0].h, err, errlen);
 	img = links[0].img;
 	for (i = 0; i < nr; i++)
 		c.bytes_total += link_size(&links[i]);
@@ -608,6 +635,9 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		}
 		if (ret == 0 && c.layout && !m) {
 			ret = build(&c, &m, err, errlen);
+			if (!ret)
+				ret = check_machine_features(links[0].h, m, err,
+							     errlen);
 			if (!ret)
 				ret = image_add_segment(
 					img, 0, c.mc->mem_bytes / PAGE_SIZE,

@@ -95,6 +95,25 @@ done:
 	return ret;
 }
 
+int x86_vcpu_cpuid(struct vcpu *vcpu, struct kvm_cpuid2 **out)
+{
+	struct kvm_cpuid2 *c;
+	int ret;
+
+	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES *
+					   sizeof(struct kvm_cpuid_entry2));
+	if (!c)
+		return -ENOMEM;
+	c->nent = CPUID_MAX_ENTRIES;
+	ret = kvm_ioctl(vcpu->fd, KVM_GET_CPUID2, c);
+	if (ret < 0) {
+		free(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
 /*
  * Gives the vCPU exactly what KVM supports, with the per-vCPU fields
  * (initial APIC id, x2APIC id) filled in, and nothing KVM did not offer.

@@ -28,4 +28,11 @@ int vcpu_arch_init(struct vcpu *vcpu) __must_check;
 struct kvm_cpuid2;
 int x86_supported_cpuid(int kvm_fd, const struct kvm_cpuid2 **out) __must_check;
 
+/*
+ * The CPUID @vcpu has now (KVM_GET_CPUID2), in a new buffer (free() it).
+ * It can hold more than vmrun set: PVM reports the host CPU's own
+ * features, which its guests' ring 3 sees.
+ */
+int x86_vcpu_cpuid(struct vcpu *vcpu, struct kvm_cpuid2 **out) __must_check;
+
 #endif /* VMM_X86_VCPU_ARCH_H */
