@@ -612,12 +612,10 @@ static void machine_harvest(struct machine *m)
 		dirty_take(m->ram, m->track_scratch);
 }
 
-int machine_dirty_collect(struct machine *m, uint64_t *bitmap)
+static int dirty_collect(struct machine *m, uint64_t *bitmap)
 {
 	int ret;
 
-	if (!m->freezes)
-		return -EBUSY;
 	if (!dirty_active(m->vm)) {
 		ret = dirty_start(m->vm);
 		if (ret < 0)
@@ -629,6 +627,23 @@ int machine_dirty_collect(struct machine *m, uint64_t *bitmap)
 	dirty_take(m->ram, bitmap);
 	m->dirty_keep = true;
 	return 0;
+}
+
+int machine_dirty_collect(struct machine *m, uint64_t *bitmap)
+{
+	return m->freezes ? dirty_collect(m, bitmap) : -EBUSY;
+}
+
+int machine_dirty_begin(struct machine *m)
+{
+	uint64_t *bm = bitmap_alloc(mem_seg_pages(m->ram));
+	int ret;
+
+	if (!bm)
+		return -ENOMEM;
+	ret = dirty_collect(m, bm);
+	bitmap_free(bm);
+	return ret;
 }
 
 void machine_dirty_return(struct machine *m, const uint64_t *bitmap)

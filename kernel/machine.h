@@ -110,4 +110,9 @@ void machine_thaw(struct machine *m);
 int machine_dirty_collect(struct machine *m, uint64_t *bitmap) __must_check;
 void machine_dirty_return(struct machine *m, const uint64_t *bitmap);
 
+/* Before machine_run(): begins the first epoch of a machine (a restored
+ * one, whose memory is its image's): the next collect returns what it
+ * wrote since. */
+int machine_dirty_begin(struct machine *m) __must_check;
+
 #endif /* VMM_KERNEL_MACHINE_H */

@@ -105,6 +105,9 @@ struct vmsnap_restore_opts {
 	const char *disks[MACHINE_MAX_DISKS]; /* NULL: the saved path */
 	const char *nets[MACHINE_MAX_NETS];   /* NULL: the saved spec */
 	bool disk_changed_ok;
+	/* Start dirty tracking, so the restored image can be the base of an
+	 * incremental save. */
+	bool track_dirty;
 	vmsnap_progress_t progress;
 	void *opaque;
 };

@@ -661,6 +661,12 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		ret = read_base(&c, &links[i], m, done, err, errlen);
 	if (!ret)
 		ret = load_state(&c, m, err, errlen);
+	if (!ret && o->track_dirty) {
+		ret = machine_dirty_begin(m);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "dirty tracking: %s",
+				   strerror(-ret));
+	}
 	if (!ret) {
 		st->pages = c.pages;
 		for (i = 0; i < nr; i++) {

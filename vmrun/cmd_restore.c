@@ -35,7 +35,9 @@ static void restore_usage(FILE *f)
 		"  --net SPEC         the next saved network card's back end, in\n"
 		"                     order: tap:NAME[,bridge=BR] or fd:N (default:\n"
 		"                     the saved spec)\n"
-		"  --ctl PATH         serve a control socket at PATH (see vmrun ctl)\n"
+		"  --ctl PATH         serve a control socket at PATH (see vmrun ctl);\n"
+		"                     dirty tracking starts with the restore, so a\n"
+		"                     save --incremental can go over FILE\n"
 		"  --lazy             run before memory is loaded (not built yet:\n"
 		"                     refused)\n"
 		"  --json             print the restore summary as JSON (stderr)\n"
@@ -113,6 +115,7 @@ int cmd_restore(int argc, char **argv)
 	struct progress prog = { .tty = isatty(STDERR_FILENO), .last = -1 };
 	unsigned int nr_disks = 0, nr_nets = 0;
 	const char *ctl_path = NULL, *path;
+	struct vmsnap_chain chain = { 0 };
 	struct vmsnap_stats st;
 	struct machine *m;
 	bool json = false;
@@ -176,6 +179,8 @@ int cmd_restore(int argc, char **argv)
 	prog.t0 = vmsnap_now_ns();
 	o.progress = show_progress;
 	o.opaque = &prog;
+	/* Saves come through the control socket: track for incremental ones. */
+	o.track_dirty = ctl_path != NULL;
 	ret = vmsnap_restore_file(path, &o, &m, &st, err, sizeof(err));
 	if (ret < 0) {
 		if (prog.last >= 0)
@@ -188,5 +193,8 @@ int cmd_restore(int argc, char **argv)
 			       EXIT_VMM_ERROR;
 	}
 	print_summary(path, &st, json);
-	return vmrun_serve(m, ctl_path);
+	chain.valid = realpath(path, chain.path) != NULL;
+	chain.hash = st.hash;
+	chain.links = st.links;
+	return vmrun_serve(m, ctl_path, &chain);
 }

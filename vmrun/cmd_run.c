@@ -284,13 +284,14 @@ int cmd_run(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
-	ret = vmrun_serve(m, ctl_path);
+	ret = vmrun_serve(m, ctl_path, NULL);
 	if (kdata)
 		munmap(kdata, ksize);
 	return ret;
 }
 
-int vmrun_serve(struct machine *m, const char *ctl_path)
+int vmrun_serve(struct machine *m, const char *ctl_path,
+		const struct vmsnap_chain *chain)
 {
 	struct ctl *ctl = NULL;
 	enum vm_exit_reason r;
@@ -298,8 +299,8 @@ int vmrun_serve(struct machine *m, const char *ctl_path)
 	int ret, signo;
 
 	if (ctl_path) {
-		ret = ctl_open(m, ctl_path, machine_config(m)->mem, &ctl, err,
-			       sizeof(err));
+		ret = ctl_open(m, ctl_path, machine_config(m)->mem, chain, &ctl,
+			       err, sizeof(err));
 		if (ret < 0) {
 			die_msg("%s", err);
 			machine_destroy(m);

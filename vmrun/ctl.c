@@ -351,7 +351,8 @@ static void ctl_accept(struct machine *m, int fd, void *opaque)
 }
 
 int ctl_open(struct machine *m, const char *path, uint64_t mem_bytes,
-	     struct ctl **out, char *err, size_t errlen)
+	     const struct vmsnap_chain *chain, struct ctl **out, char *err,
+	     size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -374,6 +375,8 @@ int ctl_open(struct machine *m, const char *path, uint64_t mem_bytes,
 		return -ENOMEM;
 	c->m = m;
 	c->mem_bytes = mem_bytes;
+	if (chain)
+		c->chain = *chain;
 	for (i = 0; i < CTL_MAX_CONNS; i++) {
 		c->conns[i].fd = -1;
 		c->conns[i].ctl = c;
@@ -448,7 +451,10 @@ static void ctl_usage(FILE *f)
 		"                 VM, over that image (the base, which must stay\n"
 		"                 where it was, or beside FILE): restoring FILE\n"
 		"                 reads the whole chain. The first save of a VM\n"
-		"                 starts dirty tracking, which then stays on.\n"
+		"                 starts dirty tracking, which then stays on; a\n"
+		"                 VM restored with --ctl tracks from the restore,\n"
+		"                 so its first save may be incremental over the\n"
+		"                 image it was restored from.\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"

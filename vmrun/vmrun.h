@@ -33,7 +33,9 @@ struct machine;
  * Serves a control socket at @ctl_path (if not NULL), runs @m until it
  * stops, destroys it and returns vmrun's exit status.
  */
-int vmrun_serve(struct machine *m, const char *ctl_path);
+struct vmsnap_chain;
+int vmrun_serve(struct machine *m, const char *ctl_path,
+		const struct vmsnap_chain *chain);
 
 /* Prints @s as a JSON string (quoted, escaped) to @f. */
 void json_str(FILE *f, const char *s);

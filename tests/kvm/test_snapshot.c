@@ -527,6 +527,7 @@ static int vmrun_rc(const char *const *a, char *out, char *err)
 static void test_snapshot_chain(void)
 {
 	char disk[128], copy[128], a_img[128], b_img[128], c_img[128];
+	char d_img[128];
 	char mnt[128], full[160], con[160], out[8192], err[8192], cmd[1024];
 	struct vmp v;
 	struct ticks t;
@@ -626,6 +627,40 @@ static void test_snapshot_chain(void)
 	mkpath(copy, sizeof(copy), "disk-c.img");
 	copy_disk(disk, copy);
 	restore_check(c_img, copy, t.last, 2, 0);
+
+	/* A restored VM saves incrementally over the image it came from. */
+	mkpath(copy, sizeof(copy), "disk-r.img");
+	copy_disk(disk, copy);
+	mkpath(d_img, sizeof(d_img), "d.img");
+	mkpath(v.con, sizeof(v.con), "con-rr.txt");
+	mkpath(v.sock, sizeof(v.sock), "rr.sock");
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = { "restore",	 c_img,	  "--disk",
+				    copy,	 "--ctl", v.sock,
+				    "--console", con,	  NULL };
+
+		spawn(&v, a);
+	}
+	t = wait_ticks(v.con, 3);
+	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
+	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
+	usleep(200000);
+	t = scan(v.con);
+	rc = ctl_inc(v.sock, d_img, "lz4", out, err);
+	TEST_ASSERT(rc == 0 && strstr(out, "image 4 of"),
+		    "incremental save of a restored VM: %d %s %s", rc, out,
+		    err);
+	reap(&v, SIGKILL);
+	{
+		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
+
+		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
+			 nl ? nl + 1 : p);
+	}
+	mkpath(disk, sizeof(disk), "disk-d.img");
+	copy_disk(copy, disk);
+	restore_check(d_img, disk, t.last, 2, 1);
 
 	/* A missing base, then a base replaced by another image. */
 	snprintf(cmd, sizeof(cmd), "mv %s %s.moved", a_img, a_img);
