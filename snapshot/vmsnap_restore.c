@@ -621,7 +621,7 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		return -ENOMEM;
 	ret = chain_open(path, links, &nr, err, errlen);
 	img = links[0].img;
-	for (i = 0; i < nr; i++)
+	for (i = 0; !ret && i < nr; i++)
 		c.bytes_total += link_size(&links[i]);
 	c.cur = links[0].s;
 	while (!ret) {
@@ -655,7 +655,8 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 				 "the image has no memory layout");
 	else if (ret == 1)
 		ret = 0;
-	c.bytes_before = stream_bytes_read(links[0].s);
+	if (!ret)
+		c.bytes_before = stream_bytes_read(links[0].s);
 	/* The bases, newer to older: each fills only what is still missing. */
 	for (i = 1; i < nr && !ret; i++)
 		ret = read_base(&c, &links[i], m, done, err, errlen);

@@ -489,6 +489,15 @@ static void test_snapshot_bad_images(void)
 		TEST_CHECK(rc == 2, "verify, byte %zu flipped: exit %d",
 			   offs[i], rc);
 	}
+	/* No image at all. */
+	{
+		const char *na[] = { "restore", "/nonexistent/vmrun.img",
+				     "--console", con, NULL };
+
+		rc = run_vmrun(na, out, err, sizeof(out), 120000);
+		TEST_CHECK(rc == 2 && strstr(err, "No such file"),
+			   "a missing image: exit %d: %s", rc, err);
+	}
 	/* An unknown format version (the preamble's second word). */
 	data[8] = 99;
 	write_file(bad, data, len);
