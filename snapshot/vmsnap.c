@@ -609,11 +609,6 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		if (ret < 0)
 			return ret;
 	}
-	if (chain) {
-		dirty = bitmap_alloc(mem_seg_pages(machine_ram(m)));
-		if (!dirty)
-			return -ENOMEM;
-	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path,
 			     (int)getpid()) >= sizeof(tmp))
 		return err_printf(err, errlen, -ENAMETOOLONG,
@@ -622,6 +617,10 @@ int vmsnap_save_file(struct machine *m, const char *path,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s: %s", tmp,
 				  strerror(-ret));
+	if (chain && !(dirty = bitmap_alloc(mem_seg_pages(machine_ram(m))))) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	ret = machine_freeze(m);
 	if (ret < 0) {
 		err_printf(err, errlen, ret, "freezing the VM: %s",
