@@ -9,6 +9,7 @@
 #include "kernel/kvm_ioctl.h"
 #include "kernel/util/log.h"
 #include "kernel/vm_priv.h"
+#include "kernel/x86/vcpu_arch.h"
 #include "kernel/x86/vcpu_state_priv.h"
 
 _Static_assert(sizeof(struct kvm_lapic_state) == 1024, "kvm_lapic_state");
@@ -361,14 +362,9 @@ static int save_cpuid(struct vcpu *vcpu, Vmrun__VcpuState *st)
 	uint32_t i, n;
 	int ret;
 
-	c = calloc(1, sizeof(*c) + X86_STATE_MAX_CPUID *
-					   sizeof(struct kvm_cpuid_entry2));
-	if (!c)
-		return -ENOMEM;
-	c->nent = X86_STATE_MAX_CPUID;
-	ret = kvm_ioctl(vcpu->fd, KVM_GET_CPUID2, c);
+	ret = x86_vcpu_cpuid(vcpu, &c);
 	if (ret < 0)
-		goto out;
+		return ret;
 	/* KVM looks leaves up first match first: a later entry with the
 	 * same leaf and index is dead (seen: a zeroed leaf-0 tail padding
 	 * the list to its buffer on the emulated host's KVM 6.1). Keep the
@@ -398,7 +394,6 @@ static int save_cpuid(struct vcpu *vcpu, Vmrun__VcpuState *st)
 		m->ecx = e->ecx;
 		m->edx = e->edx;
 	}
-out:
 	free(c);
 	return ret;
 }
