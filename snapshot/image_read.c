@@ -276,9 +276,7 @@ static void image_put_pages(struct image *img, struct image_seg *seg,
 			p++;
 			continue;
 		}
-		for (q = p + 1;
-		     q < end && !(seg->done && bitmap_test(seg->done, q)); q++)
-			;
+		q = seg->done ? bitmap_next_set(seg->done, end, p + 1) : end;
 		if (src)
 			memcpy(seg->mem + p * IMAGE_PAGE_SIZE,
 			       src + (p - first) * IMAGE_PAGE_SIZE,
@@ -287,8 +285,7 @@ static void image_put_pages(struct image *img, struct image_seg *seg,
 			memset(seg->mem + p * IMAGE_PAGE_SIZE, 0,
 			       (q - p) * IMAGE_PAGE_SIZE);
 		if (seg->done)
-			for (; p < q; p++)
-				bitmap_set(seg->done, p);
+			bitmap_set_range_atomic(seg->done, p, q - p);
 		p = q;
 	}
 }

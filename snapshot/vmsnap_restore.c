@@ -307,6 +307,23 @@ static int check_disks(struct rctx *c, char *err, size_t errlen)
 }
 
 /* Builds the machine the image describes, its RAM still zero. */
+/* Do two layouts place the same segments at the same guest addresses? */
+static bool maps_equal(const Vmrun__MemLayout *x, const Vmrun__MemLayout *y)
+{
+	size_t i;
+
+	if (x->n_maps != y->n_maps)
+		return false;
+	for (i = 0; i < x->n_maps; i++) {
+		const Vmrun__MemMap *a = x->maps[i], *b = y->maps[i];
+
+		if (a->segment != b->segment || a->gpa != b->gpa ||
+		    a->size != b->size || a->seg_offset != b->seg_offset)
+			return false;
+	}
+	return true;
+}
+
 static int build(struct rctx *c, struct machine **out, char *err, size_t errlen)
 {
 	const Vmrun__MachineConfig *mc = c->mc;
@@ -340,15 +357,8 @@ static int build(struct rctx *c, struct machine **out, char *err, size_t errlen)
 		return ret;
 	/* The same build gives the same layout; anything else is refused. */
 	ret = vmsnap_layout(m, &a, &l, &seg, &segp);
-	if (!ret && l.n_maps != c->layout->n_maps)
+	if (!ret && !maps_equal(&l, c->layout))
 		ret = -EINVAL;
-	for (i = 0; !ret && i < l.n_maps; i++) {
-		const Vmrun__MemMap *x = l.maps[i], *y = c->layout->maps[i];
-
-		if (x->segment != y->segment || x->gpa != y->gpa ||
-		    x->size != y->size || x->seg_offset != y->seg_offset)
-			ret = -EINVAL;
-	}
 	if (ret < 0) {
 		machine_destroy(m);
 		return err_printf(
@@ -467,15 +477,10 @@ static int base_on_layout(void *opaque, uint32_t type, const void *data,
 	if (!x)
 		return bad(b->c,
 			   "a base image's memory layout does not decode");
-	same = x->n_segments == l->n_segments && x->n_maps == l->n_maps;
+	same = x->n_segments == l->n_segments && maps_equal(x, l);
 	for (i = 0; same && i < x->n_segments; i++)
 		same = x->segments[i]->id == l->segments[i]->id &&
 		       x->segments[i]->size == l->segments[i]->size;
-	for (i = 0; same && i < x->n_maps; i++)
-		same = x->maps[i]->segment == l->maps[i]->segment &&
-		       x->maps[i]->gpa == l->maps[i]->gpa &&
-		       x->maps[i]->size == l->maps[i]->size &&
-		       x->maps[i]->seg_offset == l->maps[i]->seg_offset;
 	vmrun__mem_layout__free_unpacked(x, NULL);
 	b->layout_ok = same;
 	return same ? 0 :
