@@ -71,6 +71,7 @@ struct machine {
 	bool stdin_console;
 	struct machine_config cfg; /* strings owned (cfg_free()) */
 	unsigned int freezes;
+	struct machine_loader loader; /* .release NULL: none */
 };
 
 static void cfg_free(struct machine_config *c)
@@ -831,6 +832,8 @@ void machine_destroy(struct machine *m)
 	vm_stop(m->vm, VM_EXIT_REQUESTED);
 	vm_wait(m->vm, -1);
 	destroy_devices(m);
+	if (m->loader.release)
+		m->loader.release(m->loader.opaque);
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 	close(m->net_wake_efd);
@@ -840,6 +843,16 @@ void machine_destroy(struct machine *m)
 	close(m->ep);
 	cfg_free(&m->cfg);
 	free(m);
+}
+
+void machine_set_loader(struct machine *m, const struct machine_loader *l)
+{
+	m->loader = *l;
+}
+
+int machine_mem_wait(struct machine *m)
+{
+	return m->loader.wait ? m->loader.wait(m->loader.opaque) : 0;
 }
 
 int machine_watch_fd(struct machine *m, int fd, machine_fd_fn_t fn,

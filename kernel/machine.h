@@ -91,6 +91,22 @@ struct dev *machine_dev(struct machine *m, unsigned int i);
 struct mem_seg *machine_ram(struct machine *m);
 
 /*
+ * A loader that goes on filling RAM while the vCPUs run (a lazy
+ * restore). machine_destroy() calls @release once no vCPU or device
+ * thread can touch guest memory any more, before the RAM goes;
+ * machine_mem_wait() calls @wait, which returns once RAM is complete
+ * (what a save needs before it reads it), or -EIO if it never will be.
+ * One per machine.
+ */
+struct machine_loader {
+	int (*wait)(void *opaque); /* 0, or -EIO: memory cannot be whole */
+	void (*release)(void *opaque);
+	void *opaque;
+};
+void machine_set_loader(struct machine *m, const struct machine_loader *l);
+int machine_mem_wait(struct machine *m) __must_check;
+
+/*
  * Quiesces the machine for a consistent capture: pauses every vCPU
  * (vm_pause()), then every device (timers, back-end I/O). Nests.
  * machine_thaw() undoes one machine_freeze().

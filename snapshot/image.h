@@ -75,6 +75,21 @@ struct image_header {
 #define IMAGE_NO_OFFSET UINT64_MAX
 
 /*
+ * One PAGES section as image_index() finds it: its segment, its pages as
+ * @nr_runs (first, count) pairs, whether they are zero (no data), and the
+ * file offset image_fetch() reads it from. The runs are valid during the
+ * callback only.
+ */
+struct image_batch {
+	uint32_t seg;
+	bool zero;
+	uint64_t nr_pages;
+	const uint64_t *runs;
+	size_t nr_runs;
+	uint64_t offset;
+};
+
+/*
  * Where image_read() delivers sections; any callback may be NULL. Each
  * returns 0 or -errno, which stops the read and is returned.
  *
@@ -92,6 +107,8 @@ struct image_sink {
 		      size_t len);
 	int (*pages)(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
 		     const void *data, uint64_t file_off);
+	/* image_index() only: a PAGES section, its data not read. */
+	int (*batch)(void *opaque, const struct image_batch *b);
 };
 
 /*
@@ -198,6 +215,23 @@ int image_read(struct image *img, const struct image_sink *sink) __must_check;
  * even to image_add_segment() memory.
  */
 int image_verify(struct image *img) __must_check;
+
+/*
+ * Random access, for a lazy restore from a file (or memory) image:
+ * image_index() reads every section through END as image_read() does,
+ * except that of a PAGES section it reads only the descriptor (checked
+ * as far as it can be without the data: lengths, encoding, runs against
+ * the segments, no page twice) and gives it to sink->batch() with its
+ * offset, seeking over the data; END's counts are compared, the content
+ * hash is not (seeking leaves it uncomputed: check it with a full read,
+ * image_verify()). Afterwards image_fetch() reads the PAGES section at
+ * @offset, checks its payload hash and encoding, and gives its pages to
+ * sink->pages() (and to image_add_segment() memory, if any), any number
+ * of times, in any order. Both need a seekable stream.
+ */
+int image_index(struct image *img, const struct image_sink *sink) __must_check;
+int image_fetch(struct image *img, uint64_t offset,
+		const struct image_sink *sink) __must_check;
 
 /*
  * The content hash an image file's END section records, read from the

@@ -24,6 +24,8 @@ struct image {
 	bool writing;
 	bool header_done, ended;
 	bool verify;	    /* image_verify(): check, apply nothing */
+	bool indexing;	    /* image_index(): descriptors only */
+	bool fetching;	    /* image_fetch(): pages already counted */
 	unsigned int flags; /* IMAGE_READ_* */
 	int ret;	    /* the sticky error */
 	char err[256];

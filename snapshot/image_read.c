@@ -20,6 +20,8 @@
 
 /* Payloads are read in pieces this big, so a lying length costs little. */
 #define READ_CHUNK (1u << 20)
+/* image_index() reads PAGES payloads up to this size whole. */
+#define INDEX_WHOLE_LEN 8192u
 
 /* A section as its frame describes it. */
 struct section {
@@ -393,6 +395,196 @@ static int image_check_runs(struct image *img, const Vmrun__PageBatch *m,
 	return 0;
 }
 
+/*
+ * The checks a PAGES descriptor @m gets before its data is used: @desc is
+ * the descriptor's length, and the payload is @sec->len bytes. Sets
+ * *@dlen to the data's length.
+ */
+static int image_check_batch(struct image *img, const struct section *sec,
+			     const Vmrun__PageBatch *m, uint32_t desc,
+			     uint64_t *dlen)
+{
+	Vmrun__PageEncoding enc = m->encoding;
+	const int ret = -EBADMSG;
+
+	if (m->n_runs % 2 || m->n_runs / 2 > IMAGE_MAX_RUNS)
+		return image_fail(img, ret, "pages: %zu run numbers",
+				  m->n_runs);
+	if (m->data_offset < 4 + desc || m->data_offset > sec->len)
+		return image_fail(img, ret,
+				  "pages: data offset %u outside [%u, %" PRIu64
+				  "]",
+				  m->data_offset, 4 + desc, sec->len);
+	*dlen = sec->len - m->data_offset;
+	if (enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO &&
+	    (!m->nr_pages || m->nr_pages > img->batch_pages))
+		return image_fail(img, ret, "pages: batch of %" PRIu64 " pages",
+				  m->nr_pages);
+	switch (enc) {
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO:
+		if (*dlen)
+			return image_fail(img, ret,
+					  "pages: zero batch with data");
+		return 0;
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW:
+		if (*dlen != m->nr_pages * IMAGE_PAGE_SIZE)
+			return image_fail(img, ret,
+					  "pages: %" PRIu64
+					  " raw bytes for %" PRIu64 " pages",
+					  *dlen, m->nr_pages);
+		if (img->hdr.aligned &&
+		    (sec->offset + m->data_offset) % IMAGE_PAGE_SIZE)
+			return image_fail(img, ret,
+					  "pages: data not page-aligned");
+		return 0;
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4:
+	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD:
+		if ((enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4) !=
+			    (img->hdr.codec == IMAGE_CODEC_LZ4) ||
+		    (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) !=
+			    (img->hdr.codec == IMAGE_CODEC_ZSTD))
+			return image_fail(
+				img, ret, "pages: encoding %d in a %s image",
+				enc, image_codec_name(img->hdr.codec));
+		if (!*dlen || *dlen >= m->nr_pages * IMAGE_PAGE_SIZE)
+			return image_fail(img, ret,
+					  "pages: %" PRIu64
+					  " compressed bytes for %" PRIu64
+					  " pages",
+					  *dlen, m->nr_pages);
+		return 0;
+	default:
+		return image_fail(img, ret, "pages: unknown encoding %d", enc);
+	}
+}
+
+/* The batch's runs against its segment; counts its pages. */
+static int image_take_runs(struct image *img, const Vmrun__PageBatch *m,
+			   struct image_seg **segp)
+{
+	struct image_seg *seg = image_find_seg(img, m->segment);
+
+	if (!seg && (img->nr_segs || !img->verify))
+		return image_fail(img, -EINVAL,
+				  "pages for undeclared segment %u",
+				  m->segment);
+	/* A fetch rereads what the index pass already took. */
+	if (!img->fetching) {
+		if (image_check_runs(img, m, seg, false) < 0)
+			return img->ret;
+		image_check_runs(img, m, seg, true);
+		img->nr_pages += m->nr_pages;
+		if (m->encoding == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO)
+			img->nr_zero_pages += m->nr_pages;
+	}
+	*segp = seg;
+	return 0;
+}
+
+/* The largest PAGES payload: a full batch, its descriptor and padding. */
+static uint64_t image_pages_limit(const struct image *img)
+{
+	return 4 + IMAGE_MAX_DESC_LEN + IMAGE_PAGE_SIZE +
+	       (uint64_t)img->batch_pages * IMAGE_PAGE_SIZE;
+}
+
+/* Reads a PAGES payload whole (checking its hash) and its descriptor. */
+static int image_read_batch(struct image *img, const struct section *sec,
+			    Vmrun__PageBatch **m, uint32_t *desc)
+{
+	int ret = image_read_payload(img, sec, image_pages_limit(img));
+
+	if (ret < 0)
+		return ret;
+	if (sec->len < 4 || (*desc = get_le32(img->payload)) > sec->len - 4)
+		return image_fail(img, -EBADMSG,
+				  "pages: bad descriptor length");
+	*m = vmrun__page_batch__unpack(NULL, *desc, img->payload + 4);
+	if (!*m)
+		return image_fail(img, -EBADMSG,
+				  "pages: descriptor does not parse");
+	return 0;
+}
+
+/*
+ * Index mode (image_index()): reads a PAGES payload's descriptor only,
+ * checks all that can be checked without the data, gives the batch to
+ * the sink and seeks past the data. The descriptor is parsed before the
+ * payload's hash can be checked: it is bounded, and image_fetch() checks
+ * the hash before any page is used.
+ */
+static int image_index_pages(struct image *img, const struct section *sec,
+			     const struct image_sink *sink)
+{
+	uint64_t limit, dlen, left = stream_remaining(img->s);
+	struct image_batch b = { .offset = sec->offset - IMAGE_FRAME_LEN };
+	struct image_seg *seg;
+	Vmrun__PageBatch *m;
+	uint8_t len4[4];
+	uint32_t desc;
+	int ret;
+
+	limit = image_pages_limit(img);
+	/* Small payloads (zero runs above all) are read and checked whole:
+	 * nothing else would check them. */
+	if (sec->len <= INDEX_WHOLE_LEN) {
+		ret = image_read_batch(img, sec, &m, &desc);
+		if (ret < 0)
+			return ret;
+		goto parsed;
+	}
+	if (sec->len > limit || sec->len > left || sec->len < 4)
+		return image_fail(img, -EBADMSG,
+				  "pages at offset %" PRIu64 ": length %" PRIu64
+				  " is out of range",
+				  sec->offset, sec->len);
+	ret = stream_read(img->s, len4, 4);
+	if (ret < 0)
+		return image_read_fail(img, ret, "a page descriptor");
+	desc = get_le32(len4);
+	if (desc > sec->len - 4 || desc > IMAGE_MAX_DESC_LEN)
+		return image_fail(img, -EBADMSG,
+				  "pages: bad descriptor length");
+	if (desc > img->payload_cap) {
+		uint8_t *p = realloc(img->payload, desc);
+
+		if (!p)
+			return image_fail(img, -ENOMEM, "out of memory");
+		img->payload = p;
+		img->payload_cap = desc;
+	}
+	ret = stream_read(img->s, img->payload, desc);
+	if (ret < 0)
+		return image_read_fail(img, ret, "a page descriptor");
+	m = vmrun__page_batch__unpack(NULL, desc, img->payload);
+	if (!m)
+		return image_fail(img, -EBADMSG,
+				  "pages: descriptor does not parse");
+	ret = stream_seek(img->s, sec->offset + sec->len);
+	if (ret < 0) {
+		image_read_fail(img, ret, "a page batch");
+		goto out;
+	}
+parsed:
+	if (image_check_batch(img, sec, m, desc, &dlen) < 0 ||
+	    image_take_runs(img, m, &seg) < 0)
+		goto out;
+	b.seg = m->segment;
+	b.zero = m->encoding == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO;
+	b.nr_pages = m->nr_pages;
+	b.runs = m->runs;
+	b.nr_runs = m->n_runs / 2;
+	if (sink && sink->batch) {
+		ret = sink->batch(sink->opaque, &b);
+		if (ret < 0)
+			image_fail(img, ret, "pages: the sink refused: %s",
+				   strerror(-ret));
+	}
+out:
+	vmrun__page_batch__free_unpacked(m, NULL);
+	return img->ret;
+}
+
 /* Checks a PAGES payload whole, then applies it. */
 static int image_do_pages(struct image *img, const struct section *sec,
 			  const struct image_sink *sink)
@@ -401,95 +593,28 @@ static int image_do_pages(struct image *img, const struct section *sec,
 	Vmrun__PageBatch *m;
 	struct image_seg *seg = NULL;
 	const uint8_t *data;
-	uint64_t limit, dlen, idx = 0;
+	uint64_t dlen, idx = 0;
 	uint32_t desc;
 	size_t i;
 	int ret;
 
-	limit = 4 + IMAGE_MAX_DESC_LEN + IMAGE_PAGE_SIZE +
-		(uint64_t)img->batch_pages * IMAGE_PAGE_SIZE;
-	ret = image_read_payload(img, sec, limit);
+	if (img->indexing)
+		return image_index_pages(img, sec, sink);
+	ret = image_read_batch(img, sec, &m, &desc);
 	if (ret < 0)
 		return ret;
-	if (sec->len < 4 || (desc = get_le32(img->payload)) > sec->len - 4)
-		return image_fail(img, -EBADMSG,
-				  "pages: bad descriptor length");
-	m = vmrun__page_batch__unpack(NULL, desc, img->payload + 4);
-	if (!m)
-		return image_fail(img, -EBADMSG,
-				  "pages: descriptor does not parse");
 	enc = m->encoding;
-	ret = -EBADMSG;
-	if (m->n_runs % 2 || m->n_runs / 2 > IMAGE_MAX_RUNS) {
-		image_fail(img, ret, "pages: %zu run numbers", m->n_runs);
+	if (image_check_batch(img, sec, m, desc, &dlen) < 0)
 		goto out_free;
-	}
-	if (m->data_offset < 4 + desc || m->data_offset > sec->len) {
-		image_fail(img, ret,
-			   "pages: data offset %u outside [%u, %" PRIu64 "]",
-			   m->data_offset, 4 + desc, sec->len);
-		goto out_free;
-	}
 	data = img->payload + m->data_offset;
-	dlen = sec->len - m->data_offset;
-	if (enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO &&
-	    (!m->nr_pages || m->nr_pages > img->batch_pages)) {
-		image_fail(img, ret, "pages: batch of %" PRIu64 " pages",
-			   m->nr_pages);
-		goto out_free;
-	}
-	switch (enc) {
-	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO:
-		if (dlen)
-			image_fail(img, ret, "pages: zero batch with data");
-		break;
-	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW:
-		if (dlen != m->nr_pages * IMAGE_PAGE_SIZE)
-			image_fail(img, ret,
-				   "pages: %" PRIu64 " raw bytes for %" PRIu64
-				   " pages",
-				   dlen, m->nr_pages);
-		else if (img->hdr.aligned &&
-			 (sec->offset + m->data_offset) % IMAGE_PAGE_SIZE)
-			image_fail(img, ret, "pages: data not page-aligned");
-		break;
-	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4:
-	case VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD:
-		if ((enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4) !=
-			    (img->hdr.codec == IMAGE_CODEC_LZ4) ||
-		    (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) !=
-			    (img->hdr.codec == IMAGE_CODEC_ZSTD))
-			image_fail(img, ret, "pages: encoding %d in a %s image",
-				   enc, image_codec_name(img->hdr.codec));
-		else if (!dlen || dlen >= m->nr_pages * IMAGE_PAGE_SIZE)
-			image_fail(img, ret,
-				   "pages: %" PRIu64
-				   " compressed bytes for %" PRIu64 " pages",
-				   dlen, m->nr_pages);
-		else
-			image_decompress(img, enc, data, (size_t)dlen,
-					 (size_t)m->nr_pages * IMAGE_PAGE_SIZE);
+	if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4 ||
+	    enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) {
+		if (image_decompress(img, enc, data, (size_t)dlen,
+				     (size_t)m->nr_pages * IMAGE_PAGE_SIZE) < 0)
+			goto out_free;
 		data = img->raw;
-		break;
-	default:
-		image_fail(img, ret, "pages: unknown encoding %d", enc);
-		break;
 	}
-	if (img->ret)
-		goto out_free;
-	seg = image_find_seg(img, m->segment);
-	if (!seg && (img->nr_segs || !img->verify)) {
-		image_fail(img, -EINVAL, "pages for undeclared segment %u",
-			   m->segment);
-		goto out_free;
-	}
-	if (image_check_runs(img, m, seg, false) < 0)
-		goto out_free;
-	image_check_runs(img, m, seg, true);
-	img->nr_pages += m->nr_pages;
-	if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO)
-		img->nr_zero_pages += m->nr_pages;
-	if (img->verify)
+	if (image_take_runs(img, m, &seg) < 0 || img->verify)
 		goto out_free;
 	for (i = 0; i < m->n_runs; i += 2) {
 		uint64_t first = m->runs[i], nr = m->runs[i + 1];
@@ -533,7 +658,8 @@ static int image_do_end(struct image *img, const struct section *sec,
 	m = vmrun__image_trailer__unpack(NULL, (size_t)sec->len, img->payload);
 	if (!m)
 		return image_fail(img, -EBADMSG, "END does not parse");
-	if (m->content_hash != hash)
+	/* Index mode seeks over data: only the counts can be compared. */
+	if (m->content_hash != hash && !img->indexing)
 		image_fail(img, -EBADMSG, "content hash mismatch");
 	else if (m->nr_sections != img->nr_sections ||
 		 m->nr_pages != img->nr_pages ||
@@ -543,6 +669,8 @@ static int image_do_end(struct image *img, const struct section *sec,
 			   " pages; the image holds %" PRIu64 ", %" PRIu64,
 			   m->nr_sections, m->nr_pages, img->nr_sections,
 			   img->nr_pages);
+	if (img->indexing)
+		hash = m->content_hash;
 	vmrun__image_trailer__free_unpacked(m, NULL);
 	if (img->ret)
 		return img->ret;
@@ -639,6 +767,43 @@ int image_verify(struct image *img)
 {
 	img->verify = true;
 	return image_read(img, NULL);
+}
+
+int image_index(struct image *img, const struct image_sink *sink)
+{
+	int ret;
+
+	img->indexing = true;
+	ret = image_read(img, sink);
+	img->indexing = false;
+	return ret;
+}
+
+int image_fetch(struct image *img, uint64_t offset,
+		const struct image_sink *sink)
+{
+	struct section sec;
+	int ret;
+
+	if (img->ret)
+		return img->ret;
+	if (!img->ended)
+		return image_fail(img, -EINVAL, "fetch before the index");
+	ret = stream_seek(img->s, offset);
+	if (ret < 0)
+		return image_read_fail(img, ret, "a page batch");
+	ret = image_read_frame(img, &sec);
+	if (ret < 0)
+		return ret;
+	if (sec.type != IMAGE_SEC_PAGES || sec.arg)
+		return image_fail(img, -EBADMSG,
+				  "offset %" PRIu64
+				  " holds section type %u, not pages",
+				  offset, sec.type);
+	img->fetching = true;
+	ret = image_do_pages(img, &sec, sink);
+	img->fetching = false;
+	return ret;
 }
 
 int image_file_content_hash(int fd, uint64_t *hash)

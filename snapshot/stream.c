@@ -13,6 +13,9 @@
 
 /* Small reads and writes on fd back ends go through a buffer this big. */
 #define STREAM_BUF_SIZE (64 * 1024)
+/* The first refill after a seek reads this much: random access reads a
+ * frame and a descriptor there, not a whole buffer. */
+#define STREAM_SEEK_READ 4096
 
 /*
  * Back-end operations. read_some() returns what one read(2) would: the
@@ -40,6 +43,7 @@ struct stream {
 	/* The fd back ends' buffer: pending writes, or read-ahead. */
 	uint8_t *buf;
 	size_t buf_pos, buf_len;
+	bool sought; /* the next refill is a small one (random access) */
 
 	int fd;
 	bool own_fd;
@@ -280,7 +284,10 @@ int stream_set_error(struct stream *s, int err)
 /* Fills the read-ahead buffer with what one back-end read gives. */
 static int stream_refill(struct stream *s)
 {
-	long n = s->ops->read_some(s, s->buf, STREAM_BUF_SIZE);
+	long n = s->ops->read_some(
+		s, s->buf, s->sought ? STREAM_SEEK_READ : STREAM_BUF_SIZE);
+
+	s->sought = false;
 
 	if (n < 0)
 		return (int)n;
@@ -349,6 +356,32 @@ int stream_skip(struct stream *s, uint64_t len)
 			return ret;
 		len -= n;
 	}
+	return 0;
+}
+
+int stream_seek(struct stream *s, uint64_t off)
+{
+	uint64_t at = stream_offset(s);
+
+	if (s->err)
+		return s->err;
+	if (s->writing || off < s->base)
+		return -EINVAL;
+	if (s->ops == &mem_read_ops) {
+		if (off > s->mem_len)
+			return -EINVAL;
+		s->mem_pos = (size_t)off;
+	} else if (s->buf && off >= at - s->buf_pos &&
+		   off <= at + (s->buf_len - s->buf_pos)) {
+		/* Inside the read-ahead: no system call. */
+		s->buf_pos = (size_t)(off - (at - s->buf_pos));
+	} else {
+		if (lseek(s->fd, (off_t)off, SEEK_SET) < 0)
+			return -errno;
+		s->buf_pos = s->buf_len = 0;
+		s->sought = true;
+	}
+	s->nread = off - s->base;
 	return 0;
 }
 

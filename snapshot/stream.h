@@ -76,6 +76,16 @@ int stream_write_zeroes(struct stream *s, size_t len) __must_check;
 /* Reads and discards @len bytes (still hashed). */
 int stream_skip(struct stream *s, uint64_t len) __must_check;
 
+/*
+ * For a reading stream over a regular file, a seekable fd or memory:
+ * makes @off (a stream_offset() value) the next byte read. The running
+ * hash then covers bytes from both sides of the seek and means nothing;
+ * random access (lazy restore) checks each section's own checksum.
+ * -EINVAL for an offset before the start or past a memory buffer,
+ * -ESPIPE for a pipe or socket. The sticky error is kept.
+ */
+int stream_seek(struct stream *s, uint64_t off) __must_check;
+
 /* Pushes buffered bytes to the back end. */
 int stream_flush(struct stream *s) __must_check;
 

@@ -621,6 +621,14 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* A lazily restored VM's memory must be whole before it is read. */
+	ret = machine_mem_wait(m);
+	if (ret < 0) {
+		err_printf(
+			err, errlen, ret,
+			"the guest's memory could not be loaded from its image");
+		goto out;
+	}
 	ret = machine_freeze(m);
 	if (ret < 0) {
 		err_printf(err, errlen, ret, "freezing the VM: %s",

@@ -100,6 +100,23 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		     const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
 		     char *err, size_t errlen) __must_check;
 
+/* How a lazy restore's memory loading went, once it is over. */
+struct vmsnap_lazy_stats {
+	uint64_t ns;	 /* from the start of the vCPUs' run to complete */
+	uint64_t faults; /* first touches served (a batch or a zero page) */
+	uint64_t fault_pages; /* pages installed for them */
+	uint64_t fill_pages;  /* pages installed by the background fill */
+	uint64_t batches;     /* batches read */
+	uint64_t existed;     /* pages found installed already (should be 0) */
+	bool error;
+};
+
+/* Called from the loader thread when the memory is complete or cannot
+ * be (@err then says why and the VM has been stopped). */
+typedef void (*vmsnap_lazy_done_t)(void *opaque,
+				   const struct vmsnap_lazy_stats *st,
+				   const char *err);
+
 struct vmsnap_restore_opts {
 	const char *console;		      /* NULL: "stdio" */
 	const char *disks[MACHINE_MAX_DISKS]; /* NULL: the saved path */
@@ -108,6 +125,18 @@ struct vmsnap_restore_opts {
 	/* Start dirty tracking, so the restored image can be the base of an
 	 * incremental save. */
 	bool track_dirty;
+	/*
+	 * Lazy: return as soon as the state is loaded, RAM still empty; it
+	 * is served on first touch and filled in the background (see
+	 * vmsnap_lazy.c). Batches' data checksums are then checked when
+	 * they are read, not before the guest runs. @lazy_done (may be
+	 * NULL) hears when the memory is complete.
+	 */
+	bool lazy;
+	/* Lazy, and no background fill until a save needs all of memory:
+	 * only the pages the guest touches are read. */
+	bool lazy_demand;
+	vmsnap_lazy_done_t lazy_done;
 	vmsnap_progress_t progress;
 	void *opaque;
 };

@@ -46,4 +46,32 @@ struct image_header;
 int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
 		     size_t blen, char *err, size_t errlen);
 
+/* Lazy restore (vmsnap_lazy.c). */
+struct image;
+struct image_batch;
+struct stream;
+struct vmsnap_lazy;
+
+int vmsnap_lazy_create(uint64_t nr_pages, struct vmsnap_lazy **out);
+
+/* image_index()'s batches of link @link (0 the newest), newest first: a
+ * page belongs to the first batch that names it. */
+int vmsnap_lazy_add_batch(struct vmsnap_lazy *lz, unsigned int link,
+			  const struct image_batch *b);
+
+/*
+ * Registers @m's RAM (all holes still) and starts the loader over the
+ * links' indexed images, filling in the background from the start if
+ * @fill, else only once machine_mem_wait() asks. On success the loader owns @lz, the images and
+ * their streams, and @m owns the loader (machine_set_loader()): they go
+ * with machine_destroy(). On failure nothing changed hands.
+ */
+int vmsnap_lazy_start(struct vmsnap_lazy *lz, struct machine *m,
+		      struct image **imgs, struct stream **streams,
+		      unsigned int nr_links, bool fill, vmsnap_lazy_done_t done,
+		      void *opaque, char *err, size_t errlen);
+
+/* Frees @lz, stopping its loader first if it was started. */
+void vmsnap_lazy_free(struct vmsnap_lazy *lz);
+
 #endif /* VMM_SNAPSHOT_VMSNAP_PRIV_H */

@@ -37,6 +37,8 @@ struct rctx {
 	/* Progress in image bytes: links read so far, the one being read. */
 	uint64_t bytes_before, bytes_total;
 	struct stream *cur;
+	struct vmsnap_lazy *lazy; /* lazy restore: the index being built */
+	unsigned int link;	  /* the link being indexed */
 	char *err;
 	size_t errlen;
 };
@@ -168,6 +170,14 @@ static int on_pages(void *opaque, uint32_t seg __unused,
 		c->next_report = c->pages + PROGRESS_PAGES;
 	}
 	return 0;
+}
+
+static int on_batch(void *opaque, const struct image_batch *b)
+{
+	struct rctx *c = opaque;
+
+	c->pages += b->nr_pages;
+	return vmsnap_lazy_add_batch(c->lazy, c->link, b);
 }
 
 static const char *reg_name(uint32_t reg)
@@ -496,6 +506,13 @@ static int base_on_pages(void *opaque, uint32_t seg, uint64_t first,
 	return on_pages(b->c, seg, first, nr, data, file_off);
 }
 
+static int base_on_batch(void *opaque, const struct image_batch *batch)
+{
+	struct bctx *b = opaque;
+
+	return on_batch(b->c, batch);
+}
+
 /* One link of the chain, open with its header read. */
 struct link {
 	struct stream *s;
@@ -576,19 +593,22 @@ static int read_base(struct rctx *c, struct link *l, struct machine *m,
 	struct bctx b = { .c = c };
 	const struct image_sink sink = { .opaque = &b,
 					 .layout = base_on_layout,
-					 .pages = base_on_pages };
+					 .pages = base_on_pages,
+					 .batch = base_on_batch };
 	int ret;
 
+	/* Lazy: only an index of where each page is. */
 	ret = image_add_segment(l->img, 0, c->mc->mem_bytes / PAGE_SIZE,
-				mem_seg_hva_load(machine_ram(m)));
-	if (!ret)
+				c->lazy ? NULL :
+					  mem_seg_hva_load(machine_ram(m)));
+	if (!ret && !c->lazy)
 		ret = image_segment_done(l->img, 0, done);
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s: %s", l->path,
 				  strerror(-ret));
 	err[0] = 0;
 	c->cur = l->s;
-	ret = image_read(l->img, &sink);
+	ret = c->lazy ? image_index(l->img, &sink) : image_read(l->img, &sink);
 	c->bytes_before += stream_bytes_read(l->s);
 	if (ret < 0 && !err[0])
 		err_printf(err, errlen, ret, "%s: %s", l->path,
@@ -612,9 +632,10 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	const struct image_sink sink = { .opaque = &c,
 					 .state = on_state,
 					 .layout = on_layout,
-					 .pages = on_pages };
+					 .pages = on_pages,
+					 .batch = on_batch };
 	struct link *links = calloc(VMSNAP_MAX_CHAIN, sizeof(*links));
-	uint64_t t0 = vmsnap_now_ns(), *done = NULL;
+	uint64_t t0 = vmsnap_now_ns(), *done = NULL, hash = 0;
 	struct machine *m = NULL;
 	struct image *img;
 	unsigned int i, nr = 0;
@@ -646,7 +667,22 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 			if (!ret)
 				ret = image_add_segment(
 					img, 0, c.mc->mem_bytes / PAGE_SIZE,
-					mem_seg_hva_load(machine_ram(m)));
+					o->lazy ? NULL :
+						  mem_seg_hva_load(
+							  machine_ram(m)));
+			if (!ret && o->lazy) {
+				ret = vmsnap_lazy_create(
+					c.mc->mem_bytes / PAGE_SIZE, &c.lazy);
+				/* The rest of the image: an index. */
+				if (!ret)
+					ret = image_index(img, &sink);
+				if (ret < 0 && !err[0])
+					err_printf(err, errlen, ret, "%s",
+						   image_error(img));
+				if (!ret)
+					ret = 1;
+				break;
+			}
 			if (!ret && nr > 1) {
 				done = bitmap_alloc(c.mc->mem_bytes /
 						    PAGE_SIZE);
@@ -663,8 +699,37 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	if (!ret)
 		c.bytes_before = stream_bytes_read(links[0].s);
 	/* The bases, newer to older: each fills only what is still missing. */
-	for (i = 1; i < nr && !ret; i++)
+	for (i = 1; i < nr && !ret; i++) {
+		c.link = i;
 		ret = read_base(&c, &links[i], m, done, err, errlen);
+	}
+	for (i = 0; !ret && i < nr; i++) {
+		uint64_t p, z;
+
+		image_counts(links[i].img, &p, &z);
+		st->zero_pages += z;
+		st->bytes += stream_bytes_read(links[i].s);
+	}
+	if (!ret)
+		hash = image_content_hash(img);
+	if (!ret && c.lazy) {
+		struct image *imgs[VMSNAP_MAX_CHAIN];
+		struct stream *streams[VMSNAP_MAX_CHAIN];
+
+		for (i = 0; i < nr; i++) {
+			imgs[i] = links[i].img;
+			streams[i] = links[i].s;
+		}
+		ret = vmsnap_lazy_start(c.lazy, m, imgs, streams, nr,
+					!o->lazy_demand, o->lazy_done,
+					o->opaque, err, errlen);
+		if (!ret) {
+			/* The machine has them now. */
+			for (i = 0; i < nr; i++)
+				links[i].img = NULL, links[i].s = NULL;
+			c.lazy = NULL;
+		}
+	}
 	if (!ret)
 		ret = load_state(&c, m, err, errlen);
 	if (!ret && o->track_dirty) {
@@ -675,14 +740,7 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	}
 	if (!ret) {
 		st->pages = c.pages;
-		for (i = 0; i < nr; i++) {
-			uint64_t p, z;
-
-			image_counts(links[i].img, &p, &z);
-			st->zero_pages += z;
-			st->bytes += stream_bytes_read(links[i].s);
-		}
-		st->hash = image_content_hash(img);
+		st->hash = hash;
 		st->mem_bytes = c.mc->mem_bytes;
 		st->links = nr;
 		if (o->progress)
@@ -692,6 +750,7 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		link_close(&links[i]);
 	free(links);
 	bitmap_free(done);
+	vmsnap_lazy_free(c.lazy);
 	rctx_free(&c);
 	if (ret < 0) {
 		machine_destroy(m);

@@ -28,6 +28,14 @@ static void restore_usage(FILE *f)
 		"and have the content hash recorded; each page comes from the\n"
 		"newest image that holds it.\n"
 		"\n"
+		"With --lazy the guest runs as soon as its state is loaded: each\n"
+		"page is read from the image at its first touch and the rest in\n"
+		"the background (a line on stderr says when memory is complete).\n"
+		"The image's structure is checked first as above, but the data of\n"
+		"each page batch only when it is read: a batch found corrupt then\n"
+		"stops the VM with an error (exit status 1). 'vmrun image verify'\n"
+		"checks every byte beforehand.\n"
+		"\n"
 		"  --console SPEC     stdio (default), file:PATH or none\n"
 		"  --disk FILE        use FILE for the next saved disk, in order\n"
 		"                     (default: the path recorded at the save)\n"
@@ -38,8 +46,12 @@ static void restore_usage(FILE *f)
 		"  --ctl PATH         serve a control socket at PATH (see vmrun ctl);\n"
 		"                     dirty tracking starts with the restore, so a\n"
 		"                     save --incremental can go over FILE\n"
-		"  --lazy             run before memory is loaded (not built yet:\n"
-		"                     refused)\n"
+		"  --lazy             run before memory is loaded: pages arrive on\n"
+		"                     first touch and in the background (needs\n"
+		"                     userfaultfd)\n"
+		"  --lazy=demand      the same without the background fill: only\n"
+		"                     pages the guest touches are read (a save\n"
+		"                     through --ctl reads the rest first)\n"
 		"  --json             print the restore summary as JSON (stderr)\n"
 		"  -v, --verbose      more messages (repeat for debug)\n"
 		"  -h, --help         this text\n"
@@ -52,6 +64,8 @@ struct progress {
 	bool tty;
 	uint64_t t0;
 	int last;
+	const char *path;
+	bool json;
 };
 
 /* A bar on a terminal once the restore has taken more than 200 ms. */
@@ -70,8 +84,35 @@ static void show_progress(void *opaque, uint64_t done, uint64_t total)
 		fputc('\n', stderr);
 }
 
+/* From the loader thread of a lazy restore, when memory is complete. */
+static void lazy_done(void *opaque, const struct vmsnap_lazy_stats *ls,
+		      const char *err)
+{
+	const struct progress *p = opaque;
+
+	if (err)
+		return; /* the VM stops with the reason */
+	if (p->json) {
+		fprintf(stderr,
+			"{\"lazy_complete\":true,\"ms\":%.3f,\"faults\":%llu,"
+			"\"fault_pages\":%llu,\"fill_pages\":%llu,"
+			"\"batches\":%llu}\n",
+			(double)ls->ns / 1e6, (unsigned long long)ls->faults,
+			(unsigned long long)ls->fault_pages,
+			(unsigned long long)ls->fill_pages,
+			(unsigned long long)ls->batches);
+		return;
+	}
+	fprintf(stderr,
+		"vmrun: restore %s: memory complete %.0f ms after the start: %llu pages on %llu first touches, %llu in the background\n",
+		p->path, (double)ls->ns / 1e6,
+		(unsigned long long)ls->fault_pages,
+		(unsigned long long)ls->faults,
+		(unsigned long long)ls->fill_pages);
+}
+
 static void print_summary(const char *path, const struct vmsnap_stats *st,
-			  bool json)
+			  bool lazy, bool json)
 {
 	if (json) {
 		fprintf(stderr, "{\"restored\":");
@@ -79,13 +120,23 @@ static void print_summary(const char *path, const struct vmsnap_stats *st,
 		fprintf(stderr,
 			",\"bytes\":%llu,\"mem_bytes\":%llu,\"pages\":%llu,"
 			"\"zero_pages\":%llu,\"ms\":%.3f,\"links\":%u,"
-			"\"content_hash\":\"%016llx\"}\n",
+			"\"lazy\":%s,\"content_hash\":\"%016llx\"}\n",
 			(unsigned long long)st->bytes,
 			(unsigned long long)st->mem_bytes,
 			(unsigned long long)st->pages,
 			(unsigned long long)st->zero_pages,
 			(double)st->ns / 1e6, st->links,
-			(unsigned long long)st->hash);
+			lazy ? "true" : "false", (unsigned long long)st->hash);
+		return;
+	}
+	if (lazy) {
+		fprintf(stderr,
+			"vmrun: restored %s%s lazily: %llu MiB of guest memory, %llu pages (%llu zero) indexed, running after %.1f ms\n",
+			path, st->links > 1 ? " and its bases" : "",
+			(unsigned long long)(st->mem_bytes >> 20),
+			(unsigned long long)st->pages,
+			(unsigned long long)st->zero_pages,
+			(double)st->ns / 1e6);
 		return;
 	}
 	fprintf(stderr,
@@ -105,7 +156,7 @@ int cmd_restore(int argc, char **argv)
 		{ "disk-changed-ok", no_argument, NULL, 'D' },
 		{ "net", required_argument, NULL, 'n' },
 		{ "ctl", required_argument, NULL, 'C' },
-		{ "lazy", no_argument, NULL, 'L' },
+		{ "lazy", optional_argument, NULL, 'L' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -151,8 +202,15 @@ int cmd_restore(int argc, char **argv)
 			ctl_path = optarg;
 			break;
 		case 'L':
-			die_msg("restore --lazy: lazy restore is not built yet");
-			return EXIT_USAGE;
+			o.lazy = true;
+			if (optarg && !strcmp(optarg, "demand")) {
+				o.lazy_demand = true;
+			} else if (optarg) {
+				die_msg("--lazy=%s: the only mode is 'demand'",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -177,7 +235,10 @@ int cmd_restore(int argc, char **argv)
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 
 	prog.t0 = vmsnap_now_ns();
+	prog.path = path;
+	prog.json = json;
 	o.progress = show_progress;
+	o.lazy_done = lazy_done;
 	o.opaque = &prog;
 	/* Saves come through the control socket: track for incremental ones. */
 	o.track_dirty = ctl_path != NULL;
@@ -192,7 +253,7 @@ int cmd_restore(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
-	print_summary(path, &st, json);
+	print_summary(path, &st, o.lazy, json);
 	chain.valid = realpath(path, chain.path) != NULL;
 	chain.hash = st.hash;
 	chain.links = st.links;

@@ -44,14 +44,27 @@ void test_fail_msg(const char *file, int line, const char *func,
 	fputc('\n', stderr);
 }
 
-static bool selected(const char *name, int argc, char **argv)
+/* An argument names a suite ("snapshot") or one of its tests
+ * ("snapshot/lazy"); no argument selects everything. */
+static bool arg_is(const char *arg, const char *suite, const char *test)
+{
+	size_t n = strlen(suite);
+
+	if (strncmp(arg, suite, n))
+		return false;
+	if (!arg[n])
+		return true;
+	return arg[n] == '/' && (!test || !strcmp(arg + n + 1, test));
+}
+
+static bool selected(const char *suite, const char *test, int argc, char **argv)
 {
 	int i;
 
 	if (argc < 2)
 		return true;
 	for (i = 1; i < argc; i++)
-		if (!strcmp(argv[i], name))
+		if (arg_is(argv[i], suite, test))
 			return true;
 	return false;
 }
@@ -67,11 +80,12 @@ int test_main(const struct test_suite *suites, unsigned int n, int argc,
 	for (i = 1; i < (unsigned int)argc; i++) {
 		unsigned int j;
 
-		for (j = 0; j < n && strcmp(argv[i], suites[j].name); j++)
+		for (j = 0; j < n && !arg_is(argv[i], suites[j].name, NULL);
+		     j++)
 			;
 		if (j == n) {
 			fprintf(stderr,
-				"%s: no suite named '%s'; suites:", argv[0],
+				"%s: no suite named in '%s'; suites:", argv[0],
 				argv[i]);
 			for (j = 0; j < n; j++)
 				fprintf(stderr, " %s", suites[j].name);
@@ -85,14 +99,15 @@ int test_main(const struct test_suite *suites, unsigned int n, int argc,
 		const struct test_case *tc;
 		CU_pSuite s;
 
-		if (!selected(suites[i].name, argc, argv))
+		if (!selected(suites[i].name, NULL, argc, argv))
 			continue;
 		s = CU_add_suite(suites[i].name, suites[i].init,
 				 suites[i].cleanup);
 		if (!s)
 			return 2;
 		for (tc = suites[i].cases; tc->name; tc++)
-			if (!CU_add_test(s, tc->name, tc->fn))
+			if (selected(suites[i].name, tc->name, argc, argv) &&
+			    !CU_add_test(s, tc->name, tc->fn))
 				return 2;
 	}
 	CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -70,27 +70,36 @@ static void cleanup_dir(void)
 static void spawn(struct vmp *v, const char *const *argv)
 {
 	const char *a[32];
-	int i, n = 0;
+	char errf[160];
+	int i, n = 0, st = 0;
 
 	a[n++] = "vmrun";
 	for (i = 0; argv[i]; i++)
 		a[n++] = argv[i];
 	a[n] = NULL;
 	unlink(v->sock);
+	snprintf(errf, sizeof(errf), "%s.stderr", v->sock);
 	v->pid = fork();
 	TEST_ASSERT(v->pid >= 0, "fork");
 	if (v->pid == 0) {
 		int null = open("/dev/null", O_RDWR);
+		int e = open(errf, O_CREAT | O_TRUNC | O_WRONLY, 0600);
 
 		dup2(null, 0);
 		dup2(null, 1);
-		dup2(null, 2);
+		dup2(e >= 0 ? e : null, 2);
 		execv(VMRUN_BIN, (char *const *)(uintptr_t)a);
 		_exit(127);
 	}
-	for (i = 0; i < 12000 && access(v->sock, F_OK); i++)
+	for (i = 0; i < 12000 && access(v->sock, F_OK); i++) {
+		if (waitpid(v->pid, &st, WNOHANG) == v->pid)
+			break; /* it is gone: no use waiting */
 		usleep(10000);
-	TEST_ASSERT(!access(v->sock, F_OK), "no control socket at %s", v->sock);
+	}
+	TEST_ASSERT(!access(v->sock, F_OK),
+		    "no control socket at %s (vmrun %s, status %#x): %s",
+		    v->sock, i < 12000 ? "exited" : "still running", st,
+		    slurp(errf));
 }
 
 static int reap(struct vmp *v, int sig)
@@ -177,6 +186,25 @@ static int ctl(const char *sock, const char *op, const char *file,
 	return run_vmrun(a, out, err, 8192, 300000);
 }
 
+/* Pauses the VM and returns the ticks its console holds then. */
+static struct ticks pause_scan(const struct vmp *v)
+{
+	char out[8192], err[8192];
+	int rc = ctl(v->sock, "pause", NULL, NULL, out, err);
+
+	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
+	usleep(200000); /* let a line being written reach the file */
+	return scan(v->con);
+}
+
+/* Paused mid-line: the restored guest finishes that line. */
+static void keep_tail(const char *con)
+{
+	const char *p = slurp(con), *nl = strrchr(p, '\n');
+
+	snprintf(saved_tail, sizeof(saved_tail), "%.200s", nl ? nl + 1 : p);
+}
+
 /* A disk copy that keeps the original's size and mtime. */
 static void copy_disk(const char *from, const char *to)
 {
@@ -223,10 +251,7 @@ static unsigned int run_and_save(const char *cpus, const char *const *codecs,
 	t = wait_ticks(v.con, 4);
 	TEST_ASSERT(t.count >= 4 && t.clean, "before the save: %u ticks%s",
 		    t.count, t.clean ? "" : ", not clean");
-	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
-	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
-	usleep(200000); /* let a line being written reach the file */
-	t = scan(v.con);
+	t = pause_scan(&v);
 	for (i = 0; i < n; i++) {
 		snprintf(img, sizeof(img), "%s/img-%s", dir, codecs[i]);
 		rc = ctl(v.sock, "save", img, codecs[i], out, err);
@@ -235,19 +260,15 @@ static unsigned int run_and_save(const char *cpus, const char *const *codecs,
 	}
 	/* Killed, not stopped: nothing of the old process is needed. */
 	reap(&v, SIGKILL);
-	/* Paused mid-line: the restored guest finishes that line. */
-	{
-		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
-
-		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
-			 nl ? nl + 1 : p);
-	}
+	keep_tail(v.con);
 	return t.last;
 }
 
-/* Restores @img (with its own disk copy) and checks the guest goes on. */
-static void restore_check(const char *img, const char *disk, unsigned int last,
-			  unsigned int want_cpus, unsigned int k)
+/* Restores @img (with its own disk copy) and checks the guest goes on;
+ * @mode is NULL or a restore option ("--lazy"). */
+static void restore_check_mode(const char *img, const char *disk,
+			       unsigned int last, unsigned int want_cpus,
+			       unsigned int k, const char *mode)
 {
 	char con[160], out[8192], err[8192], name[32];
 	struct vmp v;
@@ -260,9 +281,9 @@ static void restore_check(const char *img, const char *disk, unsigned int last,
 	mkpath(v.sock, sizeof(v.sock), name);
 	snprintf(con, sizeof(con), "file:%s", v.con);
 	{
-		const char *a[] = { "restore",	 img,	  "--disk",
-				    disk,	 "--ctl", v.sock,
-				    "--console", con,	  NULL };
+		const char *a[] = { "restore", img,    "--disk",    disk,
+				    "--ctl",   v.sock, "--console", con,
+				    mode,      NULL };
 
 		spawn(&v, a);
 	}
@@ -288,21 +309,35 @@ static void restore_check(const char *img, const char *disk, unsigned int last,
 	TEST_CHECK(rc == 128 + SIGTERM, "restored vmrun exit %d", rc);
 }
 
-static void test_snapshot_each_codec(void)
+static void restore_check(const char *img, const char *disk, unsigned int last,
+			  unsigned int want_cpus, unsigned int k)
+{
+	restore_check_mode(img, disk, last, want_cpus, k, NULL);
+}
+
+/* A 2-vCPU guest saved in each codec and each image restored (@mode as
+ * for restore_check_mode()); returns the last tick before the save. */
+static unsigned int save_restore_each(const char *mode)
 {
 	static const char *const codecs[] = { "lz4", "zstd", "none" };
 	char disk[128], copy[128], img[128];
 	unsigned int last, i;
 
-	setup_dir();
 	last = run_and_save("2", codecs, 3);
 	mkpath(disk, sizeof(disk), "disk.img");
 	for (i = 0; i < 3; i++) {
 		snprintf(copy, sizeof(copy), "%s/disk-%u.img", dir, i);
 		snprintf(img, sizeof(img), "%s/img-%s", dir, codecs[i]);
 		copy_disk(disk, copy);
-		restore_check(img, copy, last, 2, i);
+		restore_check_mode(img, copy, last, 2, i, mode);
 	}
+	return last;
+}
+
+static void test_snapshot_each_codec(void)
+{
+	setup_dir();
+	save_restore_each(NULL);
 	cleanup_dir();
 }
 
@@ -600,20 +635,12 @@ static void test_snapshot_chain(void)
 			    strstr(out, "image 2 of"),
 		    "incremental save: %d %s %s", rc, out, err);
 	t = wait_ticks(v.con, t.count + 2);
-	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
-	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
-	usleep(200000); /* let a line being written reach the file */
-	t = scan(v.con);
+	t = pause_scan(&v);
 	rc = ctl_inc(v.sock, c_img, "none", out, err);
 	TEST_ASSERT(rc == 0 && strstr(out, "image 3 of"),
 		    "second incremental save: %d %s %s", rc, out, err);
 	reap(&v, SIGKILL);
-	{
-		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
-
-		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
-			 nl ? nl + 1 : p);
-	}
+	keep_tail(v.con);
 
 	/* The incremental image holds only what was written since. */
 	rc = vmrun_rc(
@@ -652,21 +679,13 @@ static void test_snapshot_chain(void)
 		spawn(&v, a);
 	}
 	t = wait_ticks(v.con, 3);
-	rc = ctl(v.sock, "pause", NULL, NULL, out, err);
-	TEST_ASSERT(rc == 0, "pause: %d %s", rc, err);
-	usleep(200000);
-	t = scan(v.con);
+	t = pause_scan(&v);
 	rc = ctl_inc(v.sock, d_img, "lz4", out, err);
 	TEST_ASSERT(rc == 0 && strstr(out, "image 4 of"),
 		    "incremental save of a restored VM: %d %s %s", rc, out,
 		    err);
 	reap(&v, SIGKILL);
-	{
-		const char *p = slurp(v.con), *nl = strrchr(p, '\n');
-
-		snprintf(saved_tail, sizeof(saved_tail), "%.200s",
-			 nl ? nl + 1 : p);
-	}
+	keep_tail(v.con);
 	mkpath(disk, sizeof(disk), "disk-d.img");
 	copy_disk(copy, disk);
 	restore_check(d_img, disk, t.last, 2, 1);
@@ -706,11 +725,123 @@ static void test_snapshot_chain(void)
 	cleanup_dir();
 }
 
+/* The offset of a byte inside the data of the image's first page batch
+ * of more than one page (a walk over the section frames). */
+static size_t data_byte(const uint8_t *d, size_t len)
+{
+	size_t off = 16;
+
+	while (off + 32 <= len) {
+		uint32_t type = d[off] | d[off + 1] << 8;
+		uint64_t n = 0;
+		int i;
+
+		for (i = 7; i >= 0; i--)
+			n = n << 8 | d[off + 8 + i];
+		if (type == 4 && n > 8192 && off + 32 + n <= len)
+			return off + 32 + n - 100;
+		off += 32 + n;
+	}
+	return 0;
+}
+
+/*
+ * Lazy restore: each codec with the background fill; demand-only
+ * loading, saved again from there (the save reads the rest first) and
+ * that image restored; a corrupt batch, which passes the structure
+ * checks, stops the lazily restored VM with an error when it is read.
+ */
+static void test_snapshot_lazy(void)
+{
+	char disk[128], copy[128], img[128], again[128], bad[128], con[160];
+	char out[8192], err[8192];
+	struct vmp v;
+	struct ticks t;
+	unsigned int last;
+	struct stat st;
+	uint8_t *data;
+	size_t len, at;
+	int fd, rc;
+
+	setup_dir();
+	last = save_restore_each("--lazy");
+	mkpath(disk, sizeof(disk), "disk.img");
+
+	/* Demand only, then a full save of the VM so restored. */
+	mkpath(copy, sizeof(copy), "disk-d.img");
+	copy_disk(disk, copy);
+	mkpath(img, sizeof(img), "img-zstd");
+	mkpath(again, sizeof(again), "again.img");
+	mkpath(v.con, sizeof(v.con), "con-d.txt");
+	mkpath(v.sock, sizeof(v.sock), "d.sock");
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = {
+			"restore", img,	   "--disk",	    copy,
+			"--ctl",   v.sock, "--lazy=demand", "--console",
+			con,	   NULL
+		};
+
+		spawn(&v, a);
+	}
+	t = wait_ticks(v.con, 3);
+	TEST_CHECK(t.count >= 3 && t.clean && t.ordered &&
+			   t.first == next_tick(v.con, last),
+		   "demand-loaded: %u ticks from %u (saved at %u)%s", t.count,
+		   t.first, last, t.clean ? "" : ", a mismatch");
+	t = pause_scan(&v);
+	rc = ctl(v.sock, "save", again, "lz4", out, err);
+	TEST_ASSERT(rc == 0 && strstr(out, "saved "),
+		    "save of a demand-loaded VM: %d %s", rc, err);
+	reap(&v, SIGKILL);
+	keep_tail(v.con);
+	mkpath(disk, sizeof(disk), "disk-d2.img");
+	copy_disk(copy, disk);
+	restore_check(again, disk, t.last, 2, 7);
+
+	/* A flipped byte in a batch's data: found when the batch is read. */
+	mkpath(img, sizeof(img), "img-none");
+	mkpath(bad, sizeof(bad), "bad.img");
+	TEST_ASSERT(stat(img, &st) == 0, "image");
+	len = (size_t)st.st_size;
+	data = malloc(len);
+	fd = open(img, O_RDONLY);
+	TEST_ASSERT(data && fd >= 0 && read(fd, data, len) == (ssize_t)len,
+		    "read image");
+	close(fd);
+	at = data_byte(data, len);
+	TEST_ASSERT(at > 0, "no page batch found in %s", img);
+	data[at] ^= 0x40;
+	write_file(bad, data, len);
+	free(data);
+	mkpath(disk, sizeof(disk), "disk.img");
+	mkpath(copy, sizeof(copy), "disk-bad.img");
+	copy_disk(disk, copy);
+	{
+		const char *a[] = { "restore",	      bad,
+				    "--disk",	      copy,
+				    "--lazy",	      "--console",
+				    "file:/dev/null", NULL };
+
+		rc = vmrun_rc(a, out, err);
+		TEST_CHECK(rc == 1 && strstr(err, "lazy restore") &&
+				   strstr(err, "checksum"),
+			   "lazy restore of a corrupt batch: exit %d: %s", rc,
+			   err);
+		a[4] = "--disk-changed-ok";
+		rc = vmrun_rc(a, out, err);
+		TEST_CHECK(rc == 2 && strstr(err, "checksum"),
+			   "restore of a corrupt batch: exit %d: %s", rc, err);
+	}
+	cleanup_dir();
+}
+
 const struct test_case snapshot_tests[] = {
 	{ "each_codec", test_snapshot_each_codec },
 	{ "twice_4cpus", test_snapshot_twice_4cpus },
 	{ "full_fs", test_snapshot_full_fs },
 	{ "bad_images", test_snapshot_bad_images },
 	{ "chain", test_snapshot_chain },
+	{ "lazy", test_snapshot_lazy },
 	{ NULL, NULL },
 };

@@ -8,5 +8,6 @@ void test_image_bit_flip_everywhere(void);
 void test_image_wrong_version(void);
 void test_image_hostile_sections(void);
 void test_image_payload_checksum_mismatch(void);
+void test_image_index_bit_flip_everywhere(void);
 
 #endif /* VMM_TESTS_UNIT_IMAGE_HOSTILE_H */

@@ -403,6 +403,175 @@ static void test_image_over_pipe(void)
 	free(back);
 }
 
+/* What image_index() found, and image_fetch() gave back. */
+struct ix {
+	uint8_t *mem;
+	uint64_t offs[64];
+	size_t n;
+	uint64_t pages, zero_pages, fetched;
+	bool pages_during_index;
+	bool indexing;
+};
+
+static int ix_batch(void *opaque, const struct image_batch *b)
+{
+	struct ix *x = opaque;
+
+	x->pages += b->nr_pages;
+	if (b->zero) {
+		x->zero_pages += b->nr_pages;
+		return 0;
+	}
+	if (x->n == ARRAY_SIZE(x->offs))
+		return -E2BIG;
+	x->offs[x->n++] = b->offset;
+	return 0;
+}
+
+static int ix_pages(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
+		    const void *data, uint64_t file_off)
+{
+	struct ix *x = opaque;
+
+	(void)seg;
+	(void)file_off;
+	if (x->indexing)
+		x->pages_during_index = true;
+	if (!data)
+		return -EINVAL; /* fetches are of data batches only */
+	memcpy(x->mem + first * 4096, data, nr * 4096);
+	x->fetched += nr;
+	return 0;
+}
+
+/* Indexes the image on @s, then fetches its batches last first. */
+static int index_fetch(struct stream *s, uint64_t nr_pages, struct ix *x,
+		       char *why, size_t wlen)
+{
+	const struct image_sink sink = { .opaque = x,
+					 .pages = ix_pages,
+					 .batch = ix_batch };
+	struct image *img;
+	size_t i;
+	int ret;
+
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	ret = image_add_segment(img, GEN_SEG, nr_pages, NULL);
+	x->indexing = true;
+	if (!ret)
+		ret = image_index(img, &sink);
+	x->indexing = false;
+	for (i = x->n; !ret && i > 0; i--)
+		ret = image_fetch(img, x->offs[i - 1], &sink);
+	snprintf(why, wlen, "%s", image_error(img));
+	image_destroy(img);
+	return ret;
+}
+
+/* Random access: every codec and the aligned layout, memory and file. */
+static void test_image_index_and_fetch(void)
+{
+	static const enum image_codec codec[] = { IMAGE_CODEC_NONE,
+						  IMAGE_CODEC_LZ4,
+						  IMAGE_CODEC_ZSTD,
+						  IMAGE_CODEC_NONE };
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
+	char path[] = "/tmp/vmrun-ix-XXXXXX", why[256];
+	unsigned int v, f;
+
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 5);
+	for (v = 0; v < 4; v++) {
+		size_t len;
+		void *buf;
+
+		TEST_ASSERT(gen_image(codec[v], v == 3, mem, NR_PAGES, NULL,
+				      &buf, &len) == 0,
+			    "write");
+		for (f = 0; f < 2; f++) {
+			struct ix x = { .mem = back };
+			struct stream *s;
+			int fd, ret;
+
+			memset(back, 0, NR_PAGES * 4096);
+			if (f) {
+				fd = mkstemp(path);
+				TEST_ASSERT(fd >= 0 && write(fd, buf, len) ==
+							       (ssize_t)len,
+					    "temp file");
+				close(fd);
+				TEST_ASSERT(stream_open_file_read(path, &s) ==
+						    0,
+					    "open");
+				unlink(path);
+				memcpy(path + strlen(path) - 6, "XXXXXX", 6);
+			} else {
+				TEST_ASSERT(
+					stream_open_mem_read(buf, len, &s) == 0,
+					"open");
+			}
+			ret = index_fetch(s, NR_PAGES, &x, why, sizeof(why));
+			stream_close(s);
+			TEST_ASSERT(ret == 0, "variant %u/%u: %d %s", v, f, ret,
+				    why);
+			TEST_ASSERT(x.n >= 2 && x.pages == NR_PAGES &&
+					    x.fetched ==
+						    NR_PAGES - x.zero_pages,
+				    "variant %u/%u: %zu batches, %llu pages, "
+				    "%llu fetched",
+				    v, f, x.n, (unsigned long long)x.pages,
+				    (unsigned long long)x.fetched);
+			TEST_ASSERT(!x.pages_during_index,
+				    "the index pass delivered pages");
+			TEST_ASSERT(!memcmp(mem, back, NR_PAGES * 4096),
+				    "variant %u/%u: pages differ", v, f);
+		}
+		free(buf);
+	}
+	free(mem);
+	free(back);
+}
+
+/* image_fetch() before the index, or of something not a batch. */
+static void test_image_fetch_refusals(void)
+{
+	uint8_t *mem = malloc(NR_PAGES * 4096);
+	struct ix x = { .mem = mem };
+	const struct image_sink sink = { .opaque = &x,
+					 .pages = ix_pages,
+					 .batch = ix_batch };
+	struct stream *s;
+	struct image *img;
+	size_t len;
+	void *buf;
+	int ret;
+
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 6);
+	TEST_ASSERT(gen_image(IMAGE_CODEC_LZ4, false, mem, NR_PAGES, NULL, &buf,
+			      &len) == 0,
+		    "write");
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_add_segment(img, GEN_SEG, NR_PAGES, NULL) == 0, "s");
+	ret = image_fetch(img, 16, &sink);
+	TEST_ASSERT(ret == -EINVAL && strstr(image_error(img), "index"),
+		    "fetch before the index: %d %s", ret, image_error(img));
+	image_destroy(img);
+	stream_close(s);
+
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_add_segment(img, GEN_SEG, NR_PAGES, NULL) == 0, "s");
+	TEST_ASSERT(image_index(img, &sink) == 0, "index: %s",
+		    image_error(img));
+	ret = image_fetch(img, 16, &sink); /* the header's frame */
+	TEST_ASSERT(ret == -EBADMSG && strstr(image_error(img), "not pages"),
+		    "fetch of the header: %d %s", ret, image_error(img));
+	image_destroy(img);
+	stream_close(s);
+	free(buf);
+	free(mem);
+}
+
 static void test_image_zero_page_detection(void)
 {
 	static uint8_t page[4096] __attribute__((aligned(4096)));
@@ -426,6 +595,9 @@ const struct test_case image_tests[] = {
 	{ "rewrite_needs_flag", test_image_rewrite_needs_flag },
 	{ "over_pipe", test_image_over_pipe },
 	{ "zero_page_detection", test_image_zero_page_detection },
+	{ "index_and_fetch", test_image_index_and_fetch },
+	{ "fetch_refusals", test_image_fetch_refusals },
+	{ "index_bit_flip_everywhere", test_image_index_bit_flip_everywhere },
 	{ "truncated_everywhere", test_image_truncated_everywhere },
 	{ "bit_flip_everywhere", test_image_bit_flip_everywhere },
 	{ "wrong_version", test_image_wrong_version },

@@ -111,6 +111,91 @@ void test_image_bit_flip_everywhere(void)
 	}
 }
 
+static int nop_pages(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
+		     const void *data, uint64_t file_off)
+{
+	(void)opaque;
+	(void)seg;
+	(void)first;
+	(void)nr;
+	(void)data;
+	(void)file_off;
+	return 0;
+}
+
+struct offs {
+	uint64_t off[16];
+	size_t n;
+};
+
+static int keep_batch(void *opaque, const struct image_batch *b)
+{
+	struct offs *o = opaque;
+
+	if (!b->zero && o->n < ARRAY_SIZE(o->off))
+		o->off[o->n++] = b->offset;
+	return 0;
+}
+
+/* Random access as a lazy restore does it: index, then every batch. */
+static int try_index_fetch(const void *buf, size_t len, char *why,
+			   size_t why_len)
+{
+	struct offs o = { .n = 0 };
+	const struct image_sink sink = { .opaque = &o,
+					 .pages = nop_pages,
+					 .batch = keep_batch };
+	struct stream *s;
+	struct image *img;
+	size_t i;
+	int ret;
+
+	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	ret = image_add_segment(img, GEN_SEG, SMALL_PAGES, NULL);
+	if (!ret)
+		ret = image_index(img, &sink);
+	for (i = 0; !ret && i < o.n; i++)
+		ret = image_fetch(img, o.off[i], &sink);
+	snprintf(why, why_len, "%s", image_error(img));
+	image_destroy(img);
+	stream_close(s);
+	return ret;
+}
+
+/* Every flip is found by the index pass or by a fetch; cuts likewise. */
+void test_image_index_bit_flip_everywhere(void)
+{
+	unsigned int v;
+	char why[256];
+
+	for (v = 0; v < 4; v++) {
+		size_t len, i;
+		uint8_t *buf = small_image(v, &len);
+
+		TEST_ASSERT(try_index_fetch(buf, len, why, sizeof(why)) == 0,
+			    "variant %u: whole image refused: %s", v, why);
+		for (i = 0; i < len; i++) {
+			uint8_t bit = (uint8_t)(1u << (i % 8));
+			int ret;
+
+			buf[i] ^= bit;
+			ret = try_index_fetch(buf, len, why, sizeof(why));
+			buf[i] ^= bit;
+			TEST_ASSERT((ret == -EBADMSG || ret == -EINVAL ||
+				     ret == -EPROTONOSUPPORT) &&
+					    why[0],
+				    "variant %u flip at %zu of %zu: %d '%s'", v,
+				    i, len, ret, why);
+			ret = try_index_fetch(buf, i, why, sizeof(why));
+			TEST_ASSERT(ret == -EBADMSG && why[0],
+				    "variant %u cut at %zu of %zu: %d '%s'", v,
+				    i, len, ret, why);
+		}
+		free(buf);
+	}
+}
+
 void test_image_wrong_version(void)
 {
 	size_t len;

@@ -215,7 +215,59 @@ static void test_stream_fd_write_error_sticky(void)
 	sigaction(SIGPIPE, &old, NULL);
 }
 
+/* Seeks inside the read-ahead, far off, back, on memory; a pipe refuses. */
+static void test_stream_seek(void)
+{
+	char path[] = "/tmp/vmrun-seek-XXXXXX";
+	static uint8_t data[300000];
+	static const uint64_t at[] = { 5, 70, 4000, 250000, 100, 299990, 0 };
+	uint8_t back[10];
+	struct stream *s;
+	unsigned int i, k;
+	int fd, p[2];
+
+	fill_pattern(data, sizeof(data), 9);
+	fd = mkstemp(path);
+	TEST_ASSERT(fd >= 0 && write(fd, data, sizeof(data)) ==
+				       (ssize_t)sizeof(data),
+		    "temp file");
+	close(fd);
+	for (k = 0; k < 2; k++) {
+		if (k)
+			TEST_ASSERT(stream_open_mem_read(data, sizeof(data),
+							 &s) == 0,
+				    "open");
+		else
+			TEST_ASSERT(stream_open_file_read(path, &s) == 0,
+				    "open");
+		TEST_ASSERT(stream_read(s, back, 3) == 0, "read");
+		for (i = 0; i < ARRAY_SIZE(at); i++) {
+			TEST_ASSERT(stream_seek(s, at[i]) == 0, "seek %llu",
+				    (unsigned long long)at[i]);
+			TEST_ASSERT(stream_offset(s) == at[i], "offset");
+			TEST_ASSERT(stream_remaining(s) == sizeof(data) - at[i],
+				    "remaining");
+			TEST_ASSERT(stream_read(s, back, sizeof(back)) == 0 &&
+					    !memcmp(back, data + at[i],
+						    sizeof(back)),
+				    "%s: bytes at %llu", k ? "mem" : "file",
+				    (unsigned long long)at[i]);
+		}
+		TEST_ASSERT(stream_seek(s, sizeof(data)) == 0, "seek to end");
+		TEST_ASSERT(stream_read(s, back, 1) == -ENODATA, "read at end");
+		stream_close(s);
+	}
+	unlink(path);
+	TEST_ASSERT(pipe(p) == 0, "pipe");
+	TEST_ASSERT(stream_open_fd(p[0], &s) == 0, "open");
+	TEST_ASSERT(stream_seek(s, 10) == -ESPIPE, "seek on a pipe");
+	stream_close(s);
+	close(p[0]);
+	close(p[1]);
+}
+
 const struct test_case stream_tests[] = {
+	{ "seek", test_stream_seek },
 	{ "mem_round_trip", test_stream_mem_round_trip },
 	{ "truncated_read_errors", test_stream_truncated_read_errors },
 	{ "error_is_sticky", test_stream_error_is_sticky },
