@@ -507,11 +507,12 @@ static int image_read_batch(struct image *img, const struct section *sec,
 }
 
 /*
- * Index mode (image_index()): reads a PAGES payload's descriptor only,
+ * Index mode (image_index()): reads a data batch's descriptor only,
  * checks all that can be checked without the data, gives the batch to
  * the sink and seeks past the data. The descriptor is parsed before the
  * payload's hash can be checked: it is bounded, and image_fetch() checks
- * the hash before any page is used.
+ * the hash before any page is used. Small payloads and zero runs, which
+ * no fetch will check, are read and checked whole.
  */
 static int image_index_pages(struct image *img, const struct section *sec,
 			     const struct image_sink *sink)
@@ -560,6 +561,17 @@ static int image_index_pages(struct image *img, const struct section *sec,
 	if (!m)
 		return image_fail(img, -EBADMSG,
 				  "pages: descriptor does not parse");
+	if (m->encoding == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO) {
+		/* No data will be fetched to check it: read it whole. */
+		vmrun__page_batch__free_unpacked(m, NULL);
+		ret = stream_seek(img->s, sec->offset);
+		if (ret < 0)
+			return image_read_fail(img, ret, "a page batch");
+		ret = image_read_batch(img, sec, &m, &desc);
+		if (ret < 0)
+			return ret;
+		goto parsed;
+	}
 	ret = stream_seek(img->s, sec->offset + sec->len);
 	if (ret < 0) {
 		image_read_fail(img, ret, "a page batch");

@@ -6,7 +6,8 @@
  * mutates it (offset, xor pairs), so the harness reaches deep sections
  * without a seed corpus. The reader must refuse with a reason or accept
  * an image whose pages all lie in the declared segment; a mutated image
- * that changed a byte must be refused.
+ * that changed a byte must be refused, both by a whole read and by the
+ * random access of a lazy restore (index, then fetch every batch).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +31,57 @@ static int fuzz_pages(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
 	return 0;
 }
 
-/* Returns 0 if the image was accepted. */
-static int fuzz_read(const uint8_t *data, size_t size, bool verify)
+struct batches {
+	uint64_t off[FUZZ_PAGES + 1];
+	size_t n;
+};
+
+static int fuzz_batch(void *opaque, const struct image_batch *b)
+{
+	struct batches *o = opaque;
+	size_t i;
+
+	for (i = 0; i < b->nr_runs; i++)
+		fuzz_pages(NULL, b->seg, b->runs[2 * i], b->runs[2 * i + 1],
+			   NULL, 0);
+	if (!b->zero) {
+		if (o->n == FUZZ_PAGES + 1)
+			abort(); /* more data batches than pages */
+		o->off[o->n++] = b->offset;
+	}
+	return 0;
+}
+
+enum fuzz_mode { FUZZ_READ, FUZZ_VERIFY, FUZZ_INDEX };
+
+/* Returns 0 if the image was accepted. FUZZ_INDEX reads it as a lazy
+ * restore does: image_index(), then image_fetch() of each data batch. */
+static int fuzz_read(const uint8_t *data, size_t size, enum fuzz_mode mode)
 {
 	static uint8_t mem[FUZZ_PAGES * 4096];
-	struct image_sink sink = { .pages = fuzz_pages };
+	struct batches o = { .n = 0 };
+	struct image_sink sink = { .opaque = &o,
+				   .pages = fuzz_pages,
+				   .batch = fuzz_batch };
 	struct stream *s;
 	struct image *img;
+	size_t i;
 	int ret;
 
 	if (stream_open_mem_read(data, size, &s))
 		abort();
 	if (image_reader_create(s, 0, &img))
 		abort();
-	ret = image_add_segment(img, GEN_SEG, FUZZ_PAGES, mem);
-	if (!ret)
-		ret = verify ? image_verify(img) : image_read(img, &sink);
+	ret = image_add_segment(img, GEN_SEG, FUZZ_PAGES,
+				mode == FUZZ_INDEX ? NULL : mem);
+	if (!ret && mode == FUZZ_INDEX) {
+		ret = image_index(img, &sink);
+		for (i = 0; !ret && i < o.n; i++)
+			ret = image_fetch(img, o.off[i], &sink);
+	} else if (!ret) {
+		ret = mode == FUZZ_VERIFY ? image_verify(img) :
+					    image_read(img, &sink);
+	}
 	if (ret < 0 && !image_error(img)[0])
 		abort(); /* refused without a reason */
 	image_destroy(img);
@@ -70,7 +106,7 @@ static void fuzz_mutated(const uint8_t *data, size_t size)
 	if (gen_image(codec, codec == IMAGE_CODEC_NONE && (data[0] & 0x80), mem,
 		      FUZZ_PAGES, bm[0] ? bm : NULL, (void **)&img, &len))
 		abort();
-	if (fuzz_read(img, len, false))
+	if (fuzz_read(img, len, FUZZ_READ) || fuzz_read(img, len, FUZZ_INDEX))
 		abort(); /* a real image refused */
 	for (i = 4; i + 3 <= size; i += 3) {
 		size_t off = (data[i] | (size_t)data[i + 1] << 8) % len;
@@ -85,7 +121,9 @@ static void fuzz_mutated(const uint8_t *data, size_t size)
 		len = data[size - 1] * len / 256;
 		changed = true;
 	}
-	if (fuzz_read(img, len, false) == 0 && changed) {
+	if ((fuzz_read(img, len, FUZZ_READ) == 0 ||
+	     fuzz_read(img, len, FUZZ_INDEX) == 0) &&
+	    changed) {
 		/* Xors may cancel out: only a real change must be refused. */
 		uint8_t *again;
 		size_t len2;
@@ -99,7 +137,7 @@ static void fuzz_mutated(const uint8_t *data, size_t size)
 			abort(); /* a changed image accepted */
 		free(again);
 	}
-	fuzz_read(img, len, true);
+	fuzz_read(img, len, FUZZ_VERIFY);
 	free(img);
 }
 
@@ -111,7 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_mutated(data + 1, size - 1);
 		return 0;
 	}
-	fuzz_read(data + 1, size - 1, false);
-	fuzz_read(data + 1, size - 1, true);
+	fuzz_read(data + 1, size - 1, FUZZ_READ);
+	fuzz_read(data + 1, size - 1, FUZZ_VERIFY);
+	fuzz_read(data + 1, size - 1, FUZZ_INDEX);
 	return 0;
 }

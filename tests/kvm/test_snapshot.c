@@ -689,6 +689,13 @@ static void test_snapshot_chain(void)
 	mkpath(disk, sizeof(disk), "disk-d.img");
 	copy_disk(copy, disk);
 	restore_check(d_img, disk, t.last, 2, 1);
+	/* The same chain lazily: each page from the newest link holding it. */
+	mkpath(disk, sizeof(disk), "disk-dl.img");
+	copy_disk(copy, disk);
+	restore_check_mode(d_img, disk, t.last, 2, 2, "--lazy=demand");
+	mkpath(disk, sizeof(disk), "disk-dl2.img");
+	copy_disk(copy, disk);
+	restore_check_mode(d_img, disk, t.last, 2, 3, "--lazy");
 
 	/* A missing base, then a base replaced by another image. */
 	snprintf(cmd, sizeof(cmd), "mv %s %s.moved", a_img, a_img);
