@@ -8,6 +8,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "kernel/util/bitmap.h"
 #include "snapshot/image_priv.h"
 #include "snapshot/stream.h"
 
@@ -56,8 +57,10 @@ void image_destroy(struct image *img)
 	if (img->hdr_msg)
 		vmrun__image_header__free_unpacked(img->hdr_msg, NULL);
 	free(img->payload);
-	for (i = 0; i < img->nr_segs; i++)
+	for (i = 0; i < img->nr_segs; i++) {
 		free(img->segs[i].seen);
+		bitmap_free(img->segs[i].mine);
+	}
 	free(img->segs);
 	ZSTD_freeDCtx(img->zd);
 	LZ4F_freeDecompressionContext(img->lz4d);

@@ -69,6 +69,9 @@ struct image_header {
 	bool has_base;
 	uint64_t base_hash;
 	const char *base_path;
+	/* A page may be written more than once and the last copy wins (a
+	 * live save writes pages again as the guest dirties them). */
+	bool rewrites;
 };
 
 /* image_sink.pages() gets this file offset for data it cannot mmap. */

@@ -17,6 +17,7 @@ struct image_seg {
 	uint8_t *mem;	/* NULL: pages go to the sink only */
 	uint64_t *seen; /* pages given so far, unless rewrites are allowed */
 	uint64_t *done; /* the caller's: pages not to write, and written */
+	uint64_t *mine; /* pages this image wrote (images with rewrites) */
 };
 
 struct image {

@@ -204,6 +204,14 @@ int image_read_header(struct image *img, const struct image_header **hdr)
 	img->hdr.has_base = m->has_base;
 	img->hdr.base_hash = m->base_hash;
 	img->hdr.base_path = m->base_path[0] ? m->base_path : NULL;
+	img->hdr.rewrites = m->rewrites;
+	/* Rewrites are the header's to allow: no page is refused twice. */
+	if (m->rewrites)
+		img->flags |= IMAGE_READ_ALLOW_REWRITE;
+	for (size_t i = 0; m->rewrites && i < img->nr_segs; i++) {
+		free(img->segs[i].seen);
+		img->segs[i].seen = NULL;
+	}
 	if (!m->has_base && (m->base_hash || img->hdr.base_path))
 		return image_fail(img, -EBADMSG,
 				  "a base named in a full image");
@@ -236,6 +244,7 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 	s->mem = mem;
 	s->seen = NULL;
 	s->done = NULL;
+	s->mine = NULL;
 	if (!(img->flags & IMAGE_READ_ALLOW_REWRITE)) {
 		s->seen = calloc(MAX(BITMAP_WORDS(nr_pages), 1),
 				 sizeof(uint64_t));
@@ -266,12 +275,47 @@ int image_segment_done(struct image *img, uint32_t seg, uint64_t *done)
 	return 0;
 }
 
+/*
+ * An image whose pages may repeat: a page is skipped only if a newer link
+ * gave it (in @done and not in @mine, the pages this image wrote), and a
+ * zero copy after a data copy must clear what the data copy wrote.
+ */
+static int image_put_rewrites(struct image *img, struct image_seg *seg,
+			      uint64_t first, uint64_t nr, const uint8_t *src)
+{
+	uint64_t p;
+
+	if (!seg->mine && !(seg->mine = bitmap_alloc(seg->nr_pages)))
+		return image_fail(img, -ENOMEM, "out of memory");
+	for (p = first; p < first + nr; p++) {
+		uint8_t *dst = seg->mem + p * IMAGE_PAGE_SIZE;
+
+		if (seg->done && bitmap_test(seg->done, p) &&
+		    !bitmap_test(seg->mine, p))
+			continue;
+		if (src)
+			memcpy(dst, src + (p - first) * IMAGE_PAGE_SIZE,
+			       IMAGE_PAGE_SIZE);
+		else if (!(img->flags & IMAGE_READ_MEM_ZEROED) ||
+			 bitmap_test(seg->mine, p))
+			memset(dst, 0, IMAGE_PAGE_SIZE);
+		bitmap_set(seg->mine, p);
+		if (seg->done)
+			bitmap_set(seg->done, p);
+	}
+	return 0;
+}
+
 /* Pages [first, first + nr) of @seg get @src (NULL: zero). */
 static void image_put_pages(struct image *img, struct image_seg *seg,
 			    uint64_t first, uint64_t nr, const uint8_t *src)
 {
 	uint64_t p = first, end = first + nr, q;
 
+	if (img->hdr.rewrites) {
+		image_put_rewrites(img, seg, first, nr, src);
+		return;
+	}
 	while (p < end) {
 		/* [p, q): a stretch the caller has not given yet. */
 		if (seg->done && bitmap_test(seg->done, p)) {

@@ -143,6 +143,7 @@ int image_writer_create(struct stream *s, const struct image_header *hdr,
 	m.has_base = hdr->has_base;
 	m.base_hash = hdr->base_hash;
 	m.base_path = (char *)(uintptr_t)(hdr->base_path ? hdr->base_path : "");
+	m.rewrites = hdr->rewrites;
 	ret = image_pack(img, &m.base, &buf, &len);
 	if (ret < 0)
 		goto err_destroy;

@@ -75,8 +75,12 @@ static int put_msg(struct image *img, bool layout, uint32_t type,
 	return ret;
 }
 
-static int put_config(struct image *img, struct machine *m, char *err,
-		      size_t errlen)
+/*
+ * The machine section, or with @disks_only the DISKS section of a live
+ * save (a MachineConfig with only the disks, as they are at the end).
+ */
+static int put_config(struct image *img, struct machine *m, bool disks_only,
+		      char *err, size_t errlen)
 {
 	const struct machine_config *c = machine_config(m);
 	Vmrun__DiskInfo disks[MACHINE_MAX_DISKS], *dp[MACHINE_MAX_DISKS];
@@ -85,12 +89,17 @@ static int put_config(struct image *img, struct machine *m, char *err,
 	int ret;
 
 	vmrun__machine_config__init(&mc);
+	if (disks_only)
+		goto disks;
 	mc.mem_bytes = c->mem;
 	mc.nr_vcpus = c->cpus;
 	mc.rng = c->rng;
 	mc.cmdline = (char *)(uintptr_t)(c->cmdline ? c->cmdline : "");
 	mc.dirty_ring = c->dirty == DIRTY_MODE_RING;
 	mc.vmm_version = (char *)(uintptr_t)VMSNAP_VMM_VERSION;
+	mc.n_nets = c->nr_nets;
+	mc.nets = (char **)(uintptr_t)c->nets;
+disks:
 	for (i = 0; i < c->nr_disks; i++) {
 		vmrun__disk_info__init(&disks[i]);
 		disks[i].path = (char *)(uintptr_t)c->disks[i];
@@ -102,9 +111,9 @@ static int put_config(struct image *img, struct machine *m, char *err,
 	}
 	mc.n_disks = c->nr_disks;
 	mc.disks = dp;
-	mc.n_nets = c->nr_nets;
-	mc.nets = (char **)(uintptr_t)c->nets;
-	ret = put_msg(img, false, VMSNAP_STATE_MACHINE, &mc.base);
+	ret = put_msg(img, false,
+		      disks_only ? VMSNAP_STATE_DISKS : VMSNAP_STATE_MACHINE,
+		      &mc.base);
 	return ret < 0 ? err_printf(err, errlen, ret, "writing the machine: %s",
 				    image_error(img)) :
 			 0;
@@ -368,79 +377,110 @@ static int put_dirty_pages(struct image *img, struct mem_seg *ram,
 	return ret;
 }
 
-int vmsnap_save(struct machine *m, struct stream *s,
-		const struct vmsnap_save_opts *o, const uint64_t *dirty,
-		struct vmsnap_stats *st, char *err, size_t errlen)
+/* The state of a frozen machine, captured before anything is written. */
+struct capture {
+	Vmrun__VmState *vms;
+	Vmrun__VcpuState **cpus;
+	unsigned int nr;
+};
+
+static void capture_free(struct capture *cs)
+{
+	unsigned int i;
+
+	for (i = 0; cs->cpus && i < cs->nr; i++)
+		if (cs->cpus[i])
+			x86_vcpu_state_free(cs->cpus[i]);
+	free(cs->cpus);
+	if (cs->vms)
+		x86_vm_state_free(cs->vms);
+	memset(cs, 0, sizeof(*cs));
+}
+
+static int capture(struct machine *m, struct capture *cs, char *err,
+		   size_t errlen)
 {
 	struct vm *vm = machine_vm(m);
-	unsigned int i, nr = vm_nr_vcpus(vm);
-	Vmrun__VcpuState **cpus = calloc(nr, sizeof(*cpus));
-	struct mem_seg *ram = machine_ram(m);
-	struct image_header hdr = { .codec = o->codec, .aligned = o->aligned };
-	Vmrun__VmState *vms = NULL;
-	struct image *img = NULL;
+	unsigned int i;
+	int ret;
+
+	cs->nr = vm_nr_vcpus(vm);
+	cs->cpus = calloc(cs->nr, sizeof(*cs->cpus));
+	if (!cs->cpus)
+		return -ENOMEM;
+	ret = x86_vm_state_save(vm, &cs->vms);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "capturing the VM state: %s", strerror(-ret));
+	for (i = 0; i < cs->nr; i++) {
+		ret = x86_vcpu_state_save(vm_vcpu(vm, i), &cs->cpus[i]);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "capturing vCPU %u's state: %s", i,
+					  strerror(-ret));
+	}
+	return 0;
+}
+
+/* The header (from vCPU 0's CPU features), the machine and the layout. */
+static int begin_image(struct machine *m, struct stream *s,
+		       const struct vmsnap_save_opts *o, bool incremental,
+		       bool live, const struct capture *cs, struct image **out,
+		       char *err, size_t errlen)
+{
+	struct image_header hdr = { .codec = o->codec,
+				    .aligned = o->aligned,
+				    .rewrites = live,
+				    .flags = live ? VMSNAP_FLAG_LIVE : 0 };
 	uint8_t *features = NULL;
 	char model[96];
 	int ret;
 
-	if (!cpus)
-		return -ENOMEM;
-	/* Capture everything first: a failure writes nothing. */
-	ret = x86_vm_state_save(vm, &vms);
-	if (ret < 0) {
-		err_printf(err, errlen, ret, "capturing the VM state: %s",
-			   strerror(-ret));
-		goto out;
-	}
-	for (i = 0; i < nr; i++) {
-		ret = x86_vcpu_state_save(vm_vcpu(vm, i), &cpus[i]);
-		if (ret < 0) {
-			err_printf(err, errlen, ret,
-				   "capturing vCPU %u's state: %s", i,
-				   strerror(-ret));
-			goto out;
-		}
-	}
-	ret = cpu_features(cpus[0], &features, &hdr.cpu_features_len, model,
+	ret = cpu_features(cs->cpus[0], &features, &hdr.cpu_features_len, model,
 			   sizeof(model));
 	if (ret < 0)
-		goto out;
+		return ret;
 	hdr.cpu_features = features;
 	hdr.vcpu_model = model;
-	if (dirty) {
+	if (incremental) {
 		if (!o->chain || !o->chain->valid) {
-			ret = err_printf(err, errlen, -EINVAL,
-					 "an incremental image needs a base");
-			goto out;
+			free(features);
+			return err_printf(err, errlen, -EINVAL,
+					  "an incremental image needs a base");
 		}
 		hdr.has_base = true;
 		hdr.base_hash = o->chain->hash;
 		hdr.base_path = o->chain->path;
 	}
-	ret = image_writer_create(s, &hdr, &img);
-	if (ret < 0) {
-		err_printf(err, errlen, ret, "writing the header: %s",
-			   strerror(-ret));
-		goto out;
-	}
-	ret = put_config(img, m, err, errlen);
+	ret = image_writer_create(s, &hdr, out);
+	free(features);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "writing the header: %s",
+				  strerror(-ret));
+	ret = put_config(*out, m, false, err, errlen);
 	if (!ret)
-		ret = put_layout(img, m, err, errlen);
-	if (!ret) {
-		ret = put_msg(img, false, VMSNAP_STATE_VM, &vms->base);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "writing the VM state: %s",
-				   image_error(img));
-	}
-	for (i = 0; i < nr && !ret; i++) {
+		ret = put_layout(*out, m, err, errlen);
+	return ret;
+}
+
+/* The VM, vCPU and device state sections. */
+static int put_state(struct image *img, struct machine *m,
+		     const struct capture *cs, char *err, size_t errlen)
+{
+	unsigned int i;
+	int ret;
+
+	ret = put_msg(img, false, VMSNAP_STATE_VM, &cs->vms->base);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "writing the VM state: %s",
+				  image_error(img));
+	for (i = 0; i < cs->nr; i++) {
 		Vmrun__VcpuSection vs;
 		uint8_t *buf;
-		ssize_t n = pack(&cpus[i]->base, &buf);
+		ssize_t n = pack(&cs->cpus[i]->base, &buf);
 
-		if (n < 0) {
-			ret = (int)n;
-			break;
-		}
+		if (n < 0)
+			return (int)n;
 		vmrun__vcpu_section__init(&vs);
 		vs.id = i;
 		vs.state.data = buf;
@@ -448,38 +488,181 @@ int vmsnap_save(struct machine *m, struct stream *s,
 		ret = put_msg(img, false, VMSNAP_STATE_VCPU, &vs.base);
 		free(buf);
 		if (ret < 0)
-			err_printf(err, errlen, ret, "writing vCPU %u: %s", i,
-				   image_error(img));
+			return err_printf(err, errlen, ret,
+					  "writing vCPU %u: %s", i,
+					  image_error(img));
+	}
+	return put_devices(img, m, err, errlen);
+}
+
+static int put_pages(struct image *img, struct machine *m,
+		     const uint64_t *dirty, const struct vmsnap_save_opts *o,
+		     char *err, size_t errlen)
+{
+	struct mem_seg *ram = machine_ram(m);
+	int ret = dirty ? put_dirty_pages(img, ram, dirty, o) :
+			  put_all_pages(img, ram, o);
+
+	return ret < 0 ? err_printf(err, errlen, ret, "writing memory: %s",
+				    image_error(img)) :
+			 0;
+}
+
+static int end_image(struct image *img, struct machine *m, struct stream *s,
+		     struct vmsnap_stats *st, char *err, size_t errlen)
+{
+	int ret = image_finish(img, &st->hash);
+
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "finishing: %s",
+				  image_error(img));
+	image_counts(img, &st->pages, &st->zero_pages);
+	st->bytes = stream_bytes_written(s);
+	st->mem_bytes = mem_seg_size(machine_ram(m));
+	return 0;
+}
+
+int vmsnap_save(struct machine *m, struct stream *s,
+		const struct vmsnap_save_opts *o, const uint64_t *dirty,
+		struct vmsnap_stats *st, char *err, size_t errlen)
+{
+	struct capture cs = { 0 };
+	struct image *img = NULL;
+	int ret;
+
+	/* Capture everything first: a failure writes nothing. */
+	ret = capture(m, &cs, err, errlen);
+	if (!ret)
+		ret = begin_image(m, s, o, dirty != NULL, false, &cs, &img, err,
+				  errlen);
+	if (!ret)
+		ret = put_state(img, m, &cs, err, errlen);
+	if (!ret)
+		ret = put_pages(img, m, dirty, o, err, errlen);
+	if (!ret)
+		ret = end_image(img, m, s, st, err, errlen);
+	image_destroy(img);
+	capture_free(&cs);
+	return ret;
+}
+
+static int freeze_vm(struct machine *m, char *err, size_t errlen)
+{
+	int ret = machine_freeze(m);
+
+	return ret < 0 ? err_printf(err, errlen, ret, "freezing the VM: %s",
+				    strerror(-ret)) :
+			 0;
+}
+
+/* A dirty epoch taken with the machine frozen a moment: moves the pages
+ * written since the last one into @round and adds them to @all. */
+static int collect_round(struct machine *m, uint64_t *round, uint64_t *all,
+			 size_t nbits, struct capture *cs, char *err,
+			 size_t errlen)
+{
+	int ret = freeze_vm(m, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = machine_dirty_collect(m, round);
+	if (ret < 0)
+		err_printf(err, errlen, ret, "dirty tracking: %s",
+			   strerror(-ret));
+	if (!ret && cs)
+		ret = capture(m, cs, err, errlen);
+	machine_thaw(m);
+	if (!ret)
+		bitmap_or_at_atomic(all, 0, round, nbits);
+	return ret;
+}
+
+/*
+ * A live save (pre-copy into the file): memory is written while the
+ * vCPUs run, then written again as far as the guest dirtied it, round
+ * after round, until what is left is small or stops shrinking; only the
+ * last round, the state and END are written with the machine frozen,
+ * and the thaw comes after the file is durable. Every page collected is
+ * in @all, for giving back if the save fails; *@frozen_ns is the final
+ * freeze.
+ */
+static int save_live(struct machine *m, struct stream *s,
+		     const struct vmsnap_save_opts *o, uint64_t *all,
+		     struct vmsnap_stats *st, char *err, size_t errlen)
+{
+	size_t nbits = mem_seg_pages(machine_ram(m));
+	uint64_t *round = bitmap_alloc(nbits), t1, n, prev = UINT64_MAX;
+	struct capture cs = { 0 };
+	struct image *img = NULL;
+	unsigned int r;
+	int ret;
+
+	if (!round)
+		return -ENOMEM;
+	/* Round 0: everything (or, incremental, all since the last save). */
+	ret = collect_round(m, round, all, nbits, &cs, err, errlen);
+	if (!ret)
+		ret = begin_image(m, s, o, o->incremental, true, &cs, &img, err,
+				  errlen);
+	capture_free(&cs);
+	if (!ret)
+		ret = put_pages(img, m, o->incremental ? round : NULL, o, err,
+				errlen);
+	for (r = 1; !ret && r <= VMSNAP_LIVE_MAX_ROUNDS; r++) {
+		ret = collect_round(m, round, all, nbits, NULL, err, errlen);
+		if (ret < 0)
+			break;
+		n = bitmap_weight(round, nbits);
+		st->rounds = r;
+		/* Small enough, or not shrinking: the rest goes frozen. */
+		if (r >= o->live_rounds &&
+		    (n <= VMSNAP_LIVE_FINAL_PAGES || n >= prev - prev / 8))
+			break;
+		ret = put_pages(img, m, round, o, err, errlen);
+		prev = n;
+	}
+	if (ret < 0)
+		goto out;
+	ret = freeze_vm(m, err, errlen);
+	if (ret < 0)
+		goto out;
+	t1 = vmsnap_now_ns();
+	{
+		/* What was left, and what the guest wrote since. */
+		uint64_t *last = bitmap_alloc(nbits);
+
+		ret = last ? machine_dirty_collect(m, last) : -ENOMEM;
+		if (ret < 0) {
+			err_printf(err, errlen, ret, "dirty tracking: %s",
+				   strerror(-ret));
+		} else {
+			bitmap_or_at_atomic(all, 0, last, nbits);
+			bitmap_or_at_atomic(round, 0, last, nbits);
+		}
+		bitmap_free(last);
 	}
 	if (!ret)
-		ret = put_devices(img, m, err, errlen);
+		ret = capture(m, &cs, err, errlen);
+	if (!ret)
+		ret = put_pages(img, m, round, o, err, errlen);
+	if (!ret)
+		ret = put_config(img, m, true, err, errlen);
+	if (!ret)
+		ret = put_state(img, m, &cs, err, errlen);
+	if (!ret)
+		ret = end_image(img, m, s, st, err, errlen);
 	if (!ret) {
-		ret = dirty ? put_dirty_pages(img, ram, dirty, o) :
-			      put_all_pages(img, ram, o);
+		ret = stream_sync(s);
 		if (ret < 0)
-			err_printf(err, errlen, ret, "writing memory: %s",
-				   image_error(img));
+			err_printf(err, errlen, ret, "writing the image: %s",
+				   strerror(-ret));
 	}
-	if (!ret) {
-		ret = image_finish(img, &st->hash);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "finishing: %s",
-				   image_error(img));
-	}
-	if (!ret) {
-		image_counts(img, &st->pages, &st->zero_pages);
-		st->bytes = stream_bytes_written(s);
-		st->mem_bytes = mem_seg_size(ram);
-	}
+	machine_thaw(m);
+	st->frozen_ns = vmsnap_now_ns() - t1;
 out:
 	image_destroy(img);
-	free(features);
-	for (i = 0; i < nr; i++)
-		if (cpus[i])
-			x86_vcpu_state_free(cpus[i]);
-	free(cpus);
-	if (vms)
-		x86_vm_state_free(vms);
+	capture_free(&cs);
+	bitmap_free(round);
 	return ret;
 }
 
@@ -629,12 +812,20 @@ int vmsnap_save_file(struct machine *m, const char *path,
 			"the guest's memory could not be loaded from its image");
 		goto out;
 	}
-	ret = machine_freeze(m);
-	if (ret < 0) {
-		err_printf(err, errlen, ret, "freezing the VM: %s",
-			   strerror(-ret));
-		goto out;
+	if (o->live) {
+		if (!dirty) {
+			ret = err_printf(err, errlen, -EINVAL,
+					 "a live save needs dirty tracking");
+			goto out;
+		}
+		/* Whatever it collected is in @dirty, to give back. */
+		collected = true;
+		ret = save_live(m, s, o, dirty, st, err, errlen);
+		goto written;
 	}
+	ret = freeze_vm(m, err, errlen);
+	if (ret < 0)
+		goto out;
 	t1 = vmsnap_now_ns();
 	if (chain) {
 		ret = machine_dirty_collect(m, dirty);
@@ -654,6 +845,7 @@ int vmsnap_save_file(struct machine *m, const char *path,
 	}
 	machine_thaw(m);
 	st->frozen_ns = vmsnap_now_ns() - t1;
+written:
 	if (!ret && rename(tmp, path) < 0) {
 		ret = -errno;
 		err_printf(err, errlen, ret, "renaming %s to %s: %s", tmp, path,

@@ -36,7 +36,10 @@ enum {
 	VMSNAP_STATE_VM = 2,	  /* vmrun.VmState */
 	VMSNAP_STATE_VCPU = 3,	  /* vmrun.VcpuSection */
 	VMSNAP_STATE_DEVICE = 4,  /* vmrun.DeviceState */
-	VMSNAP_LAYOUT_MEM = 1,	  /* vmrun.MemLayout */
+	/* A live save's disks as they are at its end: a vmrun.MachineConfig
+	 * holding only the disks. */
+	VMSNAP_STATE_DISKS = 5,
+	VMSNAP_LAYOUT_MEM = 1, /* vmrun.MemLayout */
 };
 
 /* Called between slices of memory: @done of @total pages written/read. */
@@ -51,7 +54,18 @@ struct vmsnap_stats {
 	uint64_t frozen_ns;  /* of which the vCPUs were frozen (saving) */
 	uint64_t hash;	     /* the image's content hash */
 	unsigned int links;  /* images read (restore) or in the chain (save) */
+	unsigned int
+		rounds; /* live save: rounds written with the vCPUs running */
 };
+
+/* ImageHeader.flags: the image was saved live (state after the pages,
+ * pages rewritten, disks as of the end in a DISKS section). */
+#define VMSNAP_FLAG_LIVE 0x1u
+/* A live save's rounds: at most this many while the vCPUs run; the rest
+ * goes frozen once a round is at most VMSNAP_LIVE_FINAL_PAGES pages or
+ * stops shrinking by an eighth. */
+#define VMSNAP_LIVE_MAX_ROUNDS 8
+#define VMSNAP_LIVE_FINAL_PAGES 2048u
 
 /* Most links in a chain: a full image and its incremental images. */
 #define VMSNAP_MAX_CHAIN 64
@@ -77,6 +91,14 @@ struct vmsnap_save_opts {
 	 */
 	struct vmsnap_chain *chain;
 	bool incremental;
+	/*
+	 * Live (needs @chain): memory is written while the vCPUs run, in
+	 * rounds, and the vCPUs are frozen only for the last pages, the
+	 * state and the fsync; the image holds the machine as it was at
+	 * the end of the save, not at its start.
+	 */
+	bool live;
+	unsigned int live_rounds; /* at least this many running rounds */
 	vmsnap_progress_t progress;
 	void *opaque;
 };
@@ -158,6 +180,7 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 struct vmsnap_info {
 	enum image_codec codec;
 	bool aligned;
+	bool live; /* saved live: pages may repeat, the last copy wins */
 	bool has_base;
 	uint64_t base_hash, content_hash;
 	char base_path[4096]; /* where the base was found */

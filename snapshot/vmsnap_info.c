@@ -16,7 +16,7 @@
 struct ictx {
 	struct vmsnap_info *inf;
 	Vmrun__MemLayout *layout;
-	bool have_machine, have_vm;
+	bool have_machine, have_vm, have_disks;
 	uint64_t vcpus_seen;
 	char *err;
 	size_t errlen;
@@ -95,6 +95,16 @@ static int info_state(void *opaque, uint32_t type, const void *data, size_t len)
 			 ds->name);
 		vmrun__device_state__free_unpacked(ds, NULL);
 		return 0;
+	case VMSNAP_STATE_DISKS:
+		mc = vmrun__machine_config__unpack(NULL, len, data);
+		ret = !mc || !c->have_machine || c->have_disks ||
+		      mc->n_disks != inf->nr_disks;
+		if (mc)
+			vmrun__machine_config__free_unpacked(mc, NULL);
+		c->have_disks = true;
+		return ret ? err_printf(c->err, c->errlen, -EINVAL,
+					"a bad or second disks section") :
+			     0;
 	default:
 		return err_printf(c->err, c->errlen, -EINVAL,
 				  "unknown state section type %u", type);
@@ -145,6 +155,7 @@ static int info_one(const char *path, struct vmsnap_info *inf, char *err,
 	if (!ret) {
 		inf->codec = h->codec;
 		inf->aligned = h->aligned;
+		inf->live = h->flags & VMSNAP_FLAG_LIVE;
 		inf->has_base = h->has_base;
 		inf->base_hash = h->base_hash;
 		snprintf(inf->base_path, sizeof(inf->base_path), "%s",

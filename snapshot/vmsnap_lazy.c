@@ -38,15 +38,15 @@
 #include "snapshot/vmsnap_priv.h"
 
 #define LAZY_PAGE 4096u
-/* where[] values besides batch index + 1. */
+/* where[] is a batch's index + 1, or none: never given (zero). */
 #define WHERE_NONE 0u
-#define WHERE_ZERO UINT32_MAX
 
 struct lazy_batch {
 	uint64_t offset;  /* the section in its link's file */
 	uint32_t link;	  /* 0: the newest image */
-	uint32_t claimed; /* pages this batch gives (no newer link did) */
-	bool fetched;
+	uint32_t claimed; /* pages this batch gives (no newer copy does) */
+	bool zero;	  /* a zero run: nothing to read */
+	bool fetched;	  /* read, or nothing to read */
 };
 
 struct vmsnap_lazy {
@@ -111,11 +111,11 @@ int vmsnap_lazy_add_batch(struct vmsnap_lazy *lz, unsigned int link,
 
 	if (b->seg != 0)
 		return -EINVAL;
-	if (!b->zero && lz->nr_b == lz->cap_b) {
+	if (lz->nr_b == lz->cap_b) {
 		size_t cap = lz->cap_b ? lz->cap_b * 2 : 1024;
 		struct lazy_batch *nb;
 
-		if (cap >= WHERE_ZERO - 1)
+		if (cap >= UINT32_MAX - 1)
 			return -E2BIG;
 		nb = realloc(lz->b, cap * sizeof(*nb));
 		if (!nb)
@@ -123,23 +123,31 @@ int vmsnap_lazy_add_batch(struct vmsnap_lazy *lz, unsigned int link,
 		lz->b = nb;
 		lz->cap_b = cap;
 	}
-	id = b->zero ? WHERE_ZERO : (uint32_t)lz->nr_b + 1;
-	/* The image layer checked the runs against the segment's size. */
+	id = (uint32_t)lz->nr_b + 1;
+	/*
+	 * The image layer checked the runs against the segment's size. A
+	 * page goes to the newest link that holds it and, within a link
+	 * (a live save's rewrites), to its last copy.
+	 */
 	for (i = 0; i < b->nr_runs; i++) {
 		uint64_t p = b->runs[2 * i], end = p + b->runs[2 * i + 1];
 
-		for (; p < end; p++)
-			if (lz->where[p] == WHERE_NONE) {
-				lz->where[p] = id;
-				claimed++;
-			}
+		for (; p < end; p++) {
+			uint32_t w = lz->where[p];
+
+			if (w != WHERE_NONE && lz->b[w - 1].link != link)
+				continue;
+			if (w != WHERE_NONE && !--lz->b[w - 1].claimed)
+				lz->b[w - 1].fetched = true;
+			lz->where[p] = id;
+			claimed++;
+		}
 	}
-	if (b->zero)
-		return 0;
 	lz->b[lz->nr_b] = (struct lazy_batch){ .offset = b->offset,
 					       .link = link,
 					       .claimed = claimed,
-					       .fetched = !claimed };
+					       .zero = b->zero,
+					       .fetched = b->zero || !claimed };
 	lz->nr_b++;
 	return 0;
 }
@@ -254,8 +262,8 @@ static void lazy_serve(struct vmsnap_lazy *lz, uint64_t addr)
 	if (addr < (uintptr_t)lz->ram || p >= lz->nr_pages ||
 	    bitmap_test(lz->done, p))
 		return; /* installed since: the install woke it */
-	w = lz->failed ? WHERE_ZERO : lz->where[p];
-	if (w != WHERE_NONE && w != WHERE_ZERO && lazy_fetch(lz, w - 1)) {
+	w = lz->failed ? WHERE_NONE : lz->where[p];
+	if (w != WHERE_NONE && !lz->b[w - 1].zero && lazy_fetch(lz, w - 1)) {
 		lz->st.fault_pages += lz->gave;
 		return;
 	}

@@ -28,6 +28,8 @@
 struct rctx {
 	const struct vmsnap_restore_opts *o;
 	Vmrun__MachineConfig *mc;
+	Vmrun__MachineConfig *disks; /* a live image's disks at its end */
+	bool live;		     /* saved live (VMSNAP_FLAG_LIVE) */
 	Vmrun__MemLayout *layout;
 	Vmrun__VmState *vms;
 	Vmrun__VcpuState **cpus; /* mc->nr_vcpus of them */
@@ -119,6 +121,17 @@ static int on_state(void *opaque, uint32_t type, const void *data, size_t len)
 		return c->vms ? 0 : bad(c, "the VM state does not decode");
 	case VMSNAP_STATE_VCPU:
 		return on_vcpu(c, data, len);
+	case VMSNAP_STATE_DISKS:
+		if (c->disks || !c->mc)
+			return bad(c, "a second disks section, or one before "
+				      "the machine section");
+		c->disks = vmrun__machine_config__unpack(NULL, len, data);
+		if (!c->disks)
+			return bad(c, "the disks section does not decode");
+		if (c->disks->n_disks != c->mc->n_disks)
+			return bad(c, "the disks section and the machine "
+				      "section disagree");
+		return 0;
 	case VMSNAP_STATE_DEVICE:
 		if (c->nr_devs == MAX_DEVS)
 			return bad(c, "too many device sections");
@@ -272,9 +285,16 @@ static int check_machine_features(const struct image_header *h,
 	return ret;
 }
 
-static int check_disks(struct rctx *c, char *err, size_t errlen)
+/*
+ * The --disk and --net options against the image, and unless @counts_only
+ * each disk against what it was at the save: the disks section of a live
+ * image (its end), else the machine section.
+ */
+static int check_disks(struct rctx *c, bool counts_only, char *err,
+		       size_t errlen)
 {
 	const struct vmsnap_restore_opts *o = c->o;
+	const Vmrun__MachineConfig *at = c->disks ? c->disks : c->mc;
 	unsigned int i;
 	int ret;
 
@@ -289,9 +309,10 @@ static int check_disks(struct rctx *c, char *err, size_t errlen)
 				err, errlen, -EINVAL,
 				"--net %s: the image has %zu network cards",
 				o->nets[i], c->mc->n_nets);
-	for (i = 0; i < c->mc->n_disks; i++) {
-		const Vmrun__DiskInfo *d = c->mc->disks[i];
-		const char *path = o->disks[i] ? o->disks[i] : d->path;
+	for (i = 0; !counts_only && i < c->mc->n_disks; i++) {
+		const Vmrun__DiskInfo *d = at->disks[i];
+		const char *path =
+			o->disks[i] ? o->disks[i] : c->mc->disks[i]->path;
 		Vmrun__DiskInfo now;
 
 		vmrun__disk_info__init(&now);
@@ -345,7 +366,8 @@ static int build(struct rctx *c, struct machine **out, char *err, size_t errlen)
 	unsigned int i;
 	int ret;
 
-	ret = check_disks(c, err, errlen);
+	/* A live image's disks are as its end says, after the pages. */
+	ret = check_disks(c, c->live, err, errlen);
 	if (ret < 0)
 		return ret;
 	cfg.mem = mc->mem_bytes;
@@ -464,6 +486,8 @@ static void rctx_free(struct rctx *c)
 		vmrun__mem_layout__free_unpacked(c->layout, NULL);
 	if (c->mc)
 		vmrun__machine_config__free_unpacked(c->mc, NULL);
+	if (c->disks)
+		vmrun__machine_config__free_unpacked(c->disks, NULL);
 }
 
 /* A base of the chain: only its pages count, and its layout must agree. */
@@ -647,6 +671,8 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		return -ENOMEM;
 	ret = chain_open(path, links, &nr, err, errlen);
 	img = links[0].img;
+	if (!ret)
+		c.live = links[0].h->flags & VMSNAP_FLAG_LIVE;
 	for (i = 0; !ret && i < nr; i++)
 		c.bytes_total += link_size(&links[i]);
 	c.cur = links[0].s;
@@ -703,6 +729,8 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 		c.link = i;
 		ret = read_base(&c, &links[i], m, done, err, errlen);
 	}
+	if (!ret && c.live)
+		ret = check_disks(&c, false, err, errlen);
 	for (i = 0; !ret && i < nr; i++) {
 		uint64_t p, z;
 

@@ -37,9 +37,11 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 	if (json) {
 		printf("{\"path\":");
 		json_str(stdout, path);
-		printf(",\"codec\":\"%s\",\"aligned\":%s,\"base\":",
+		printf(",\"codec\":\"%s\",\"aligned\":%s,\"live\":%s,"
+		       "\"base\":",
 		       image_codec_name(inf->codec),
-		       inf->aligned ? "true" : "false");
+		       inf->aligned ? "true" : "false",
+		       inf->live ? "true" : "false");
 		if (inf->has_base) {
 			printf("{\"hash\":\"%016llx\",\"path\":",
 			       (unsigned long long)inf->base_hash);
@@ -70,8 +72,10 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 		return;
 	}
 	printf("image     %s\n", path);
-	printf("format    vmrun image v1, %s%s\n", image_codec_name(inf->codec),
-	       inf->aligned ? ", page-aligned" : "");
+	printf("format    vmrun image v1, %s%s%s\n",
+	       image_codec_name(inf->codec),
+	       inf->aligned ? ", page-aligned" : "",
+	       inf->live ? ", saved live" : "");
 	if (inf->has_base)
 		printf("chain     incremental over %016llx (%s), %u images "
 		       "in all, each checked\n",

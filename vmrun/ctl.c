@@ -158,13 +158,20 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 {
 	struct vmsnap_save_opts o = { .codec = IMAGE_CODEC_LZ4,
 				      .chain = &c->chain,
-				      .incremental = q->incremental };
+				      .incremental = q->incremental,
+				      .live = q->live,
+				      .live_rounds = q->live_rounds };
 	uint64_t base_hash = c->chain.hash;
 	struct vmsnap_stats st;
 	int ret;
 
 	if (!q->path[0] || q->path[0] != '/') {
 		r->message = "save needs an absolute path";
+		return -EINVAL;
+	}
+	if (q->live_rounds > VMSNAP_LIVE_MAX_ROUNDS ||
+	    (q->live_rounds && !q->live)) {
+		r->message = "live rounds: 1 to 8, with --live";
 		return -EINVAL;
 	}
 	if (!strcmp(q->codec, "zstd"))
@@ -198,6 +205,8 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 	c->save.incremental = q->incremental;
 	c->save.base_hash = q->incremental ? base_hash : 0;
 	c->save.links = st.links;
+	c->save.live = q->live;
+	c->save.rounds = st.rounds;
 	r->save = &c->save;
 	return 0;
 }
@@ -435,7 +444,8 @@ static void ctl_usage(FILE *f)
 	fprintf(f,
 		"usage: vmrun ctl SOCKET status|pause|resume|stop\n"
 		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
-		"                                  [--incremental] [--json]\n"
+		"                                  [--incremental] [--live]\n"
+		"                                  [--live-rounds N] [--json]\n"
 		"\n"
 		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
 		"restore --ctl SOCKET').\n"
@@ -455,6 +465,13 @@ static void ctl_usage(FILE *f)
 		"                 VM restored with --ctl tracks from the restore,\n"
 		"                 so its first save may be incremental over the\n"
 		"                 image it was restored from.\n"
+		"  --live         write memory while the vCPUs run, then again what\n"
+		"                 they wrote meanwhile, in rounds (at most 8), and\n"
+		"                 freeze them only for the last pages, the state and\n"
+		"                 the fsync: the image holds the VM as it was at the\n"
+		"                 end of the save. Can be combined with --incremental.\n"
+		"  --live-rounds N  live, with at least N (1 to 8) rounds while the\n"
+		"                 vCPUs run, however small they get\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
@@ -474,7 +491,8 @@ static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 		       "\"mem_bytes\":%llu,\"pages\":%llu,\"zero_pages\":%llu,"
 		       "\"ratio\":%.2f,\"ms\":%.3f,\"frozen_ms\":%.3f,"
 		       "\"content_hash\":\"%016llx\",\"incremental\":%s,"
-		       "\"base_hash\":\"%016llx\",\"links\":%u}\n",
+		       "\"base_hash\":\"%016llx\",\"links\":%u,"
+		       "\"live\":%s,\"rounds\":%u}\n",
 		       s->codec, (unsigned long long)s->bytes,
 		       (unsigned long long)s->mem_bytes,
 		       (unsigned long long)s->pages,
@@ -482,7 +500,8 @@ static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6,
 		       (unsigned long long)s->content_hash,
 		       s->incremental ? "true" : "false",
-		       (unsigned long long)s->base_hash, s->links);
+		       (unsigned long long)s->base_hash, s->links,
+		       s->live ? "true" : "false", s->rounds);
 		return;
 	}
 	if (s->incremental)
@@ -493,6 +512,15 @@ static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 		       (unsigned long long)s->pages,
 		       (unsigned long long)s->zero_pages,
 		       (double)s->bytes / 1048576.0, s->codec,
+		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
+	else if (s->live)
+		printf("saved %s live: %llu MiB of guest memory, %llu pages (%llu zero) "
+		       "in %u rounds with the vCPUs running and one frozen, "
+		       "%.1f MiB image (%s, %.1fx), %.0f ms (vCPUs frozen %.0f ms)\n",
+		       s->path, (unsigned long long)(s->mem_bytes >> 20),
+		       (unsigned long long)s->pages,
+		       (unsigned long long)s->zero_pages, s->rounds,
+		       (double)s->bytes / 1048576.0, s->codec, ratio,
 		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
 	else
 		printf("saved %s: %llu MiB of guest memory, %llu pages (%llu zero), "
@@ -535,6 +563,19 @@ static int parse_save(int argc, char **argv, Vmrun__CtlRequest *req, char *path,
 			*json = true;
 		} else if (!strcmp(argv[i], "--incremental")) {
 			req->incremental = true;
+		} else if (!strcmp(argv[i], "--live")) {
+			req->live = true;
+		} else if (!strcmp(argv[i], "--live-rounds") && i + 1 < argc) {
+			char *end;
+			unsigned long n = strtoul(argv[++i], &end, 10);
+
+			if (*end || n < 1 || n > VMSNAP_LIVE_MAX_ROUNDS) {
+				die_msg("--live-rounds %s: expected 1 to %d",
+					argv[i], VMSNAP_LIVE_MAX_ROUNDS);
+				return EXIT_USAGE;
+			}
+			req->live = true;
+			req->live_rounds = (uint32_t)n;
 		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
 			req->codec = argv[++i];
 			if (strcmp(req->codec, "lz4") &&

@@ -20,6 +20,8 @@
 #include "tests/kvm/run_util.h"
 
 #define CMDLINE "work=dirty mib=16 rate=20 tick_ms=100"
+/* Writing all the time: every round of a live save finds pages again. */
+#define CMDLINE_BUSY "work=dirty mib=16 rate=0 tick_ms=100"
 
 struct vmp {
 	pid_t pid;
@@ -130,6 +132,7 @@ static char *slurp(const char *path)
  */
 struct ticks {
 	unsigned int count, first, last;
+	unsigned long vfirst, vlast; /* verified= at the first and last */
 	bool clean, ordered;
 	bool partial; /* the console ends mid-line */
 };
@@ -152,6 +155,15 @@ static struct ticks scan(const char *path)
 			break; /* a line still being written */
 		if (!mm || mm > nl || strtoul(mm + 11, NULL, 10) != 0)
 			t.clean = false;
+		{
+			const char *vp = strstr(p, "verified=");
+			unsigned long vv =
+				vp && vp < nl ? strtoul(vp + 9, NULL, 10) : 0;
+
+			if (!t.count)
+				t.vfirst = vv;
+			t.vlast = vv;
+		}
 		if (t.count && n != t.last + 1)
 			t.ordered = false;
 		if (!t.count)
@@ -159,6 +171,28 @@ static struct ticks scan(const char *path)
 		t.last = n;
 		t.count++;
 		p = nl;
+	}
+	return t;
+}
+
+/* The pages of CMDLINE's workload (mib=16): one verification pass. */
+#define WORK_PAGES 4096ul
+
+/*
+ * Waits (a deadline) until the guest has verified a whole pass of its
+ * memory since the console began (after a restore: every page it owns
+ * checked against what it wrote before the save), and @least ticks.
+ */
+static struct ticks wait_verified(const char *path, unsigned int least)
+{
+	struct ticks t;
+	int i;
+
+	for (i = 0; i < 18000; i++) {
+		t = scan(path);
+		if (t.count >= least && t.vlast - t.vfirst >= WORK_PAGES)
+			break;
+		usleep(10000);
 	}
 	return t;
 }
@@ -266,9 +300,15 @@ static unsigned int run_and_save(const char *cpus, const char *const *codecs,
 
 /* Restores @img (with its own disk copy) and checks the guest goes on;
  * @mode is NULL or a restore option ("--lazy"). */
-static void restore_check_mode(const char *img, const char *disk,
-			       unsigned int last, unsigned int want_cpus,
-			       unsigned int k, const char *mode)
+/*
+ * The core of restore_check_mode(): @disk may be NULL (a guest without
+ * one), and with @hi the first tick may be any of last + 1 .. hi + 1 (a
+ * live save's point lies somewhere in the save).
+ */
+static void restore_check_span(const char *img, const char *disk,
+			       unsigned int last, unsigned int hi,
+			       unsigned int want_cpus, unsigned int k,
+			       const char *mode)
 {
 	char con[160], out[8192], err[8192], name[32];
 	struct vmp v;
@@ -281,10 +321,15 @@ static void restore_check_mode(const char *img, const char *disk,
 	mkpath(v.sock, sizeof(v.sock), name);
 	snprintf(con, sizeof(con), "file:%s", v.con);
 	{
-		const char *a[] = { "restore", img,    "--disk",    disk,
-				    "--ctl",   v.sock, "--console", con,
-				    mode,      NULL };
+		const char *a[] = { "restore",	 img, "--ctl", v.sock,
+				    "--console", con, mode,    NULL,
+				    NULL,	 NULL };
 
+		if (disk) {
+			a[6] = "--disk";
+			a[7] = disk;
+			a[8] = mode;
+		}
 		spawn(&v, a);
 	}
 	rc = ctl(v.sock, "status", NULL, NULL, out, err);
@@ -297,16 +342,34 @@ static void restore_check_mode(const char *img, const char *disk,
 		TEST_ASSERT(strstr(out, want), "restored %s: want %u vCPUs: %s",
 			    img, want_cpus, out);
 	}
-	t = wait_ticks(v.con, 4);
+	t = wait_verified(v.con, 4);
 	rc = reap(&v, SIGTERM);
 	TEST_ASSERT(t.count >= 4, "restored %s: %u ticks", img, t.count);
-	TEST_ASSERT(t.first == next_tick(v.con, last),
-		    "restored %s: counter went from %u to %u (tail '%s')", img,
-		    last, t.first, saved_tail);
+	TEST_ASSERT(
+		t.vlast - t.vfirst >= WORK_PAGES,
+		"restored %s: the guest verified %lu pages, not a whole pass",
+		img, t.vlast - t.vfirst);
+	if (hi)
+		TEST_ASSERT(
+			t.first > last && t.first <= hi + 1,
+			"restored %s: counter at %u, saved between %u and %u",
+			img, t.first, last, hi);
+	else
+		TEST_ASSERT(
+			t.first == next_tick(v.con, last),
+			"restored %s: counter went from %u to %u (tail '%s')",
+			img, last, t.first, saved_tail);
 	TEST_ASSERT(t.clean && t.ordered,
 		    "restored %s: the guest found a mismatch or skipped:\n%s",
 		    img, slurp(v.con));
 	TEST_CHECK(rc == 128 + SIGTERM, "restored vmrun exit %d", rc);
+}
+
+static void restore_check_mode(const char *img, const char *disk,
+			       unsigned int last, unsigned int want_cpus,
+			       unsigned int k, const char *mode)
+{
+	restore_check_span(img, disk, last, 0, want_cpus, k, mode);
 }
 
 static void restore_check(const char *img, const char *disk, unsigned int last,
@@ -380,8 +443,9 @@ static void test_snapshot_twice_4cpus(void)
 			    "restore %u: %d %s", i, rc, out);
 	}
 	for (i = 0; i < 2; i++) {
-		t = wait_ticks(v[i].con, 4);
+		t = wait_verified(v[i].con, 4);
 		TEST_ASSERT(t.count >= 4 && t.clean && t.ordered &&
+				    t.vlast - t.vfirst >= WORK_PAGES &&
 				    t.first == next_tick(v[i].con, last),
 			    "restore %u: %u ticks from %u (saved at %u)%s", i,
 			    t.count, t.first, last,
@@ -791,8 +855,9 @@ static void test_snapshot_lazy(void)
 
 		spawn(&v, a);
 	}
-	t = wait_ticks(v.con, 3);
+	t = wait_verified(v.con, 3);
 	TEST_CHECK(t.count >= 3 && t.clean && t.ordered &&
+			   t.vlast - t.vfirst >= WORK_PAGES &&
 			   t.first == next_tick(v.con, last),
 		   "demand-loaded: %u ticks from %u (saved at %u)%s", t.count,
 		   t.first, last, t.clean ? "" : ", a mismatch");
@@ -843,6 +908,90 @@ static void test_snapshot_lazy(void)
 	cleanup_dir();
 }
 
+static unsigned int json_uint(const char *out, const char *key)
+{
+	const char *p = strstr(out, key);
+
+	return p ? (unsigned int)strtoul(p + strlen(key), NULL, 10) : 0;
+}
+
+/*
+ * Live saves of a busy guest, full then incremental over it, each with
+ * rounds written while the vCPUs run (so pages are written again); the
+ * chain restores, plainly and lazily, and the guest goes on from a point
+ * inside the second save, verifying a whole pass with no mismatch. No
+ * disk: the guest goes on writing it after the save, so it would differ
+ * from what the image records.
+ */
+static void test_snapshot_live(void)
+{
+	char a_img[128], b_img[128], con[160], out[8192], err[8192];
+	unsigned int lo, hi;
+	struct vmp v;
+	struct ticks t;
+	int rc;
+
+	setup_dir();
+	mkpath(a_img, sizeof(a_img), "a.img");
+	mkpath(b_img, sizeof(b_img), "b.img");
+	mkpath(v.con, sizeof(v.con), "con0.txt");
+	mkpath(v.sock, sizeof(v.sock), "s0.sock");
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	{
+		const char *a[] = { "run",	  "--cpus", "2",
+				    "--rng",	  "--ctl",  v.sock,
+				    "--console",  con,	    "--cmdline",
+				    CMDLINE_BUSY, NULL };
+
+		spawn(&v, a);
+	}
+	t = wait_ticks(v.con, 3);
+	{
+		const char *a[] = { "ctl",	     v.sock, "save",   a_img,
+				    "--live-rounds", "4",    "--json", NULL };
+
+		rc = vmrun_rc(a, out, err);
+		TEST_ASSERT(rc == 0 && strstr(out, "\"live\":true") &&
+				    json_uint(out, "\"rounds\":") >= 4,
+			    "live save: %d %s %s", rc, out, err);
+		TEST_CHECK(json_uint(out, "\"pages\":") > 65536,
+			   "a live save with 4 rounds wrote no page twice: %s",
+			   out);
+	}
+	t = wait_ticks(v.con, t.count + 2);
+	lo = scan(v.con).last;
+	{
+		const char *a[] = { "ctl",
+				    v.sock,
+				    "save",
+				    b_img,
+				    "--live-rounds",
+				    "3",
+				    "--incremental",
+				    "--compress",
+				    "zstd",
+				    "--json",
+				    NULL };
+
+		rc = vmrun_rc(a, out, err);
+		TEST_ASSERT(rc == 0 && strstr(out, "\"live\":true") &&
+				    strstr(out, "\"incremental\":true"),
+			    "live incremental save: %d %s %s", rc, out, err);
+	}
+	hi = scan(v.con).last + 1; /* a line may be on its way */
+	reap(&v, SIGKILL);
+	rc = vmrun_rc(
+		(const char *[]){ "image", "info", b_img, "--json", NULL }, out,
+		err);
+	TEST_CHECK(rc == 0 && strstr(out, "\"live\":true") &&
+			   strstr(out, "\"links\":2"),
+		   "info: %d %s %s", rc, out, err);
+	restore_check_span(b_img, NULL, lo, hi, 2, 0, NULL);
+	restore_check_span(b_img, NULL, lo, hi, 2, 1, "--lazy");
+	restore_check_span(a_img, NULL, 0, lo, 2, 2, "--lazy=demand");
+	cleanup_dir();
+}
+
 const struct test_case snapshot_tests[] = {
 	{ "each_codec", test_snapshot_each_codec },
 	{ "twice_4cpus", test_snapshot_twice_4cpus },
@@ -850,5 +999,6 @@ const struct test_case snapshot_tests[] = {
 	{ "bad_images", test_snapshot_bad_images },
 	{ "chain", test_snapshot_chain },
 	{ "lazy", test_snapshot_lazy },
+	{ "live", test_snapshot_live },
 	{ NULL, NULL },
 };

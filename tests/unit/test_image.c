@@ -572,6 +572,81 @@ static void test_image_fetch_refusals(void)
 	free(mem);
 }
 
+/*
+ * An image whose header allows rewrites (a live save): read without the
+ * flag, the last copy of each page wins, a zero copy after a data copy
+ * clears it even into zeroed memory, and a page a newer link gave (the
+ * done bitmap) is left alone however often this image repeats it.
+ */
+static void test_image_header_rewrites(void)
+{
+	uint8_t mem[8 * 4096], back[8 * 4096], want[8 * 4096];
+	struct image_header hdr = { .codec = IMAGE_CODEC_LZ4,
+				    .rewrites = true };
+	const struct image_header *h;
+	uint64_t *done = bitmap_alloc(8);
+	const void *data;
+	struct stream *s, *r;
+	struct image *img;
+	unsigned int k;
+	size_t len;
+
+	memset(mem, 1, sizeof(mem));
+	TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+	TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0, "writer");
+	TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, 8, NULL) == 0, "1");
+	memset(mem + 4096, 2, 4096);
+	memset(mem + 3 * 4096, 0, 4096);
+	memset(mem + 5 * 4096, 3, 4096);
+	TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, 8, NULL) == 0, "2");
+	TEST_ASSERT(image_finish(img, NULL) == 0, "finish");
+	image_destroy(img);
+	data = stream_mem_data(s, &len);
+	for (k = 0; k < 2; k++) {
+		memset(back, k ? 0x77 : 0, sizeof(back));
+		TEST_ASSERT(stream_open_mem_read(data, len, &r) == 0, "open");
+		TEST_ASSERT(image_reader_create(r,
+						k ? 0 : IMAGE_READ_MEM_ZEROED,
+						&img) == 0,
+			    "reader");
+		TEST_ASSERT(image_read_header(img, &h) == 0 && h->rewrites,
+			    "header: %s", image_error(img));
+		TEST_ASSERT(image_add_segment(img, GEN_SEG, 8, back) == 0, "s");
+		memcpy(want, mem, sizeof(want));
+		if (k) {
+			/* Page 5 came from a newer link. */
+			bitmap_zero(done, 8);
+			bitmap_set(done, 5);
+			memset(want + 5 * 4096, 0x77, 4096);
+			TEST_ASSERT(image_segment_done(img, GEN_SEG, done) == 0,
+				    "done");
+		}
+		TEST_ASSERT(image_read(img, NULL) == 0, "read %u: %s", k,
+			    image_error(img));
+		TEST_ASSERT(!memcmp(back, want, sizeof(back)),
+			    "read %u: not the last copies", k);
+		TEST_ASSERT(!k || bitmap_weight(done, 8) == 8,
+			    "every page done after the read");
+		image_destroy(img);
+		stream_close(r);
+	}
+	/* Random access: the index and fetches see both copies, in order. */
+	{
+		struct ix x = { .mem = back };
+		char why[256];
+		int ret;
+
+		memset(back, 0, sizeof(back));
+		TEST_ASSERT(stream_open_mem_read(data, len, &r) == 0, "open");
+		ret = index_fetch(r, 8, &x, why, sizeof(why));
+		stream_close(r);
+		TEST_ASSERT(ret == 0 && x.pages == 16, "index: %d %s, %llu",
+			    ret, why, (unsigned long long)x.pages);
+	}
+	bitmap_free(done);
+	stream_close(s);
+}
+
 static void test_image_zero_page_detection(void)
 {
 	static uint8_t page[4096] __attribute__((aligned(4096)));
@@ -593,6 +668,7 @@ const struct test_case image_tests[] = {
 	{ "verify_applies_nothing", test_image_verify_applies_nothing },
 	{ "header_fields_and_base", test_image_header_fields_and_base },
 	{ "rewrite_needs_flag", test_image_rewrite_needs_flag },
+	{ "header_rewrites", test_image_header_rewrites },
 	{ "over_pipe", test_image_over_pipe },
 	{ "zero_page_detection", test_image_zero_page_detection },
 	{ "index_and_fetch", test_image_index_and_fetch },
