@@ -182,7 +182,6 @@ static int put_devices(struct image *img, struct machine *m, char *err,
 		       size_t errlen)
 {
 	unsigned int i, n = machine_nr_devs(m);
-	char type[64];
 	int ret = 0;
 
 	for (i = 0; i < n && !ret; i++) {
@@ -204,11 +203,10 @@ static int put_devices(struct image *img, struct machine *m, char *err,
 			return err_printf(err, errlen, len, "device %s: %s",
 					  d->ops->name, strerror(-len));
 		}
-		vmsnap_dev_type(d->ops->name, type, sizeof(type));
 		vmrun__device_state__init(&ds);
 		ds.name = (char *)(uintptr_t)d->ops->name;
 		ds.index = i;
-		ds.type = type;
+		ds.type = (char *)(uintptr_t)d->ops->state_type;
 		ds.data.data = buf;
 		ds.data.len = (size_t)len;
 		ret = put_msg(img, false, VMSNAP_STATE_DEVICE, &ds.base);
@@ -217,12 +215,6 @@ static int put_devices(struct image *img, struct machine *m, char *err,
 	return ret < 0 ? err_printf(err, errlen, ret, "writing devices: %s",
 				    image_error(img)) :
 			 0;
-}
-
-void vmsnap_dev_type(const char *name, char *out, size_t len)
-{
-	/* The devices' own encodings, versioned by the devices. */
-	snprintf(out, len, "vmrun.dev.%s", name);
 }
 
 /* The CPUID feature words of @st that a restoring host must support. */

@@ -17,9 +17,6 @@ struct mem_seg;
 /* Size, mtime and identity of the disk file at @spec. */
 int vmsnap_disk_info(const char *spec, Vmrun__DiskInfo *d);
 
-/* The DeviceState type name of device model @name's state. */
-void vmsnap_dev_type(const char *name, char *out, size_t len);
-
 /* CPUID bits of a feature word that follow guest state, not the CPU. */
 uint32_t vmsnap_feature_ignore(uint32_t leaf, uint32_t subleaf, uint32_t reg);
 

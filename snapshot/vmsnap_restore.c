@@ -408,7 +408,6 @@ static int load_state(struct rctx *c, struct machine *m, char *err,
 {
 	struct vm *vm = machine_vm(m);
 	unsigned int i, n = machine_nr_devs(m);
-	char type[64];
 	int ret;
 
 	if (!c->vms)
@@ -425,13 +424,13 @@ static int load_state(struct rctx *c, struct machine *m, char *err,
 		const Vmrun__DeviceState *ds = c->devs[i];
 		const struct dev *d = machine_dev(m, i);
 
-		vmsnap_dev_type(d->ops->name, type, sizeof(type));
 		if (ds->index != i || strcmp(ds->name, d->ops->name) ||
-		    strcmp(ds->type, type))
+		    strcmp(ds->type, d->ops->state_type))
 			return err_printf(
 				err, errlen, -EINVAL,
-				"device section %u is %s (%s); the machine has %s there",
-				i, ds->name, ds->type, d->ops->name);
+				"device section %u is %s (%s); the machine has %s (%s) there",
+				i, ds->name, ds->type, d->ops->name,
+				d->ops->state_type);
 	}
 	for (i = 0; i < c->mc->nr_vcpus; i++) {
 		ret = x86_vcpu_state_check(vm_vcpu(vm, i), c->cpus[i]);

@@ -7,8 +7,9 @@
  * dev_table.c. That order is the init order and the snapshot order.
  *
  * Each device keeps all of its guest-visible state in one plain struct
- * that save() copies out and load() writes back whole; host resources
- * (fds, threads, timers) live beside it and are rebuilt, not saved.
+ * that save() copies out and load() writes back whole, as the protobuf
+ * message @state_type names (proto/devices.proto); host resources (fds,
+ * threads, timers) live beside it and are rebuilt, not saved.
  *
  * load() is two-phase: it validates everything before changing anything,
  * and returns -EINVAL on bad input without touching the device.
@@ -24,6 +25,8 @@ struct dev;
 
 struct dev_ops {
 	const char *name;
+	/* The message save() writes: "vmrun.SerialState" and so on. */
+	const char *state_type;
 	/* Creates the device from its @conf string (may be NULL). */
 	int (*init)(struct vm *vm, const char *conf, struct dev **out);
 	void (*fini)(struct dev *dev);

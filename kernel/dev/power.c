@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel/dev/dev_state.h"
 #include "kernel/iotrap.h"
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
@@ -130,20 +131,26 @@ static void power_fini(struct dev *dev)
 	free(container_of(dev, struct power, dev));
 }
 
-static int power_save(struct dev *dev __unused, void *buf __unused,
-		      size_t len __unused)
+static int power_save(struct dev *dev __unused, void *buf, size_t len)
 {
-	return 0; /* stateless */
+	Vmrun__PowerState m = VMRUN__POWER_STATE__INIT;
+
+	return dev_state_pack(&m.base, buf, len); /* stateless */
 }
 
-static int power_load(struct dev *dev __unused, const void *buf __unused,
-		      size_t len)
+static int power_load(struct dev *dev __unused, const void *buf, size_t len)
 {
-	return len ? -EINVAL : 0;
+	Vmrun__PowerState *m = vmrun__power_state__unpack(NULL, len, buf);
+
+	if (!m)
+		return -EINVAL;
+	vmrun__power_state__free_unpacked(m, NULL);
+	return 0;
 }
 
 const struct dev_ops power_ops = {
 	.name = "power",
+	.state_type = "vmrun.PowerState",
 	.init = power_init,
 	.fini = power_fini,
 	.save = power_save,

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernel/dev/dev_state.h"
 #include "kernel/iotrap.h"
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
@@ -202,35 +203,45 @@ static void rtc_fini(struct dev *dev)
 static int rtc_save(struct dev *dev, void *buf, size_t len)
 {
 	struct rtc *rtc = container_of(dev, struct rtc, dev);
+	Vmrun__RtcState m = VMRUN__RTC_STATE__INIT;
+	struct rtc_regs r;
 
-	if (!buf)
-		return sizeof(rtc->r);
-	if (len < sizeof(rtc->r))
-		return -ENOSPC;
 	pthread_mutex_lock(&rtc->lock);
-	memcpy(buf, &rtc->r, sizeof(rtc->r));
+	r = rtc->r;
 	pthread_mutex_unlock(&rtc->lock);
-	return sizeof(rtc->r);
+	m.index = r.index;
+	m.ram.data = r.ram;
+	m.ram.len = sizeof(r.ram);
+	m.offset = r.offset;
+	return dev_state_pack(&m.base, buf, len);
 }
 
 static int rtc_load(struct dev *dev, const void *buf, size_t len)
 {
 	struct rtc *rtc = container_of(dev, struct rtc, dev);
+	Vmrun__RtcState *m = vmrun__rtc_state__unpack(NULL, len, buf);
 	struct rtc_regs r;
+	int ret = -EINVAL;
 
-	if (len != sizeof(r))
+	if (!m)
 		return -EINVAL;
-	memcpy(&r, buf, sizeof(r));
-	if (r.index > 0x7f)
-		return -EINVAL;
+	if (m->index > 0x7f || m->ram.len != sizeof(r.ram))
+		goto out;
+	r.index = (uint8_t)m->index;
+	memcpy(r.ram, m->ram.data, sizeof(r.ram));
+	r.offset = m->offset;
 	pthread_mutex_lock(&rtc->lock);
 	rtc->r = r;
 	pthread_mutex_unlock(&rtc->lock);
-	return 0;
+	ret = 0;
+out:
+	vmrun__rtc_state__free_unpacked(m, NULL);
+	return ret;
 }
 
 const struct dev_ops rtc_ops = {
 	.name = "rtc",
+	.state_type = "vmrun.RtcState",
 	.init = rtc_init,
 	.fini = rtc_fini,
 	.reset = rtc_reset,

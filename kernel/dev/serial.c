@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernel/dev/dev_state.h"
 #include "kernel/iotrap.h"
 #include "kernel/irq.h"
 #include "kernel/util/log.h"
@@ -279,36 +280,61 @@ static void serial_fini(struct dev *dev)
 static int serial_save(struct dev *dev, void *buf, size_t len)
 {
 	struct serial *s = container_of(dev, struct serial, dev);
+	Vmrun__SerialState m = VMRUN__SERIAL_STATE__INIT;
+	struct serial_regs r;
 
-	if (!buf)
-		return sizeof(s->r);
-	if (len < sizeof(s->r))
-		return -ENOSPC;
 	pthread_mutex_lock(&s->lock);
-	memcpy(buf, &s->r, sizeof(s->r));
+	r = s->r;
 	pthread_mutex_unlock(&s->lock);
-	return sizeof(s->r);
+	m.ier = r.ier;
+	m.lcr = r.lcr;
+	m.mcr = r.mcr;
+	m.scr = r.scr;
+	m.fcr = r.fcr;
+	m.dll = r.dll;
+	m.dlm = r.dlm;
+	m.thr_pending = r.thr_pending;
+	m.rx.data = r.rx;
+	m.rx.len = r.rx_len;
+	return dev_state_pack(&m.base, buf, len);
 }
 
 static int serial_load(struct dev *dev, const void *buf, size_t len)
 {
 	struct serial *s = container_of(dev, struct serial, dev);
-	struct serial_regs r;
+	Vmrun__SerialState *m = vmrun__serial_state__unpack(NULL, len, buf);
+	struct serial_regs r = { 0 };
+	int ret = -EINVAL;
 
-	if (len != sizeof(r))
+	if (!m)
 		return -EINVAL;
-	memcpy(&r, buf, sizeof(r));
-	if (r.rx_len > FIFO_LEN || r.ier > 0x0f || r.mcr > 0x1f)
-		return -EINVAL;
+	if (m->rx.len > FIFO_LEN || m->ier > 0x0f || m->mcr > 0x1f ||
+	    m->lcr > 0xff || m->scr > 0xff || m->fcr > 0xff || m->dll > 0xff ||
+	    m->dlm > 0xff)
+		goto out;
+	r.ier = (uint8_t)m->ier;
+	r.lcr = (uint8_t)m->lcr;
+	r.mcr = (uint8_t)m->mcr;
+	r.scr = (uint8_t)m->scr;
+	r.fcr = (uint8_t)m->fcr;
+	r.dll = (uint8_t)m->dll;
+	r.dlm = (uint8_t)m->dlm;
+	r.thr_pending = m->thr_pending;
+	r.rx_len = (uint8_t)m->rx.len;
+	memcpy(r.rx, m->rx.data, m->rx.len);
 	pthread_mutex_lock(&s->lock);
 	s->r = r;
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	ret = 0;
+out:
+	vmrun__serial_state__free_unpacked(m, NULL);
+	return ret;
 }
 
 const struct dev_ops serial_ops = {
 	.name = "serial",
+	.state_type = "vmrun.SerialState",
 	.init = serial_init,
 	.fini = serial_fini,
 	.reset = serial_reset,

@@ -377,6 +377,7 @@ static void blk_fini(struct dev *dev)
 
 const struct dev_ops virtio_blk_dev_ops = {
 	.name = "virtio-blk",
+	.state_type = "vmrun.VirtioMmioState",
 	.init = blk_init,
 	.fini = blk_fini,
 	.reset = virtio_mmio_dev_reset,

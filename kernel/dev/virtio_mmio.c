@@ -7,6 +7,7 @@
 #include <string.h>
 #include <linux/virtio_mmio.h>
 
+#include "kernel/dev/dev_state.h"
 #include "kernel/iotrap.h"
 #include "kernel/irq.h"
 #include "kernel/util/log.h"
@@ -440,136 +441,119 @@ int virtio_mmio_dev_resume(struct dev *dev)
 }
 
 /*
- * Save format, version 1, all little endian:
- *   u32 magic, u32 version, u32 device id, u32 queue count
- *   u32 status, isr, dev_features_sel, drv_features_sel
- *   u64 drv_features; u32 queue_sel, config_gen
- *   per queue: u64 desc, avail, used; u16 size, last_avail, used_idx,
- *              signalled; u8 ready, broken, event_idx, indirect
+ * The state is a vmrun.VirtioMmioState (proto/devices.proto): the
+ * transport's registers, each queue, and what the device model adds
+ * through its save_state/check_state/load_state hooks.
  */
-#define SAVE_MAGIC 0x4f495644 /* "DVIO" */
-#define SAVE_VERSION 1
-#define SAVE_HDR 48
-#define SAVE_QUEUE 36
-
-struct cursor {
-	uint8_t *w;
-	const uint8_t *r;
-	size_t off;
-};
-
-static void put(struct cursor *c, uint64_t v, unsigned int bytes)
-{
-	unsigned int i;
-
-	for (i = 0; i < bytes; i++)
-		c->w[c->off++] = v >> (8 * i);
-}
-
-static uint64_t get(struct cursor *c, unsigned int bytes)
-{
-	uint64_t v = 0;
-	unsigned int i;
-
-	for (i = 0; i < bytes; i++)
-		v |= (uint64_t)c->r[c->off++] << (8 * i);
-	return v;
-}
-
-static size_t save_size(const struct virtio_mmio *t)
-{
-	return SAVE_HDR + SAVE_QUEUE * t->ops->nr_queues;
-}
-
 int virtio_mmio_dev_save(struct dev *dev, void *buf, size_t len)
 {
 	struct virtio_mmio *t = virtio_mmio_from_dev(dev);
-	struct cursor c = { .w = buf };
+	Vmrun__VirtioMmioState m = VMRUN__VIRTIO_MMIO_STATE__INIT;
+	Vmrun__VirtqState qs[VIRTIO_MMIO_MAX_QUEUES];
+	Vmrun__VirtqState *qp[VIRTIO_MMIO_MAX_QUEUES];
 	unsigned int i;
+	int ret;
 
-	if (!buf)
-		return save_size(t);
-	if (len < save_size(t))
-		return -ENOSPC;
 	pthread_mutex_lock(&t->lock);
-	put(&c, SAVE_MAGIC, 4);
-	put(&c, SAVE_VERSION, 4);
-	put(&c, t->ops->device_id, 4);
-	put(&c, t->ops->nr_queues, 4);
-	put(&c, t->s.status, 4);
-	put(&c, t->s.isr, 4);
-	put(&c, t->s.dev_features_sel, 4);
-	put(&c, t->s.drv_features_sel, 4);
-	put(&c, t->s.drv_features, 8);
-	put(&c, t->s.queue_sel, 4);
-	put(&c, t->s.config_gen, 4);
+	m.device_id = t->ops->device_id;
+	m.status = t->s.status;
+	m.isr = t->s.isr;
+	m.dev_features_sel = t->s.dev_features_sel;
+	m.drv_features_sel = t->s.drv_features_sel;
+	m.drv_features = t->s.drv_features;
+	m.queue_sel = t->s.queue_sel;
+	m.config_gen = t->s.config_gen;
 	for (i = 0; i < t->ops->nr_queues; i++) {
 		const struct virtq_state *q = &t->vq[i].s;
 
-		put(&c, q->desc, 8);
-		put(&c, q->avail, 8);
-		put(&c, q->used, 8);
-		put(&c, q->size, 2);
-		put(&c, q->last_avail, 2);
-		put(&c, q->used_idx, 2);
-		put(&c, q->signalled, 2);
-		put(&c, q->ready, 1);
-		put(&c, q->broken, 1);
-		put(&c, q->event_idx, 1);
-		put(&c, q->indirect, 1);
+		vmrun__virtq_state__init(&qs[i]);
+		qs[i].desc = q->desc;
+		qs[i].avail = q->avail;
+		qs[i].used = q->used;
+		qs[i].size = q->size;
+		qs[i].last_avail = q->last_avail;
+		qs[i].used_idx = q->used_idx;
+		qs[i].signalled = q->signalled;
+		qs[i].ready = q->ready;
+		qs[i].broken = q->broken;
+		qs[i].event_idx = q->event_idx;
+		qs[i].indirect = q->indirect;
+		qp[i] = &qs[i];
 	}
+	m.n_queues = t->ops->nr_queues;
+	m.queues = qp;
+	if (t->ops->save_state)
+		t->ops->save_state(t, &m);
+	/* Packed under the lock: the hooks' data points into the device. */
+	ret = dev_state_pack(&m.base, buf, len);
 	pthread_mutex_unlock(&t->lock);
-	return c.off;
+	return ret;
 }
 
 int virtio_mmio_dev_load(struct dev *dev, const void *buf, size_t len)
 {
 	struct virtio_mmio *t = virtio_mmio_from_dev(dev);
 	struct virtq_state q[VIRTIO_MMIO_MAX_QUEUES];
-	struct cursor c = { .r = buf };
+	Vmrun__VirtioMmioState *m;
 	struct virtio_mmio_state s;
 	unsigned int i;
+	int ret = -EINVAL;
 
 	/* Phase 1: decode and validate into locals. */
-	memset(q, 0, sizeof(q));
-	if (len != save_size(t) || get(&c, 4) != SAVE_MAGIC ||
-	    get(&c, 4) != SAVE_VERSION || get(&c, 4) != t->ops->device_id ||
-	    get(&c, 4) != t->ops->nr_queues)
+	m = vmrun__virtio_mmio_state__unpack(NULL, len, buf);
+	if (!m)
 		return -EINVAL;
-	s.status = get(&c, 4);
-	s.isr = get(&c, 4);
-	s.dev_features_sel = get(&c, 4);
-	s.drv_features_sel = get(&c, 4);
-	s.drv_features = get(&c, 8);
-	s.queue_sel = get(&c, 4);
-	s.config_gen = get(&c, 4);
+	memset(q, 0, sizeof(q));
+	if (m->device_id != t->ops->device_id ||
+	    m->n_queues != t->ops->nr_queues)
+		goto out;
+	s.status = m->status;
+	s.isr = m->isr;
+	s.dev_features_sel = m->dev_features_sel;
+	s.drv_features_sel = m->drv_features_sel;
+	s.drv_features = m->drv_features;
+	s.queue_sel = m->queue_sel;
+	s.config_gen = m->config_gen;
 	if ((s.status & ~STATUS_KNOWN) || (s.isr & ~ISR_KNOWN) ||
 	    (s.drv_features & ~offered(t)))
-		return -EINVAL;
+		goto out;
 	for (i = 0; i < t->ops->nr_queues; i++) {
-		q[i].desc = get(&c, 8);
-		q[i].avail = get(&c, 8);
-		q[i].used = get(&c, 8);
-		q[i].size = get(&c, 2);
-		q[i].last_avail = get(&c, 2);
-		q[i].used_idx = get(&c, 2);
-		q[i].signalled = get(&c, 2);
-		q[i].ready = get(&c, 1);
-		q[i].broken = get(&c, 1);
-		q[i].event_idx = get(&c, 1);
-		q[i].indirect = get(&c, 1);
+		const Vmrun__VirtqState *x = m->queues[i];
+
+		if (x->size > UINT16_MAX || x->last_avail > UINT16_MAX ||
+		    x->used_idx > UINT16_MAX || x->signalled > UINT16_MAX)
+			goto out;
+		q[i].desc = x->desc;
+		q[i].avail = x->avail;
+		q[i].used = x->used;
+		q[i].size = (uint16_t)x->size;
+		q[i].last_avail = (uint16_t)x->last_avail;
+		q[i].used_idx = (uint16_t)x->used_idx;
+		q[i].signalled = (uint16_t)x->signalled;
+		q[i].ready = x->ready;
+		q[i].broken = x->broken;
+		q[i].event_idx = x->event_idx;
+		q[i].indirect = x->indirect;
 		if (virtq_state_check(&q[i], t->ops->queue_max))
-			return -EINVAL;
+			goto out;
 	}
+	/* Device-model state only where the model keeps some. */
+	if (t->ops->check_state ? t->ops->check_state(t, m) < 0 : !!m->net)
+		goto out;
 
 	/* Phase 2: commit. */
 	pthread_mutex_lock(&t->lock);
 	t->s = s;
 	for (i = 0; i < t->ops->nr_queues; i++)
 		t->vq[i].s = q[i];
+	if (t->ops->load_state)
+		t->ops->load_state(t, m);
 	irq_update(t, true);
 	pthread_mutex_unlock(&t->lock);
-	return 0;
+	ret = 0;
+out:
+	vmrun__virtio_mmio_state__free_unpacked(m, NULL);
+	return ret;
 }
 
 int virtio_conf_str(const char *conf, const char *key, char *out, size_t outlen)

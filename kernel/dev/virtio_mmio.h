@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices.pb-c.h"
 #include "kernel/dev/dev.h"
 #include "kernel/dev/virtq.h"
 #include "kernel/util/compiler.h"
@@ -60,6 +61,18 @@ struct virtio_mmio_ops {
 	void (*notify)(struct virtio_mmio *t, unsigned int q);
 	/* Device-specific part of a reset; may be NULL. */
 	void (*reset)(struct virtio_mmio *t);
+	/*
+	 * Device-model state beyond the transport's, all three NULL if none
+	 * (called with t->lock held but check_state): save_state() fills its
+	 * part of @m with pointers into the device, valid until the lock
+	 * goes; check_state() validates @m changing nothing (0 or -EINVAL);
+	 * load_state() commits what check_state() accepted.
+	 */
+	void (*save_state)(struct virtio_mmio *t, Vmrun__VirtioMmioState *m);
+	int (*check_state)(struct virtio_mmio *t,
+			   const Vmrun__VirtioMmioState *m);
+	void (*load_state)(struct virtio_mmio *t,
+			   const Vmrun__VirtioMmioState *m);
 };
 
 /*

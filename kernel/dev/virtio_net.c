@@ -59,6 +59,7 @@ struct virtio_net {
 	void (*rx_wakeup)(void *opaque); /* [t] see virtio.h */
 	void *rx_wakeup_opaque;		 /* [t] */
 	struct virtq_chain chain;	 /* [t] scratch */
+	Vmrun__VirtioNetRx saved;	 /* [t] save_state()'s message */
 };
 
 static struct virtio_net *to_net(struct virtio_mmio *t)
@@ -419,6 +420,41 @@ static void net_config_read(struct virtio_mmio *t, uint32_t off, void *data,
 	memcpy(data, to_net(t)->config + off, len);
 }
 
+/* The frame waiting for a guest buffer is state: it is not lost. */
+static void net_save_state(struct virtio_mmio *t, Vmrun__VirtioMmioState *m)
+{
+	struct virtio_net *n = to_net(t);
+
+	vmrun__virtio_net_rx__init(&n->saved);
+	n->saved.frame.data = n->rxbuf;
+	n->saved.frame.len = n->rx_pending;
+	n->saved.dropped = n->rx_dropped;
+	m->net = &n->saved;
+}
+
+static int net_check_state(struct virtio_mmio *t __unused,
+			   const Vmrun__VirtioMmioState *m)
+{
+	if (m->net && m->net->frame.len &&
+	    (m->net->frame.len < NET_HDR_LEN ||
+	     m->net->frame.len > NET_HDR_LEN + NET_MAX_FRAME))
+		return -EINVAL;
+	return 0;
+}
+
+static void net_load_state(struct virtio_mmio *t,
+			   const Vmrun__VirtioMmioState *m)
+{
+	struct virtio_net *n = to_net(t);
+
+	n->rx_pending = m->net ? m->net->frame.len : 0;
+	if (n->rx_pending)
+		memcpy(n->rxbuf, m->net->frame.data, n->rx_pending);
+	n->rx_dropped = m->net ? m->net->dropped : 0;
+	/* A frame waits only for want of buffers: the next kick takes it. */
+	n->rx_starved = n->rx_pending != 0;
+}
+
 static const struct virtio_mmio_ops net_mmio_ops = {
 	.device_id = VIRTIO_ID_NET,
 	.features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS),
@@ -428,6 +464,9 @@ static const struct virtio_mmio_ops net_mmio_ops = {
 	.config_read = net_config_read,
 	.notify = net_notify,
 	.reset = net_reset,
+	.save_state = net_save_state,
+	.check_state = net_check_state,
+	.load_state = net_load_state,
 };
 
 static int backend_open(const struct virtio_net_conf *nc,
@@ -552,6 +591,7 @@ static void net_fini(struct dev *dev)
 
 const struct dev_ops virtio_net_dev_ops = {
 	.name = "virtio-net",
+	.state_type = "vmrun.VirtioMmioState",
 	.init = net_init,
 	.fini = net_fini,
 	.reset = virtio_mmio_dev_reset,

@@ -153,6 +153,7 @@ static void rng_fini(struct dev *dev)
 
 const struct dev_ops virtio_rng_dev_ops = {
 	.name = "virtio-rng",
+	.state_type = "vmrun.VirtioMmioState",
 	.init = rng_init,
 	.fini = rng_fini,
 	.reset = virtio_mmio_dev_reset,

@@ -228,16 +228,52 @@ static void test_virtio_mmio_save_load(void)
 	drv_write32(f->t, VIRTIO_MMIO_STATUS, 0);
 	TEST_ASSERT(f->t->s.status == 0 && !f->irq.level, "reset");
 
-	/* Corrupt images are refused and change nothing. */
+	/* Corrupt or lying states are refused and change nothing. */
+	TEST_ASSERT(strcmp(f->dev->ops->state_type, "vmrun.VirtioMmioState") ==
+			    0,
+		    "state type %s", f->dev->ops->state_type);
+	{
+		static const char *const what[] = {
+			"another device",      "queue size not a power of two",
+			"unknown status bit",  "a queue missing",
+			"a 17-bit used index", "net state on a non-net device",
+		};
+		Vmrun__VirtioNetRx net = VMRUN__VIRTIO_NET_RX__INIT;
+		unsigned int k;
+
+		for (k = 0; k < ARRAY_SIZE(what); k++) {
+			Vmrun__VirtioMmioState *m =
+				vmrun__virtio_mmio_state__unpack(
+					NULL, (size_t)n, img);
+			size_t bn;
+
+			TEST_ASSERT(m && m->n_queues == 1, "unpack");
+			if (k == 0)
+				m->device_id ^= 1;
+			else if (k == 1)
+				m->queues[0]->size = 48;
+			else if (k == 2)
+				m->status |= 0x20;
+			else if (k == 3)
+				m->n_queues = 0;
+			else if (k == 4)
+				m->queues[0]->used_idx = 0x10000;
+			else
+				m->net = &net;
+			bn = vmrun__virtio_mmio_state__pack(m, bad);
+			if (k == 5)
+				m->net = NULL;
+			if (k == 3)
+				m->n_queues = 1;
+			vmrun__virtio_mmio_state__free_unpacked(m, NULL);
+			TEST_ASSERT(f->dev->ops->load(f->dev, bad, bn) ==
+					    -EINVAL,
+				    "%s: accepted", what[k]);
+		}
+	}
 	memcpy(bad, img, n);
-	bad[0] ^= 1;
-	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "bad magic");
-	memcpy(bad, img, n);
-	bad[48 + 24] = 48; /* queue size not a power of two */
-	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "bad size");
-	memcpy(bad, img, n);
-	bad[16] |= 0x20; /* unknown status bit */
-	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "bad status");
+	bad[0] ^= 0xff; /* no longer a message */
+	TEST_ASSERT(f->dev->ops->load(f->dev, bad, n) == -EINVAL, "garbage");
 	TEST_ASSERT(f->dev->ops->load(f->dev, img, n - 1) == -EINVAL,
 		    "short image");
 	TEST_ASSERT(f->t->s.status == 0 && !f->t->vq[0].s.ready,
