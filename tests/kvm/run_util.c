@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,4 +130,42 @@ done:
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+unsigned long long last_kv(const char *s, const char *prefix, const char *key)
+{
+	const char *p = s, *line = NULL, *k;
+	char pat[32];
+
+	while ((p = strstr(p, prefix))) {
+		line = p;
+		p++;
+	}
+	if (!line)
+		return ~0ULL;
+	snprintf(pat, sizeof(pat), " %s=", key);
+	k = strstr(line, pat);
+	if (!k || (strchr(line, '\n') && k > strchr(line, '\n')))
+		return ~0ULL;
+	return strtoull(k + strlen(pat), NULL, 0);
+}
+
+/* Sends every frame back where it came from. */
+void *echo_thread(void *arg)
+{
+	struct echo *e = arg;
+	uint8_t buf[2048];
+
+	while (!e->stop) {
+		struct timeval tv = { 0, 100000 };
+		ssize_t n;
+
+		setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = recv(e->fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			continue;
+		if (send(e->fd, buf, (size_t)n, 0) == n)
+			e->frames++;
+	}
+	return NULL;
 }

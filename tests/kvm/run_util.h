@@ -27,4 +27,19 @@ int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
 int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
 		    int timeout_ms, int sig, run_until_t until, void *arg);
 
+/*
+ * The value of " @key=" in the last line of @s that holds @prefix (a
+ * console's "GUEST IO" line, say), or ~0 if there is none.
+ */
+unsigned long long last_kv(const char *s, const char *prefix, const char *key);
+
+/* A thread that sends every frame on @fd back where it came from. */
+struct echo {
+	int fd;
+	volatile int stop;
+	unsigned int frames;
+};
+
+void *echo_thread(void *arg);
+
 #endif /* VMM_TESTS_RUN_UTIL_H */

@@ -59,25 +59,6 @@ static void parse_ticks(const char *s, struct ticks *t)
 }
 
 /* The value of "key=" in the last line starting with @prefix. */
-static unsigned long long last_kv(const char *s, const char *prefix,
-				  const char *key)
-{
-	const char *p = s, *line = NULL, *k;
-	char pat[32];
-
-	while ((p = strstr(p, prefix))) {
-		line = p;
-		p++;
-	}
-	if (!line)
-		return ~0ULL;
-	snprintf(pat, sizeof(pat), " %s=", key);
-	k = strstr(line, pat);
-	if (!k || (strchr(line, '\n') && k > strchr(line, '\n')))
-		return ~0ULL;
-	return strtoull(k + strlen(pat), NULL, 0);
-}
-
 /*
  * Progress conditions for run_vmrun_until(): the guest has done what the
  * test needs, however long that took on this host.
@@ -233,32 +214,6 @@ static void test_guest_blk_both_ways(void)
 	free(img);
 	close(fd);
 	unlink(path);
-}
-
-struct echo {
-	int fd;
-	volatile int stop;
-	unsigned int frames;
-};
-
-/* Sends every frame back where it came from. */
-static void *echo_thread(void *arg)
-{
-	struct echo *e = arg;
-	uint8_t buf[2048];
-
-	while (!e->stop) {
-		struct timeval tv = { 0, 100000 };
-		ssize_t n;
-
-		setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		n = recv(e->fd, buf, sizeof(buf), 0);
-		if (n <= 0)
-			continue;
-		if (send(e->fd, buf, (size_t)n, 0) == n)
-			e->frames++;
-	}
-	return NULL;
 }
 
 static void check_echoes(const char *what, unsigned int frames)

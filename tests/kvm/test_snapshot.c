@@ -11,7 +11,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -308,30 +310,49 @@ static unsigned int run_and_save(const char *cpus, const char *const *codecs,
 static void restore_check_span(const char *img, const char *disk,
 			       unsigned int last, unsigned int hi,
 			       unsigned int want_cpus, unsigned int k,
-			       const char *mode)
+			       const char *mode, bool net)
 {
-	char con[160], out[8192], err[8192], name[32];
+	char con[160], out[8192], err[8192], name[32], spec[32];
+	struct echo e = { .fd = -1 };
+	const char *a[16];
+	pthread_t et;
 	struct vmp v;
 	struct ticks t;
-	int rc;
+	int rc, n = 0, sv[2];
 
 	snprintf(name, sizeof(name), "con-r%u.txt", k);
 	mkpath(v.con, sizeof(v.con), name);
 	snprintf(name, sizeof(name), "r%u.sock", k);
 	mkpath(v.sock, sizeof(v.sock), name);
 	snprintf(con, sizeof(con), "file:%s", v.con);
-	{
-		const char *a[] = { "restore",	 img, "--ctl", v.sock,
-				    "--console", con, mode,    NULL,
-				    NULL,	 NULL };
-
-		if (disk) {
-			a[6] = "--disk";
-			a[7] = disk;
-			a[8] = mode;
-		}
-		spawn(&v, a);
+	a[n++] = "restore";
+	a[n++] = img;
+	a[n++] = "--ctl";
+	a[n++] = v.sock;
+	a[n++] = "--console";
+	a[n++] = con;
+	if (disk) {
+		a[n++] = "--disk";
+		a[n++] = disk;
 	}
+	if (net) {
+		/* A new network back end: the old one went with the VM. */
+		TEST_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0,
+			    "socketpair: %s", strerror(errno));
+		fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+		e.fd = sv[0];
+		TEST_ASSERT(pthread_create(&et, NULL, echo_thread, &e) == 0,
+			    "echo thread");
+		snprintf(spec, sizeof(spec), "fd:%d", sv[1]);
+		a[n++] = "--net";
+		a[n++] = spec;
+	}
+	if (mode)
+		a[n++] = mode;
+	a[n] = NULL;
+	spawn(&v, a);
+	if (net)
+		close(sv[1]);
 	rc = ctl(v.sock, "status", NULL, NULL, out, err);
 	TEST_ASSERT(rc == 0 && strstr(out, "state running"), "status: %d %s",
 		    rc, out);
@@ -343,7 +364,34 @@ static void restore_check_span(const char *img, const char *disk,
 			    img, want_cpus, out);
 	}
 	t = wait_verified(v.con, 4);
+	if (net) {
+		unsigned int i, before = e.frames;
+
+		/* Frames cross the restored card (a deadline, not a window). */
+		for (i = 0; i < 18000 && e.frames < before + 4; i++)
+			usleep(10000);
+		TEST_CHECK(e.frames >= before + 4,
+			   "restored %s: %u frames echoed", img, e.frames);
+	}
 	rc = reap(&v, SIGTERM);
+	if (net) {
+		const char *c = slurp(v.con), *io = strstr(c, "GUEST IO");
+		char first[256] = "";
+
+		e.stop = 1;
+		pthread_join(et, NULL);
+		close(sv[0]);
+		if (io)
+			snprintf(first, sizeof(first), "%.*s",
+				 (int)strcspn(io, "\n"), io);
+		/* The guest got echoes back through the restored card. */
+		TEST_CHECK(last_kv(c, "GUEST IO", "net_echo") >
+					   last_kv(first, "GUEST IO",
+						   "net_echo") &&
+				   last_kv(c, "GUEST IO", "net_bad") == 0 &&
+				   last_kv(c, "GUEST IO", "blk_bad") == 0,
+			   "restored %s: network or disk trouble:\n%s", img, c);
+	}
 	TEST_ASSERT(t.count >= 4, "restored %s: %u ticks", img, t.count);
 	TEST_ASSERT(
 		t.vlast - t.vfirst >= WORK_PAGES,
@@ -369,7 +417,7 @@ static void restore_check_mode(const char *img, const char *disk,
 			       unsigned int last, unsigned int want_cpus,
 			       unsigned int k, const char *mode)
 {
-	restore_check_span(img, disk, last, 0, want_cpus, k, mode);
+	restore_check_span(img, disk, last, 0, want_cpus, k, mode, false);
 }
 
 static void restore_check(const char *img, const char *disk, unsigned int last,
@@ -908,6 +956,79 @@ static void test_snapshot_lazy(void)
 	cleanup_dir();
 }
 
+/*
+ * Disk, network card and rng all busy: the guest is saved (paused) in
+ * the middle of it, killed, and restored with a new network back end,
+ * plainly and lazily; its counter goes on, a whole pass verifies, and
+ * frames cross the restored card both ways with none broken.
+ */
+static void test_snapshot_net_busy(void)
+{
+	char disk[128], copy[128], img[128], con[160], spec[32];
+	struct echo e = { .fd = -1 };
+	const char *c;
+	pthread_t et;
+	struct vmp v;
+	struct ticks t;
+	unsigned int i;
+	int sv[2], rc;
+
+	setup_dir();
+	mkpath(disk, sizeof(disk), "disk.img");
+	mkpath(img, sizeof(img), "img-net");
+	mkpath(v.con, sizeof(v.con), "con0.txt");
+	mkpath(v.sock, sizeof(v.sock), "s0.sock");
+	make_disk(disk);
+	snprintf(con, sizeof(con), "file:%s", v.con);
+	TEST_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0,
+		    "socketpair: %s", strerror(errno));
+	fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+	e.fd = sv[0];
+	TEST_ASSERT(pthread_create(&et, NULL, echo_thread, &e) == 0, "echo");
+	snprintf(spec, sizeof(spec), "fd:%d", sv[1]);
+	{
+		const char *a[] = { "run",	 "--cpus",    "2",
+				    "--disk",	 disk,	      "--rng",
+				    "--net",	 spec,	      "--ctl",
+				    v.sock,	 "--console", con,
+				    "--cmdline", CMDLINE,     NULL };
+
+		spawn(&v, a);
+	}
+	close(sv[1]);
+	/* Until frames have gone both ways (a deadline, not a window). */
+	for (i = 0; i < 18000; i++) {
+		unsigned long long echoed;
+
+		c = slurp(v.con);
+		echoed = last_kv(c, "GUEST IO", "net_echo");
+		if (echoed != ~0ULL && echoed >= 4 &&
+		    last_kv(c, "GUEST IO", "blk_w") > 0)
+			break;
+		usleep(10000);
+	}
+	TEST_ASSERT(i < 18000, "no traffic before the save:\n%s", slurp(v.con));
+	t = pause_scan(&v);
+	{
+		char out[8192], err[8192];
+
+		rc = ctl(v.sock, "save", img, "lz4", out, err);
+		TEST_ASSERT(rc == 0, "save: %d %s", rc, err);
+	}
+	reap(&v, SIGKILL);
+	keep_tail(v.con);
+	e.stop = 1;
+	pthread_join(et, NULL);
+	close(sv[0]);
+	mkpath(copy, sizeof(copy), "disk-1.img");
+	copy_disk(disk, copy);
+	restore_check_span(img, copy, t.last, 0, 2, 0, NULL, true);
+	mkpath(copy, sizeof(copy), "disk-2.img");
+	copy_disk(disk, copy);
+	restore_check_span(img, copy, t.last, 0, 2, 1, "--lazy", true);
+	cleanup_dir();
+}
+
 static unsigned int json_uint(const char *out, const char *key)
 {
 	const char *p = strstr(out, key);
@@ -986,9 +1107,9 @@ static void test_snapshot_live(void)
 	TEST_CHECK(rc == 0 && strstr(out, "\"live\":true") &&
 			   strstr(out, "\"links\":2"),
 		   "info: %d %s %s", rc, out, err);
-	restore_check_span(b_img, NULL, lo, hi, 2, 0, NULL);
-	restore_check_span(b_img, NULL, lo, hi, 2, 1, "--lazy");
-	restore_check_span(a_img, NULL, 0, lo, 2, 2, "--lazy=demand");
+	restore_check_span(b_img, NULL, lo, hi, 2, 0, NULL, false);
+	restore_check_span(b_img, NULL, lo, hi, 2, 1, "--lazy", false);
+	restore_check_span(a_img, NULL, 0, lo, 2, 2, "--lazy=demand", false);
 	cleanup_dir();
 }
 
@@ -1000,5 +1121,6 @@ const struct test_case snapshot_tests[] = {
 	{ "chain", test_snapshot_chain },
 	{ "lazy", test_snapshot_lazy },
 	{ "live", test_snapshot_live },
+	{ "net_busy", test_snapshot_net_busy },
 	{ NULL, NULL },
 };
