@@ -850,6 +850,13 @@ void machine_set_loader(struct machine *m, const struct machine_loader *l)
 	m->loader = *l;
 }
 
+bool machine_mem_loading(struct machine *m, uint64_t *done, uint64_t *total)
+{
+	*done = *total = 0;
+	return m->loader.progress &&
+	       m->loader.progress(m->loader.opaque, done, total);
+}
+
 int machine_mem_wait(struct machine *m)
 {
 	return m->loader.wait ? m->loader.wait(m->loader.opaque) : 0;

@@ -100,11 +100,15 @@ struct mem_seg *machine_ram(struct machine *m);
  */
 struct machine_loader {
 	int (*wait)(void *opaque); /* 0, or -EIO: memory cannot be whole */
+	/* True while loading, with pages loaded of @total so far. */
+	bool (*progress)(void *opaque, uint64_t *done, uint64_t *total);
 	void (*release)(void *opaque);
 	void *opaque;
 };
 void machine_set_loader(struct machine *m, const struct machine_loader *l);
 int machine_mem_wait(struct machine *m) __must_check;
+/* True while a loader is still filling RAM; see machine_loader. */
+bool machine_mem_loading(struct machine *m, uint64_t *done, uint64_t *total);
 
 /*
  * Quiesces the machine for a consistent capture: pauses every vCPU

@@ -55,6 +55,7 @@ struct vmsnap_lazy {
 	uint64_t *done;	 /* pages installed (or known zero and left) */
 	struct lazy_batch *b;
 	size_t nr_b, cap_b, next; /* next: the fill's cursor */
+	uint64_t data_pages;	  /* pages the batches give, zero runs not */
 
 	/* Set by vmsnap_lazy_start(). */
 	struct image *imgs[VMSNAP_MAX_CHAIN];
@@ -264,7 +265,8 @@ static void lazy_serve(struct vmsnap_lazy *lz, uint64_t addr)
 		return; /* installed since: the install woke it */
 	w = lz->failed ? WHERE_NONE : lz->where[p];
 	if (w != WHERE_NONE && !lz->b[w - 1].zero && lazy_fetch(lz, w - 1)) {
-		lz->st.fault_pages += lz->gave;
+		__atomic_fetch_add(&lz->st.fault_pages, lz->gave,
+				   __ATOMIC_RELAXED);
 		return;
 	}
 	/* Zero, or past a failure: a zero page, so the toucher goes on. */
@@ -328,7 +330,8 @@ static void *lazy_thread(void *arg)
 			lz->next++;
 		if (lz->next < lz->nr_b && !lz->failed) {
 			if (lazy_fetch(lz, lz->next))
-				lz->st.fill_pages += lz->gave;
+				__atomic_fetch_add(&lz->st.fill_pages, lz->gave,
+						   __ATOMIC_RELAXED);
 			continue;
 		}
 		if (lz->failed)
@@ -369,6 +372,21 @@ static int lazy_wait(void *opaque)
 	return failed ? -EIO : 0;
 }
 
+static bool lazy_progress(void *opaque, uint64_t *done, uint64_t *total)
+{
+	struct vmsnap_lazy *lz = opaque;
+	bool loading;
+
+	pthread_mutex_lock(&lz->lock);
+	loading = !lz->complete;
+	pthread_mutex_unlock(&lz->lock);
+	/* The loader's counters, read as they are (one writer, 64 bits). */
+	*done = __atomic_load_n(&lz->st.fault_pages, __ATOMIC_RELAXED) +
+		__atomic_load_n(&lz->st.fill_pages, __ATOMIC_RELAXED);
+	*total = lz->data_pages;
+	return loading;
+}
+
 static void lazy_release(void *opaque)
 {
 	vmsnap_lazy_free(opaque);
@@ -381,8 +399,10 @@ int vmsnap_lazy_start(struct vmsnap_lazy *lz, struct machine *m,
 {
 	struct mem_seg *ram = machine_ram(m);
 	const struct machine_loader ldr = { .wait = lazy_wait,
+					    .progress = lazy_progress,
 					    .release = lazy_release,
 					    .opaque = lz };
+	size_t i;
 	int ret;
 
 	if (mem_seg_pages(ram) != lz->nr_pages || nr_links > VMSNAP_MAX_CHAIN)
@@ -390,6 +410,9 @@ int vmsnap_lazy_start(struct vmsnap_lazy *lz, struct machine *m,
 				  "lazy restore: the RAM is not the image's");
 	lz->m = m;
 	lz->ram = mem_seg_hva_load(ram);
+	for (i = 0; i < lz->nr_b; i++)
+		if (!lz->b[i].zero)
+			lz->data_pages += lz->b[i].claimed;
 	lz->done_cb = done;
 	lz->opaque = opaque;
 	lz->t0 = vmsnap_now_ns();

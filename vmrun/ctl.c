@@ -93,6 +93,8 @@ static int op_status(struct ctl *c, const Vmrun__CtlRequest *q __unused,
 
 	r->nr_vcpus = n;
 	r->mem_bytes = c->mem_bytes;
+	r->mem_loading = machine_mem_loading(c->m, &r->mem_loaded_pages,
+					     &r->mem_data_pages);
 	r->vcpus = calloc(n, sizeof(*r->vcpus));
 	if (!r->vcpus)
 		return -ENOMEM;
@@ -691,6 +693,10 @@ int cmd_ctl(int argc, char **argv)
 		if (r->nr_vcpus)
 			printf("vcpus %u\nmem %llu MiB\n", r->nr_vcpus,
 			       (unsigned long long)(r->mem_bytes >> 20));
+		if (r->mem_loading)
+			printf("mem loading lazily: %llu of %llu pages read\n",
+			       (unsigned long long)r->mem_loaded_pages,
+			       (unsigned long long)r->mem_data_pages);
 		for (n = 0; n < r->n_vcpus; n++)
 			printf("vcpu %u exits %llu io %llu mmio %llu\n",
 			       r->vcpus[n]->id,

@@ -909,10 +909,17 @@ static void test_snapshot_lazy(void)
 			   t.first == next_tick(v.con, last),
 		   "demand-loaded: %u ticks from %u (saved at %u)%s", t.count,
 		   t.first, last, t.clean ? "" : ", a mismatch");
+	/* Only what the guest touched was read: status says so. */
+	rc = ctl(v.sock, "status", NULL, NULL, out, err);
+	TEST_CHECK(rc == 0 && strstr(out, "mem loading lazily: "),
+		   "status of a demand-loaded VM: %d %s", rc, out);
 	t = pause_scan(&v);
 	rc = ctl(v.sock, "save", again, "lz4", out, err);
 	TEST_ASSERT(rc == 0 && strstr(out, "saved "),
 		    "save of a demand-loaded VM: %d %s", rc, err);
+	rc = ctl(v.sock, "status", NULL, NULL, out, err);
+	TEST_CHECK(rc == 0 && !strstr(out, "mem loading"),
+		   "status once the save read it all: %d %s", rc, out);
 	reap(&v, SIGKILL);
 	keep_tail(v.con);
 	mkpath(disk, sizeof(disk), "disk-d2.img");

@@ -6,18 +6,23 @@
 #     creation included), full and lazy, and for lazy the time until
 #     memory was complete;
 # for 256 MiB and 1 GiB guests, idle and with half of RAM written.
+# Then, side by side on the same KVM, the same guest (PVH entry) under
+# Debian's QEMU (-machine microvm -accel kvm; tests/perf/qemu_snap.py):
+# saved stopped with QMP migrate to a file, restored with -incoming; and
+# vmrun (zstd) timed the same way from outside, from starting the process
+# to the guest running (QEMU: query-status running after cont; vmrun: its
+# control socket up, which it opens as the vCPUs start).
 # Each figure is the median of N runs (default 3).
 #
 #   bash tests/perf/snapshot_perf.sh [--quick] [--runs N] [--vmrun PATH]
-#
-# Not here yet: the same guest under QEMU (migrate to a file, -incoming),
-# side by side.
+#                                    [--no-qemu]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-vmrun=$top/build/vmrun/vmrun runs=3 sizes="256 1024"
+vmrun=$top/build/vmrun/vmrun runs=3 sizes="256 1024" qemu=1
 while (($#)); do
 	case "$1" in
+	--no-qemu) qemu=0 ;;
 	--quick) runs=1 sizes=256 ;;
 	--runs) runs=$2; shift ;;
 	--vmrun) vmrun=$2; shift ;;
@@ -89,6 +94,24 @@ restore_times() {
 	done
 }
 
+# Milliseconds from starting `vmrun restore @1 @2...` to its control socket.
+restore_wall() {
+	local img=$1 t0 t1 pid
+	shift
+	rm -f "$w/rw.sock"
+	t0=$(date +%s%N)
+	"$vmrun" restore "$img" --ctl "$w/rw.sock" --console none "$@" 2>/dev/null &
+	pid=$!
+	until [ -S "$w/rw.sock" ]; do
+		kill -0 $pid 2>/dev/null || { echo "snapshot_perf: restore died" >&2; return 1; }
+		sleep 0.001
+	done
+	t1=$(date +%s%N)
+	kill $pid
+	wait $pid 2>/dev/null || true
+	echo "scale=1; ($t1 - $t0) / 1000000" | bc
+}
+
 echo "snapshot_perf: $("$vmrun" info --kvm 2>/dev/null || echo '?'), $(date -u +%F), median of $runs"
 echo
 echo "| RAM | written | codec | save (frozen) | image | restore to running | lazy: to running | lazy: memory complete |"
@@ -117,3 +140,37 @@ for mem in $sizes; do
 		done
 	done
 done
+
+if ((qemu)) && command -v qemu-system-x86_64 >/dev/null; then
+	elf=$top/build/tests/guest/ref/refguest.elf
+	echo
+	echo "Side by side with QEMU (microvm, KVM), restore timed from process start to running:"
+	echo
+	echo "| RAM | written | QEMU save | QEMU image | QEMU restore | vmrun zstd save | vmrun image | vmrun restore | vmrun lazy restore | save ratio | image ratio | restore: QEMU / vmrun lazy |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	for mem in $sizes; do
+		for load in idle half; do
+			mib=1
+			[ $load = half ] && mib=$((mem / 2))
+			for ((i = 0; i < runs; i++)); do
+				python3 "$top/tests/perf/qemu_snap.py" "$elf" "$mem" "$mib" "$w"
+			done >"$w/qemu.txt"
+			qs=$(cut -d' ' -f1 "$w/qemu.txt" | median)
+			qb=$(cut -d' ' -f2 "$w/qemu.txt" | median)
+			qr=$(cut -d' ' -f3 "$w/qemu.txt" | median)
+			save_all "$mem" "$mib"
+			vs=$(jget ms <"$w/save-zstd.json" | median)
+			vb=$(stat -c %s "$w/img-zstd")
+			vr=$(for ((i = 0; i < runs; i++)); do restore_wall "$w/img-zstd"; done | median)
+			vl=$(for ((i = 0; i < runs; i++)); do restore_wall "$w/img-zstd" --lazy; done | median)
+			printf "| %s MiB | %s | %.0f ms | %.1f MiB | %.0f ms | %.1f ms | %.2f MiB | %.0f ms | %.0f ms | %.3fx | %.4fx | %.0fx |\n" \
+				"$mem" "$([ $load = idle ] && echo idle || echo "$mib MiB")" \
+				"$qs" "$(echo "$qb / 1048576" | bc -l)" "$qr" "$vs" \
+				"$(echo "$vb / 1048576" | bc -l)" "$vr" "$vl" \
+				"$(echo "$vs / $qs" | bc -l)" "$(echo "$vb / $qb" | bc -l)" \
+				"$(echo "$qr / $vl" | bc -l)"
+		done
+	done
+elif ((qemu)); then
+	echo "snapshot_perf: no qemu-system-x86_64: the QEMU comparison is left out" >&2
+fi
