@@ -46,6 +46,8 @@ struct ctl {
 	Vmrun__CtlSaveResult save;
 	char save_path[4096];
 	struct vmsnap_chain chain; /* the last save: the next one's base */
+	int cur_fd;		   /* the connection being answered */
+	uint64_t last_progress_ns;
 	struct ctl_conn conns[CTL_MAX_CONNS];
 };
 
@@ -155,6 +157,29 @@ static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q __unused,
  * Saves the machine to q->path. Runs in the event loop, which serves
  * nothing else meanwhile; the vCPUs are frozen for the capture.
  */
+static int send_reply(int fd, const Vmrun__CtlReply *r);
+
+/* A progress frame to the client of a save, ten a second at most. */
+static void save_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	struct ctl *c = opaque;
+	Vmrun__CtlProgress p;
+	Vmrun__CtlReply r;
+	uint64_t now = vmsnap_now_ns();
+
+	if (done < total && now - c->last_progress_ns < 100000000ULL)
+		return;
+	c->last_progress_ns = now;
+	vmrun__ctl_progress__init(&p);
+	vmrun__ctl_reply__init(&r);
+	p.done = done;
+	p.total = total;
+	r.progress = &p;
+	r.state = (char *)(uintptr_t)state_name(c);
+	/* A client gone is the final reply's problem, not the save's. */
+	(void)send_reply(c->cur_fd, &r);
+}
+
 static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 		   Vmrun__CtlReply *r)
 {
@@ -162,7 +187,10 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 				      .chain = &c->chain,
 				      .incremental = q->incremental,
 				      .live = q->live,
-				      .live_rounds = q->live_rounds };
+				      .live_rounds = q->live_rounds,
+				      .progress = q->progress ? save_progress :
+								NULL,
+				      .opaque = c };
 	uint64_t base_hash = c->chain.hash;
 	struct vmsnap_stats st;
 	int ret;
@@ -328,6 +356,7 @@ static void conn_readable(struct machine *m __unused, int fd, void *opaque)
 		}
 		if (cn->len < 4 + flen)
 			return;
+		cn->ctl->cur_fd = fd;
 		dispatch(cn->ctl, cn->buf + 4, flen, &r);
 		r.state = (char *)(uintptr_t)state_name(cn->ctl);
 		if (send_reply(fd, &r) < 0) {
@@ -456,7 +485,8 @@ static void ctl_usage(FILE *f)
 		"the vCPUs and devices, writes the image to a temporary file beside\n"
 		"FILE, syncs it, renames it to FILE and lets the VM run on. On any\n"
 		"failure the VM runs on untouched and an older FILE is kept. The\n"
-		"image is restored with 'vmrun restore FILE'.\n"
+		"image is restored with 'vmrun restore FILE'. On a terminal a\n"
+		"progress bar shows each pass over memory; then one summary line.\n"
 		"  --compress C   lz4 (default), zstd, or none (uncompressed, guest\n"
 		"                 pages page-aligned in the file)\n"
 		"  --incremental  only the pages written since the last save of this\n"
@@ -532,6 +562,18 @@ static void print_save(const Vmrun__CtlSaveResult *s, bool json)
 		       (unsigned long long)s->zero_pages,
 		       (double)s->bytes / 1048576.0, s->codec, ratio,
 		       (double)s->ns / 1e6, (double)s->frozen_ns / 1e6);
+}
+
+/* Draws the save's progress bar on stderr; returns the percentage shown. */
+static int show_bar(const Vmrun__CtlProgress *p, int last)
+{
+	int pct = p->total ? (int)(p->done * 100 / p->total) : 100;
+
+	if (pct == last)
+		return last;
+	fprintf(stderr, "\rsaving: [%-40.*s] %3d%%", pct * 40 / 100,
+		"========================================", pct);
+	return pct;
 }
 
 /* Parses "save FILE [options]" into @req; returns 0 or EXIT_USAGE. */
@@ -617,7 +659,7 @@ int cmd_ctl(int argc, char **argv)
 	size_t n, off;
 	unsigned int i;
 	uint32_t len;
-	int fd, status;
+	int fd, status, bar = -1;
 
 	if (argc == 2 &&
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -641,6 +683,8 @@ int cmd_ctl(int argc, char **argv)
 			parse_save(argc, argv, &req, path, sizeof(path), &json);
 		if (status)
 			return status;
+		/* A bar for a person at a terminal; scripts get one reply. */
+		req.progress = !json && isatty(STDERR_FILENO);
 	} else if (argc != 3) {
 		die_msg("ctl %s: unexpected argument '%s'", argv[2], argv[3]);
 		return EXIT_USAGE;
@@ -668,20 +712,38 @@ int cmd_ctl(int argc, char **argv)
 	buf[2] = (uint8_t)(n >> 16);
 	buf[3] = 0;
 	vmrun__ctl_request__pack(&req, buf + 4);
-	if (send(fd, buf, 4 + n, MSG_NOSIGNAL) != (ssize_t)(4 + n) ||
-	    recv(fd, hdr, 4, MSG_WAITALL) != 4) {
+	if (send(fd, buf, 4 + n, MSG_NOSIGNAL) != (ssize_t)(4 + n)) {
 		die_msg("ctl: the VMM closed the connection");
 		free(buf);
 		close(fd);
 		return EXIT_VMM_ERROR;
 	}
-	len = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-	      (uint32_t)hdr[3] << 24;
-	off = len <= CTL_MAX_FRAME ? (size_t)recv(fd, buf, len, MSG_WAITALL) :
-				     0;
+	/* Progress frames (if asked for), then the reply. */
+	for (;;) {
+		if (recv(fd, hdr, 4, MSG_WAITALL) != 4) {
+			if (bar >= 0)
+				fputc('\n', stderr);
+			die_msg("ctl: the VMM closed the connection");
+			free(buf);
+			close(fd);
+			return EXIT_VMM_ERROR;
+		}
+		len = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+		      (uint32_t)hdr[3] << 24;
+		off = len <= CTL_MAX_FRAME ?
+			      (size_t)recv(fd, buf, len, MSG_WAITALL) :
+			      0;
+		r = off == len ? vmrun__ctl_reply__unpack(NULL, len, buf) :
+				 NULL;
+		if (!r || !r->progress || !req.progress)
+			break;
+		bar = show_bar(r->progress, bar);
+		vmrun__ctl_reply__free_unpacked(r, NULL);
+	}
 	close(fd);
-	r = off == len ? vmrun__ctl_reply__unpack(NULL, len, buf) : NULL;
 	free(buf);
+	if (bar >= 0)
+		fputc('\n', stderr);
 	if (!r) {
 		die_msg("ctl: malformed reply");
 		return EXIT_VMM_ERROR;

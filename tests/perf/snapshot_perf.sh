@@ -63,6 +63,10 @@ save_all() {
 		((n >= 2 && ${written:-0} >= mib * 256)) && break
 		sleep 0.05
 	done
+	# A live save of the running guest first (lz4).
+	for ((i = 0; i < runs; i++)); do
+		"$vmrun" ctl "$w/s.sock" save "$w/img-live" --live --compress lz4 --json
+	done >"$w/save-live.json"
 	"$vmrun" ctl "$w/s.sock" pause >/dev/null
 	for codec in lz4 zstd none; do
 		for ((i = 0; i < runs; i++)); do
@@ -114,8 +118,8 @@ restore_wall() {
 
 echo "snapshot_perf: $("$vmrun" info --kvm 2>/dev/null || echo '?'), $(date -u +%F), median of $runs"
 echo
-echo "| RAM | written | codec | save (frozen) | image | restore to running | lazy: to running | lazy: memory complete |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| RAM | written | codec | save (frozen) | image | restore to running | lazy: to running | lazy: memory complete | live save while running, lz4 (frozen, rounds) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for mem in $sizes; do
 	for load in idle half; do
 		mib=1
@@ -134,9 +138,16 @@ for mem in $sizes; do
 			else
 				size="$(printf %.1f "$(echo "$size / 1048576" | bc -l)") MiB"
 			fi
-			printf "| %s MiB | %s | %s | %.1f ms (%.1f) | %s | %.1f ms | %.1f ms | %.0f ms |\n" \
+			live="-"
+			if [ $codec = lz4 ]; then
+				live=$(printf "%.1f ms (%.1f, %s)" \
+					"$(jget ms <"$w/save-live.json" | median)" \
+					"$(grep -o '"frozen_ms":[0-9.]*' "$w/save-live.json" | cut -d: -f2 | median)" \
+					"$(grep -o '"rounds":[0-9]*' "$w/save-live.json" | cut -d: -f2 | median)")
+			fi
+			printf "| %s MiB | %s | %s | %.1f ms (%.1f) | %s | %.1f ms | %.1f ms | %.0f ms | %s |\n" \
 				"$mem" "$([ $load = idle ] && echo idle || echo "$mib MiB")" "$codec" \
-				"$save" "$frozen" "$size" "$full" "$lazy" "${done_ms:-0}"
+				"$save" "$frozen" "$size" "$full" "$lazy" "${done_ms:-0}" "$live"
 		done
 	done
 done
