@@ -321,7 +321,8 @@ static int serial_load(struct dev *dev, const void *buf, size_t len)
 	r.dlm = (uint8_t)m->dlm;
 	r.thr_pending = m->thr_pending;
 	r.rx_len = (uint8_t)m->rx.len;
-	memcpy(r.rx, m->rx.data, m->rx.len);
+	if (m->rx.len)
+		memcpy(r.rx, m->rx.data, m->rx.len);
 	pthread_mutex_lock(&s->lock);
 	s->r = r;
 	serial_update_irq(s);
