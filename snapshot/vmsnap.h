@@ -206,6 +206,17 @@ struct vmsnap_info {
 int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
 		size_t errlen) __must_check;
 
+/*
+ * Reads the image at @path whole (every checksum checked) and calls @fn
+ * with each state and layout section's payload in order, @index counting
+ * them from 0; @fn returning non-zero stops the walk with that value.
+ * For taking an image apart with protoc (vmrun image dump).
+ */
+typedef int (*vmsnap_section_fn)(void *opaque, unsigned int index, bool layout,
+				 uint32_t type, const void *data, size_t len);
+int vmsnap_sections(const char *path, vmsnap_section_fn fn, void *opaque,
+		    char *err, size_t errlen) __must_check;
+
 /* Monotonic nanoseconds. */
 uint64_t vmsnap_now_ns(void);
 

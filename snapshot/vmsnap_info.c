@@ -254,3 +254,55 @@ int vmsnap_info(const char *path, struct vmsnap_info *inf, char *err,
 	free(b);
 	return ret;
 }
+
+/* vmsnap_sections()'s walk: each state and layout section, in order. */
+struct sctx {
+	vmsnap_section_fn fn;
+	void *opaque;
+	unsigned int index;
+};
+
+static int sections_state(void *opaque, uint32_t type, const void *data,
+			  size_t len)
+{
+	struct sctx *c = opaque;
+
+	return c->fn(c->opaque, c->index++, false, type, data, len);
+}
+
+static int sections_layout(void *opaque, uint32_t type, const void *data,
+			   size_t len)
+{
+	struct sctx *c = opaque;
+
+	return c->fn(c->opaque, c->index++, true, type, data, len);
+}
+
+int vmsnap_sections(const char *path, vmsnap_section_fn fn, void *opaque,
+		    char *err, size_t errlen)
+{
+	struct sctx c = { .fn = fn, .opaque = opaque };
+	const struct image_sink sink = { .opaque = &c,
+					 .state = sections_state,
+					 .layout = sections_layout };
+	struct stream *s;
+	struct image *img;
+	int ret;
+
+	err[0] = 0;
+	ret = stream_open_file_read(path, &s);
+	if (ret < 0)
+		return err_printf(err, errlen, ret == -ENOENT ? -EINVAL : ret,
+				  "%s: %s", path, strerror(-ret));
+	/* Pages are checked and dropped: any segment up to 1 TiB. */
+	ret = image_reader_create(s, IMAGE_READ_ALLOW_REWRITE, &img);
+	if (!ret)
+		ret = image_add_segment(img, 0, 1ULL << 28, NULL);
+	if (!ret)
+		ret = image_read(img, &sink);
+	if (ret < 0 && !err[0])
+		err_printf(err, errlen, ret, "%s", image_error(img));
+	image_destroy(img);
+	stream_close(s);
+	return ret;
+}

@@ -2,8 +2,10 @@
 /* vmrun image info|verify FILE: what a snapshot image holds. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "machine.pb-c.h"
 #include "snapshot/vmsnap.h"
 #include "vmrun/vmrun.h"
 
@@ -12,6 +14,7 @@ static void image_usage(FILE *f)
 	fprintf(f,
 		"usage: vmrun image info FILE [--json]\n"
 		"       vmrun image verify FILE\n"
+		"       vmrun image dump FILE [--section N [--inner]]\n"
 		"\n"
 		"info reads the whole image and shows what it holds: format, codec,\n"
 		"chain, vCPUs, devices, memory (pages, zero pages, image size and\n"
@@ -21,6 +24,14 @@ static void image_usage(FILE *f)
 		"the same way: each must be there (where it was saved, or beside\n"
 		"the image that names it) with the content hash its successor\n"
 		"names. Neither runs anything.\n"
+		"\n"
+		"dump lists the image's state and layout sections (index, kind,\n"
+		"the protobuf message each holds, size); with --section N it\n"
+		"writes that section's bytes to standard output, and with --inner\n"
+		"the message a vCPU or device section wraps, for protoc:\n"
+		"  vmrun image dump F --section N --inner |\n"
+		"      protoc --proto_path=proto --decode=vmrun.VcpuState \\\n"
+		"      proto/vcpu_x86.proto\n"
 		"\n"
 		"exit status: 0 a good image, 2 bad arguments or a bad image, 1\n"
 		"another failure.\n");
@@ -100,6 +111,134 @@ static void print_info(const char *path, const struct vmsnap_info *inf,
 	       (double)inf->bytes / 1048576.0, ratio);
 }
 
+struct dump {
+	long want; /* the section to write out, or -1: list them */
+	bool inner;
+	bool found;
+};
+
+/* The message in a section, and for a wrapper the message it wraps. */
+static const char *section_message(bool layout, uint32_t type, const void *data,
+				   size_t len, char *inner, size_t ilen)
+{
+	inner[0] = 0;
+	if (layout)
+		return type == VMSNAP_LAYOUT_MEM ? "vmrun.MemLayout" : "?";
+	switch (type) {
+	case VMSNAP_STATE_MACHINE:
+		return "vmrun.MachineConfig";
+	case VMSNAP_STATE_VM:
+		return "vmrun.VmState";
+	case VMSNAP_STATE_VCPU:
+		snprintf(inner, ilen, "vmrun.VcpuState");
+		return "vmrun.VcpuSection";
+	case VMSNAP_STATE_DEVICE: {
+		Vmrun__DeviceState *ds =
+			vmrun__device_state__unpack(NULL, len, data);
+
+		if (ds) {
+			snprintf(inner, ilen, "%s (%s)", ds->type, ds->name);
+			vmrun__device_state__free_unpacked(ds, NULL);
+		}
+		return "vmrun.DeviceState";
+	}
+	case VMSNAP_STATE_DISKS:
+		return "vmrun.MachineConfig (disks)";
+	default:
+		return "?";
+	}
+}
+
+/* Writes the wrapped message of a vCPU or device section. */
+static int write_inner(uint32_t type, const void *data, size_t len)
+{
+	Vmrun__VcpuSection *vs;
+	Vmrun__DeviceState *ds;
+	size_t n = 0;
+
+	if (type == VMSNAP_STATE_VCPU &&
+	    (vs = vmrun__vcpu_section__unpack(NULL, len, data))) {
+		n = fwrite(vs->state.data, 1, vs->state.len, stdout);
+		n = n == vs->state.len;
+		vmrun__vcpu_section__free_unpacked(vs, NULL);
+	} else if (type == VMSNAP_STATE_DEVICE &&
+		   (ds = vmrun__device_state__unpack(NULL, len, data))) {
+		n = fwrite(ds->data.data, 1, ds->data.len, stdout);
+		n = n == ds->data.len;
+		vmrun__device_state__free_unpacked(ds, NULL);
+	} else {
+		die_msg("image dump: --inner is for vCPU and device sections");
+		return -EINVAL;
+	}
+	return n ? 0 : -EIO;
+}
+
+static int dump_section(void *opaque, unsigned int index, bool layout,
+			uint32_t type, const void *data, size_t len)
+{
+	struct dump *d = opaque;
+	char inner[96];
+	const char *msg;
+
+	if (d->want < 0) {
+		msg = section_message(layout, type, data, len, inner,
+				      sizeof(inner));
+		printf("%3u  %-6s %u  %-30s %8zu bytes%s%s\n", index,
+		       layout ? "layout" : "state", type, msg, len,
+		       inner[0] ? "  inner: " : "", inner);
+		return 0;
+	}
+	if ((long)index != d->want)
+		return 0;
+	d->found = true;
+	if (d->inner)
+		return write_inner(layout ? 0 : type, data, len);
+	return fwrite(data, 1, len, stdout) == len ? 0 : -EIO;
+}
+
+static int cmd_image_dump(int argc, char **argv)
+{
+	struct dump d = { .want = -1 };
+	char err[512], *end;
+	int i, ret;
+
+	for (i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--section") && i + 1 < argc) {
+			d.want = strtol(argv[++i], &end, 10);
+			if (*end || d.want < 0) {
+				die_msg("--section %s: expected an index",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--inner")) {
+			d.inner = true;
+		} else {
+			die_msg("image dump: unexpected argument '%s'",
+				argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (d.inner && d.want < 0) {
+		die_msg("image dump: --inner needs --section N");
+		return EXIT_USAGE;
+	}
+	ret = vmsnap_sections(argv[2], dump_section, &d, err, sizeof(err));
+	if (ret < 0) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", strerror(-ret));
+		die_msg("image dump %s: %s", argv[2], err);
+		return ret == -EINVAL || ret == -EBADMSG ||
+				       ret == -EPROTONOSUPPORT ?
+			       EXIT_USAGE :
+			       EXIT_VMM_ERROR;
+	}
+	if (d.want >= 0 && !d.found) {
+		die_msg("image dump %s: no section %ld", argv[2], d.want);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 int cmd_image(int argc, char **argv)
 {
 	struct vmsnap_info inf;
@@ -112,6 +251,8 @@ int cmd_image(int argc, char **argv)
 		image_usage(stdout);
 		return 0;
 	}
+	if (argc >= 3 && !strcmp(argv[1], "dump"))
+		return cmd_image_dump(argc, argv);
 	if (argc < 3 ||
 	    (strcmp(argv[1], "info") && strcmp(argv[1], "verify"))) {
 		image_usage(stderr);

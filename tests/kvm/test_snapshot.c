@@ -655,6 +655,50 @@ static void test_snapshot_bad_images(void)
 	rc = run_vmrun((const char *[]){ "image", "verify", img, NULL }, out,
 		       err, sizeof(out), 120000);
 	TEST_CHECK(rc == 0 && strstr(out, "ok"), "verify good: %d %s", rc, err);
+	/* Taken apart: every state message decodes with protoc. */
+	rc = run_vmrun((const char *[]){ "image", "dump", img, NULL }, out, err,
+		       sizeof(out), 120000);
+	TEST_CHECK(rc == 0 && strstr(out, "vmrun.VcpuState") &&
+			   strstr(out, "vmrun.SerialState (serial)") &&
+			   strstr(out, "vmrun.VirtioMmioState (virtio-blk)"),
+		   "image dump: %d %s %s", rc, out, err);
+	rc = run_vmrun((const char *[]){ "image", "dump", img, "--section",
+					 "99", NULL },
+		       out, err, sizeof(out), 120000);
+	TEST_CHECK(rc == 2 && strstr(err, "no section 99"),
+		   "dump of a section that is not there: %d %s", rc, err);
+	{
+		static const struct {
+			const char *section, *inner, *msg, *proto, *want;
+		} dec[] = {
+			{ "2", NULL, "vmrun.VmState", "vm_state.proto",
+			  "pic_master" },
+			{ "3", "--inner", "vmrun.VcpuState", "vcpu_x86.proto",
+			  "regs" },
+			{ "4", "--inner", "vmrun.SerialState", "devices.proto",
+			  "lcr" },
+		};
+		char cmd[1024], dout[160];
+		unsigned int k;
+
+		TEST_CHECK(
+			access("/usr/bin/protoc", X_OK) == 0,
+			"no protoc: tests/deps.sh installs protobuf-compiler");
+		mkpath(dout, sizeof(dout), "decoded.txt");
+		for (k = 0; k < ARRAY_SIZE(dec); k++) {
+			snprintf(
+				cmd, sizeof(cmd),
+				"%s image dump %s --section %s %s | protoc "
+				"--proto_path=%s/proto --decode=%s %s/proto/%s "
+				"> %s",
+				VMRUN_BIN, img, dec[k].section,
+				dec[k].inner ? dec[k].inner : "", SRC_DIR,
+				dec[k].msg, SRC_DIR, dec[k].proto, dout);
+			rc = system(cmd);
+			TEST_CHECK(rc == 0 && strstr(slurp(dout), dec[k].want),
+				   "%s: %d\n%s", cmd, rc, slurp(dout));
+		}
+	}
 	free(data);
 	cleanup_dir();
 }

@@ -15,7 +15,7 @@
 # Each figure is the median of N runs (default 3).
 #
 #   bash tests/perf/snapshot_perf.sh [--quick] [--runs N] [--vmrun PATH]
-#                                    [--no-qemu]
+#                                    [--sizes 256,1024] [--no-qemu]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +23,7 @@ vmrun=$top/build/vmrun/vmrun runs=3 sizes="256 1024" qemu=1
 while (($#)); do
 	case "$1" in
 	--no-qemu) qemu=0 ;;
+	--sizes) sizes=${2//,/ }; shift ;;
 	--quick) runs=1 sizes=256 ;;
 	--runs) runs=$2; shift ;;
 	--vmrun) vmrun=$2; shift ;;
