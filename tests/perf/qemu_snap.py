@@ -66,8 +66,10 @@ def main():
     # Until the workload has written what it owns, as for vmrun.
     deadline = time.time() + 600
     while time.time() < deadline:
-        lines = [l for l in open(con, errors="replace").read().splitlines()
-                 if l.startswith("GUEST TICK")]
+        text = open(con, errors="replace").read()
+        # Whole lines only: the last one may be on its way.
+        lines = [l for l in text[:text.rfind("\n") + 1].splitlines()
+                 if l.startswith("GUEST TICK") and "written=" in l]
         if len(lines) >= 2:
             w = int(lines[-1].split("written=")[1].split()[0])
             if w >= mib * 256:

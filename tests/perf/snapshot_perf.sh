@@ -16,13 +16,15 @@
 #
 #   bash tests/perf/snapshot_perf.sh [--quick] [--runs N] [--vmrun PATH]
 #                                    [--sizes 256,1024] [--no-qemu]
+#                                    [--qemu-only]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-vmrun=$top/build/vmrun/vmrun runs=3 sizes="256 1024" qemu=1
+vmrun=$top/build/vmrun/vmrun runs=3 sizes="256 1024" qemu=1 qemu_only=0
 while (($#)); do
 	case "$1" in
 	--no-qemu) qemu=0 ;;
+	--qemu-only) qemu_only=1 ;;
 	--sizes) sizes=${2//,/ }; shift ;;
 	--quick) runs=1 sizes=256 ;;
 	--runs) runs=$2; shift ;;
@@ -119,6 +121,7 @@ restore_wall() {
 
 echo "snapshot_perf: $("$vmrun" info --kvm 2>/dev/null || echo '?'), $(date -u +%F), median of $runs"
 echo
+if ((!qemu_only)); then
 echo "| RAM | written | codec | save (frozen) | image | restore to running | lazy: to running | lazy: memory complete | live save while running, lz4 (frozen, rounds) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for mem in $sizes; do
@@ -152,6 +155,7 @@ for mem in $sizes; do
 		done
 	done
 done
+fi
 
 if ((qemu)) && command -v qemu-system-x86_64 >/dev/null; then
 	elf=$top/build/tests/guest/ref/refguest.elf
