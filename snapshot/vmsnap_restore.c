@@ -672,6 +672,16 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	img = links[0].img;
 	if (!ret)
 		c.live = links[0].h->flags & VMSNAP_FLAG_LIVE;
+	if (!ret && o->lazy) {
+		struct stat sb;
+
+		/* Random access: a pipe cannot serve a page on demand. */
+		if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+			ret = err_printf(err, errlen, -EINVAL,
+					 "lazy restore reads the image at "
+					 "random and needs a regular file, not "
+					 "a pipe or device");
+	}
 	for (i = 0; !ret && i < nr; i++)
 		c.bytes_total += link_size(&links[i]);
 	c.cur = links[0].s;

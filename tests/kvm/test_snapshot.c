@@ -970,6 +970,21 @@ static void test_snapshot_lazy(void)
 	copy_disk(copy, disk);
 	restore_check(again, disk, t.last, 2, 7);
 
+	/* Lazily from a pipe: refused before anything is built. */
+	{
+		char cmd[512], errf[160];
+
+		mkpath(errf, sizeof(errf), "pipe.err");
+		snprintf(cmd, sizeof(cmd),
+			 "cat %s/img-lz4 | %s restore /dev/stdin --lazy "
+			 "--console none 2>%s",
+			 dir, VMRUN_BIN, errf);
+		rc = system(cmd);
+		TEST_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2 &&
+				   strstr(slurp(errf), "regular file"),
+			   "lazy restore from a pipe: %#x %s", rc, slurp(errf));
+	}
+
 	/* A flipped byte in a batch's data: found when the batch is read. */
 	mkpath(img, sizeof(img), "img-none");
 	mkpath(bad, sizeof(bad), "bad.img");
