@@ -48,7 +48,7 @@ static void restore_usage(FILE *f)
 		"                     save --incremental can go over FILE\n"
 		"  --lazy             run before memory is loaded: pages arrive on\n"
 		"                     first touch and in the background (needs\n"
-		"                     userfaultfd)\n"
+		"                     userfaultfd and a regular file)\n"
 		"  --lazy=demand      the same without the background fill: only\n"
 		"                     pages the guest touches are read (a save\n"
 		"                     through --ctl reads the rest first)\n"
