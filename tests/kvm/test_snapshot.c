@@ -1145,6 +1145,22 @@ static void test_snapshot_live(void)
 			   "a live save with 4 rounds wrote no page twice: %s",
 			   out);
 	}
+	/* On a terminal the save draws a progress bar, then its line. */
+	{
+		char cmd[1024], tty[160], c_img[128];
+
+		mkpath(tty, sizeof(tty), "tty.txt");
+		mkpath(c_img, sizeof(c_img), "c.img");
+		snprintf(cmd, sizeof(cmd),
+			 "script -qec '%s ctl %s save %s --live' /dev/null "
+			 "> %s 2>&1",
+			 VMRUN_BIN, v.sock, c_img, tty);
+		rc = system(cmd);
+		TEST_CHECK(rc == 0 && strstr(slurp(tty), "saving: [") &&
+				   strstr(slurp(tty), "100%") &&
+				   strstr(slurp(tty), "saved "),
+			   "save on a terminal: %#x\n%s", rc, slurp(tty));
+	}
 	t = wait_ticks(v.con, t.count + 2);
 	lo = scan(v.con).last;
 	{
