@@ -976,7 +976,7 @@ static void test_snapshot_lazy(void)
 
 		mkpath(errf, sizeof(errf), "pipe.err");
 		snprintf(cmd, sizeof(cmd),
-			 "cat %s/img-lz4 | %s restore /dev/stdin --lazy "
+			 "cat %s/img-lz4 | %s restore /proc/self/fd/0 --lazy "
 			 "--console none 2>%s",
 			 dir, VMRUN_BIN, errf);
 		rc = system(cmd);
