@@ -575,7 +575,7 @@ static int collect_round(struct machine *m, uint64_t *round, uint64_t *all,
  * after round, until what is left is small or stops shrinking; only the
  * last round, the state and END are written with the machine frozen,
  * and the thaw comes after the file is durable. Every page collected is
- * in @all, for giving back if the save fails; *@frozen_ns is the final
+ * in @all, for giving back if the save fails; @st->frozen_ns is the final
  * freeze.
  */
 static int save_live(struct machine *m, struct stream *s,
@@ -611,6 +611,8 @@ static int save_live(struct machine *m, struct stream *s,
 		    (n <= VMSNAP_LIVE_FINAL_PAGES || n >= prev - prev / 8))
 			break;
 		ret = put_pages(img, m, round, o, err, errlen);
+		/* Written: only what comes after goes in the last round. */
+		bitmap_zero(round, nbits);
 		prev = n;
 	}
 	if (ret < 0)

@@ -153,6 +153,16 @@ int vmsnap_lazy_add_batch(struct vmsnap_lazy *lz, unsigned int link,
 	return 0;
 }
 
+/* Loading is over: RAM is whole if @whole; wakes whoever waits for it. */
+static void lazy_settle(struct vmsnap_lazy *lz, bool whole)
+{
+	pthread_mutex_lock(&lz->lock);
+	lz->complete = true;
+	lz->finished = whole;
+	pthread_cond_broadcast(&lz->cond);
+	pthread_mutex_unlock(&lz->lock);
+}
+
 /* Stops the VM for good: its memory cannot be completed. */
 static void lazy_fail(struct vmsnap_lazy *lz, const char *fmt, ...)
 	__printf(2, 3);
@@ -168,10 +178,7 @@ static void lazy_fail(struct vmsnap_lazy *lz, const char *fmt, ...)
 	va_end(ap);
 	lz->failed = true;
 	lz->st.error = true;
-	pthread_mutex_lock(&lz->lock);
-	lz->complete = true; /* never will be: waiters learn it */
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
+	lazy_settle(lz, false); /* it never will be whole: waiters learn it */
 	pr_err("lazy restore: %s; the guest cannot go on", lz->err);
 	vm_stop_detail(machine_vm(lz->m), VM_EXIT_ERROR, "lazy restore: %s",
 		       lz->err);
@@ -288,11 +295,7 @@ static void lazy_finish(struct vmsnap_lazy *lz)
 	lz->st.ns = vmsnap_now_ns() - lz->t0;
 	if (lz->done_cb)
 		lz->done_cb(lz->opaque, &lz->st, lz->failed ? lz->err : NULL);
-	pthread_mutex_lock(&lz->lock);
-	lz->complete = true;
-	lz->finished = !lz->failed;
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
+	lazy_settle(lz, !lz->failed);
 }
 
 static void *lazy_thread(void *arg)
@@ -341,10 +344,7 @@ static void *lazy_thread(void *arg)
 	}
 	/* Stopped (the machine is going) or broken: nobody waits any more. */
 	lz->st.ns = vmsnap_now_ns() - lz->t0;
-	pthread_mutex_lock(&lz->lock);
-	lz->complete = true;
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
+	lazy_settle(lz, false);
 	return NULL;
 }
 
@@ -367,7 +367,7 @@ static int lazy_wait(void *opaque)
 	pthread_mutex_lock(&lz->lock);
 	while (!lz->complete)
 		pthread_cond_wait(&lz->cond, &lz->lock);
-	failed = lz->st.error || !lz->finished;
+	failed = !lz->finished;
 	pthread_mutex_unlock(&lz->lock);
 	return failed ? -EIO : 0;
 }

@@ -337,7 +337,6 @@ static int check_disks(struct rctx *c, bool counts_only, char *err,
 	return 0;
 }
 
-/* Builds the machine the image describes, its RAM still zero. */
 /* Do two layouts place the same segments at the same guest addresses? */
 static bool maps_equal(const Vmrun__MemLayout *x, const Vmrun__MemLayout *y)
 {
@@ -355,6 +354,7 @@ static bool maps_equal(const Vmrun__MemLayout *x, const Vmrun__MemLayout *y)
 	return true;
 }
 
+/* Builds the machine the image describes, its RAM still zero. */
 static int build(struct rctx *c, struct machine **out, char *err, size_t errlen)
 {
 	const Vmrun__MachineConfig *mc = c->mc;
@@ -672,16 +672,12 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	img = links[0].img;
 	if (!ret)
 		c.live = links[0].h->flags & VMSNAP_FLAG_LIVE;
-	if (!ret && o->lazy) {
-		struct stat sb;
-
-		/* Random access: a pipe cannot serve a page on demand. */
-		if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
-			ret = err_printf(err, errlen, -EINVAL,
-					 "lazy restore reads the image at "
-					 "random and needs a regular file, not "
-					 "a pipe or device");
-	}
+	/* Random access: a pipe cannot serve a page on demand (the stream
+	 * knows a size only for regular files). */
+	if (!ret && o->lazy && stream_remaining(links[0].s) == UINT64_MAX)
+		ret = err_printf(err, errlen, -EINVAL,
+				 "lazy restore reads the image at random and "
+				 "needs a regular file, not a pipe or device");
 	for (i = 0; !ret && i < nr; i++)
 		c.bytes_total += link_size(&links[i]);
 	c.cur = links[0].s;

@@ -19,25 +19,77 @@
 
 #define SMALL_PAGES 4
 
-/* Reads @buf as an image of GEN_SEG; returns the result and the reason. */
-static int try_read(const void *buf, size_t len, uint64_t nr_pages, char *why,
-		    size_t why_len)
+static int nop_pages(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
+		     const void *data, uint64_t file_off)
+{
+	(void)opaque;
+	(void)seg;
+	(void)first;
+	(void)nr;
+	(void)data;
+	(void)file_off;
+	return 0;
+}
+
+struct offs {
+	uint64_t off[16];
+	size_t n;
+};
+
+static int keep_batch(void *opaque, const struct image_batch *b)
+{
+	struct offs *o = opaque;
+
+	if (!b->zero && o->n < ARRAY_SIZE(o->off))
+		o->off[o->n++] = b->offset;
+	return 0;
+}
+
+/*
+ * Reads @buf as an image of GEN_SEG, whole, or with @lazy the way a lazy
+ * restore does (index, then fetch every batch); returns the result and
+ * the reason.
+ */
+static int read_as(const void *buf, size_t len, uint64_t nr_pages, bool lazy,
+		   char *why, size_t why_len)
 {
 	static uint8_t mem[16 * 4096];
+	struct offs o = { .n = 0 };
+	const struct image_sink sink = { .opaque = &o,
+					 .pages = nop_pages,
+					 .batch = keep_batch };
 	struct stream *s;
 	struct image *img;
+	size_t i;
 	int ret;
 
 	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
 	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
 	ret = image_add_segment(img, GEN_SEG, nr_pages,
-				nr_pages <= 16 ? mem : NULL);
-	if (!ret)
+				!lazy && nr_pages <= 16 ? mem : NULL);
+	if (!ret && lazy) {
+		ret = image_index(img, &sink);
+		for (i = 0; !ret && i < o.n; i++)
+			ret = image_fetch(img, o.off[i], &sink);
+	} else if (!ret) {
 		ret = image_read(img, NULL);
+	}
 	snprintf(why, why_len, "%s", image_error(img));
 	image_destroy(img);
 	stream_close(s);
 	return ret;
+}
+
+static int try_read(const void *buf, size_t len, uint64_t nr_pages, char *why,
+		    size_t why_len)
+{
+	return read_as(buf, len, nr_pages, false, why, why_len);
+}
+
+static int try_index_fetch(const void *buf, size_t len, char *why,
+			   size_t why_len)
+{
+	return read_as(buf, len, SMALL_PAGES, true, why, why_len);
 }
 
 /* The small images: one per codec and the aligned layout. */
@@ -109,58 +161,6 @@ void test_image_bit_flip_everywhere(void)
 		}
 		free(buf);
 	}
-}
-
-static int nop_pages(void *opaque, uint32_t seg, uint64_t first, uint64_t nr,
-		     const void *data, uint64_t file_off)
-{
-	(void)opaque;
-	(void)seg;
-	(void)first;
-	(void)nr;
-	(void)data;
-	(void)file_off;
-	return 0;
-}
-
-struct offs {
-	uint64_t off[16];
-	size_t n;
-};
-
-static int keep_batch(void *opaque, const struct image_batch *b)
-{
-	struct offs *o = opaque;
-
-	if (!b->zero && o->n < ARRAY_SIZE(o->off))
-		o->off[o->n++] = b->offset;
-	return 0;
-}
-
-/* Random access as a lazy restore does it: index, then every batch. */
-static int try_index_fetch(const void *buf, size_t len, char *why,
-			   size_t why_len)
-{
-	struct offs o = { .n = 0 };
-	const struct image_sink sink = { .opaque = &o,
-					 .pages = nop_pages,
-					 .batch = keep_batch };
-	struct stream *s;
-	struct image *img;
-	size_t i;
-	int ret;
-
-	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
-	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
-	ret = image_add_segment(img, GEN_SEG, SMALL_PAGES, NULL);
-	if (!ret)
-		ret = image_index(img, &sink);
-	for (i = 0; !ret && i < o.n; i++)
-		ret = image_fetch(img, o.off[i], &sink);
-	snprintf(why, why_len, "%s", image_error(img));
-	image_destroy(img);
-	stream_close(s);
-	return ret;
 }
 
 /* Every flip is found by the index pass or by a fetch; cuts likewise. */
