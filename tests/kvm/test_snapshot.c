@@ -1145,6 +1145,28 @@ static void test_snapshot_live(void)
 			   "a live save with 4 rounds wrote no page twice: %s",
 			   out);
 	}
+	/* Bad live options are refused before anything is saved. */
+	{
+		static const char *const bad[] = { "0", "9", "x", "" };
+		unsigned int k;
+
+		for (k = 0; k < ARRAY_SIZE(bad); k++) {
+			const char *a[] = { "ctl", v.sock,	    "save",
+					    b_img, "--live-rounds", bad[k],
+					    NULL };
+
+			rc = vmrun_rc(a, out, err);
+			TEST_CHECK(rc == 2 && strstr(err, "--live-rounds") &&
+					   access(b_img, F_OK) != 0,
+				   "--live-rounds '%s': %d %s", bad[k], rc,
+				   err);
+		}
+		rc = vmrun_rc((const char *[]){ "restore", a_img,
+						"--lazy=eager", NULL },
+			      out, err);
+		TEST_CHECK(rc == 2 && strstr(err, "--lazy=eager"),
+			   "--lazy=eager: %d %s", rc, err);
+	}
 	/* On a terminal the save draws a progress bar, then its line. */
 	{
 		char cmd[1024], tty[160], c_img[128];
