@@ -253,8 +253,7 @@ int dirty_sync(struct vm *vm)
 
 size_t dirty_take(struct mem_seg *seg, uint64_t *out)
 {
-	return bitmap_take_atomic(mem_seg_dirty_bitmap(seg), out,
-				  mem_seg_pages(seg));
+	return mem_seg_dirty_take(seg, out);
 }
 
 size_t dirty_count(struct mem_seg *seg)

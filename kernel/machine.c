@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kernel/dev/dev.h"
+#include "kernel/dev/harness.h"
 #include "kernel/dirty.h"
 #include "kernel/util/bitmap.h"
 #include "kernel/dev/dev_table.h"
@@ -72,6 +73,7 @@ struct machine {
 	struct machine_config cfg; /* strings owned (cfg_free()) */
 	unsigned int freezes;
 	struct machine_loader loader; /* .release NULL: none */
+	struct harness *harness;
 };
 
 static void cfg_free(struct machine_config *c)
@@ -536,6 +538,12 @@ parsed:
 			   strerror(-ret));
 		goto err_free;
 	}
+	ret = harness_create(m->vm, &m->harness);
+	if (ret < 0) {
+		err_printf(err, errlen, ret, "fuzz harness ports: %s",
+			   strerror(-ret));
+		goto err_vm;
+	}
 	ret = setup_ram(m, cfg, err, errlen);
 	if (ret < 0)
 		goto err_vm;
@@ -574,6 +582,7 @@ done:
 err_devs:
 	destroy_devices(m);
 err_vm:
+	harness_destroy(m->harness);
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 err_free:
@@ -649,8 +658,7 @@ int machine_dirty_begin(struct machine *m)
 
 void machine_dirty_return(struct machine *m, const uint64_t *bitmap)
 {
-	bitmap_or_at_atomic(mem_seg_dirty_bitmap(m->ram), 0, bitmap,
-			    mem_seg_pages(m->ram));
+	mem_seg_dirty_or(m->ram, bitmap);
 }
 
 /* Runs in a vCPU thread with the device lock held: only signal. */
@@ -834,6 +842,7 @@ void machine_destroy(struct machine *m)
 	destroy_devices(m);
 	if (m->loader.release)
 		m->loader.release(m->loader.opaque);
+	harness_destroy(m->harness);
 	vm_destroy(m->vm);
 	mem_seg_put(m->ram);
 	close(m->net_wake_efd);
@@ -916,6 +925,16 @@ struct dev *machine_dev(struct machine *m, unsigned int i)
 struct mem_seg *machine_ram(struct machine *m)
 {
 	return m->ram;
+}
+
+struct harness *machine_harness(struct machine *m)
+{
+	return m->harness;
+}
+
+void machine_dirty_keep(struct machine *m)
+{
+	m->dirty_keep = true;
 }
 
 int machine_freeze(struct machine *m)

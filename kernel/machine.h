@@ -90,6 +90,14 @@ struct dev *machine_dev(struct machine *m, unsigned int i);
 /* The RAM segment. */
 struct mem_seg *machine_ram(struct machine *m);
 
+/* The fuzzing harness ports (kernel/dev/harness.h). */
+struct harness;
+struct harness *machine_harness(struct machine *m);
+
+/* From now on the RAM bitmap is kept for its owner (a checkpoint): the
+ * --track-dirty harvests sync but do not drop it. */
+void machine_dirty_keep(struct machine *m);
+
 /*
  * A loader that goes on filling RAM while the vCPUs run (a lazy
  * restore). machine_destroy() calls @release once no vCPU or device

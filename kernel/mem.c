@@ -30,7 +30,11 @@ struct mem_seg {
 	size_t size;	      /* [I] */
 	uint8_t *hva;	      /* [I] MAP_SHARED over fd */
 	uint64_t *dirty;      /* [a] one bit per page */
-	char name[32];	      /* [I] */
+	/* [a] One bit per DIRTY_GROUP_PAGES pages: set after a page bit of
+	 * the group is (and cleared before they are taken), so a take can
+	 * skip clean groups and costs what is dirty, not the size. */
+	uint64_t *dirty_sum;
+	char name[32]; /* [I] */
 };
 
 struct mem_map {
@@ -43,6 +47,10 @@ struct mem_map {
 };
 
 #define MEM_MAX_MAPS 512
+
+/* The dirty summary's grain: one bit per 64 bitmap words (16 MiB). */
+#define DIRTY_GROUP_WORDS 64
+#define DIRTY_GROUP_PAGES (DIRTY_GROUP_WORDS * 64)
 
 struct vm_mem {
 	struct vm *vm; /* [I] */
@@ -72,6 +80,7 @@ static void seg_free(struct mem_seg *seg)
 	munmap(seg->hva, seg->size);
 	close(seg->fd);
 	bitmap_free(seg->dirty);
+	bitmap_free(seg->dirty_sum);
 	free(seg);
 }
 
@@ -138,7 +147,9 @@ static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
 		goto err_close;
 	}
 	seg->dirty = bitmap_alloc(size / PAGE_SIZE);
-	if (!seg->dirty) {
+	seg->dirty_sum = bitmap_alloc(
+		BITMAP_WORDS(size / PAGE_SIZE) / DIRTY_GROUP_WORDS + 1);
+	if (!seg->dirty || !seg->dirty_sum) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
@@ -166,6 +177,7 @@ static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
 
 err_bitmap:
 	bitmap_free(seg->dirty);
+	bitmap_free(seg->dirty_sum);
 err_free:
 	free(seg);
 err_close:
@@ -280,15 +292,106 @@ uint64_t *mem_seg_dirty_bitmap(struct mem_seg *seg)
 	return seg->dirty;
 }
 
+/* Sets the summary bits of pages [first, first + n) of @seg. */
+static void sum_mark(struct mem_seg *seg, size_t first, size_t n)
+{
+	size_t g = first / DIRTY_GROUP_PAGES;
+	size_t last = (first + n - 1) / DIRTY_GROUP_PAGES;
+
+	if (g == last)
+		bitmap_set_atomic(seg->dirty_sum, g);
+	else
+		bitmap_set_range_atomic(seg->dirty_sum, g, last - g + 1);
+}
+
+/* Marks pages [first, first + n): the page bits, then the summary. */
+static void seg_mark_pages(struct mem_seg *seg, size_t first, size_t n)
+{
+	if (!n)
+		return;
+	if (n == 1)
+		bitmap_set_atomic(seg->dirty, first);
+	else
+		bitmap_set_range_atomic(seg->dirty, first, n);
+	sum_mark(seg, first, n);
+}
+
 static inline void seg_mark(struct mem_seg *seg, uint64_t off, size_t len)
 {
 	size_t first = off / PAGE_SIZE;
 	size_t last = (off + len - 1) / PAGE_SIZE;
 
-	if (first == last)
-		bitmap_set_atomic(seg->dirty, first);
-	else
-		bitmap_set_range_atomic(seg->dirty, first, last - first + 1);
+	seg_mark_pages(seg, first, last - first + 1);
+}
+
+/* ORs @n page bits of @bits into @seg's bitmap from page @first. */
+static void seg_or_bits(struct mem_seg *seg, size_t first, const uint64_t *bits,
+			size_t n)
+{
+	size_t i, words = BITMAP_WORDS(n);
+
+	bitmap_or_at_atomic(seg->dirty, first, bits, n);
+	for (i = 0; i < words; i++)
+		if (bits[i])
+			sum_mark(seg, first + i * 64,
+				 MIN((size_t)64, n - i * 64));
+}
+
+void mem_seg_dirty_or(struct mem_seg *seg, const uint64_t *bits)
+{
+	seg_or_bits(seg, 0, bits, seg->size / PAGE_SIZE);
+}
+
+size_t mem_seg_dirty_take(struct mem_seg *seg, uint64_t *out)
+{
+	size_t pages = seg->size / PAGE_SIZE;
+
+	/* Summary first: a page marked from here on is seen next time. */
+	bitmap_take_atomic(seg->dirty_sum, out,
+			   BITMAP_WORDS(pages) / DIRTY_GROUP_WORDS + 1);
+	return bitmap_take_atomic(seg->dirty, out, pages);
+}
+
+size_t mem_seg_dirty_take_each(struct mem_seg *seg,
+			       void (*fn)(void *opaque, size_t page),
+			       void *opaque)
+{
+	size_t words = BITMAP_WORDS(seg->size / PAGE_SIZE);
+	size_t groups = words / DIRTY_GROUP_WORDS + 1;
+	size_t sw, n = 0;
+
+	for (sw = 0; sw < BITMAP_WORDS(groups); sw++) {
+		uint64_t sum;
+
+		if (!__atomic_load_n(&seg->dirty_sum[sw], __ATOMIC_RELAXED))
+			continue;
+		sum = __atomic_exchange_n(&seg->dirty_sum[sw], 0,
+					  __ATOMIC_ACQ_REL);
+		while (sum) {
+			size_t g = sw * 64 + (size_t)__builtin_ctzll(sum);
+			size_t w = g * DIRTY_GROUP_WORDS;
+			size_t end = MIN(w + DIRTY_GROUP_WORDS, words);
+
+			sum &= sum - 1;
+			for (; w < end; w++) {
+				uint64_t bits;
+
+				if (!__atomic_load_n(&seg->dirty[w],
+						     __ATOMIC_RELAXED))
+					continue;
+				bits = __atomic_exchange_n(&seg->dirty[w], 0,
+							   __ATOMIC_ACQ_REL);
+				while (bits) {
+					fn(opaque,
+					   w * 64 + (size_t)__builtin_ctzll(
+							    bits));
+					bits &= bits - 1;
+					n++;
+				}
+			}
+		}
+	}
+	return n;
 }
 
 int mem_seg_write(struct mem_seg *seg, uint64_t off, const void *src,
@@ -375,8 +478,7 @@ int mem_map(struct vm_mem *mem, struct mem_seg *seg, uint64_t seg_off,
 		goto err_slot;
 	}
 	if (mem->logging) /* New under tracking: all of it counts as dirty. */
-		bitmap_set_range_atomic(seg->dirty, seg_off / PAGE_SIZE,
-					len / PAGE_SIZE);
+		seg_mark_pages(seg, seg_off / PAGE_SIZE, len / PAGE_SIZE);
 	for (i = mem->nr_maps; i > pos; i--)
 		mem->maps[i] = mem->maps[i - 1];
 	mem->maps[pos] = map;
@@ -705,14 +807,13 @@ bool mem_map_logging(const struct mem_map *map)
 void mem_map_mark_page(struct mem_map *map, uint64_t page)
 {
 	if (page < map->len / PAGE_SIZE)
-		bitmap_set_atomic(map->seg->dirty,
-				  map->seg_off / PAGE_SIZE + page);
+		seg_mark_pages(map->seg, map->seg_off / PAGE_SIZE + page, 1);
 }
 
 void mem_map_or_bitmap(struct mem_map *map, const uint64_t *bits)
 {
-	bitmap_or_at_atomic(map->seg->dirty, map->seg_off / PAGE_SIZE, bits,
-			    map->len / PAGE_SIZE);
+	seg_or_bits(map->seg, map->seg_off / PAGE_SIZE, bits,
+		    map->len / PAGE_SIZE);
 }
 
 void mem_mark_all_dirty(struct vm_mem *mem)
@@ -721,6 +822,6 @@ void mem_mark_all_dirty(struct vm_mem *mem)
 
 	pthread_rwlock_rdlock(&mem->lock);
 	for (seg = mem->segs; seg; seg = seg->next)
-		bitmap_set_range_atomic(seg->dirty, 0, seg->size / PAGE_SIZE);
+		seg_mark_pages(seg, 0, seg->size / PAGE_SIZE);
 	pthread_rwlock_unlock(&mem->lock);
 }

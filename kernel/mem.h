@@ -63,8 +63,31 @@ const void *mem_seg_hva(const struct mem_seg *seg);
  */
 void *mem_seg_hva_load(struct mem_seg *seg);
 
-/* The segment's dirty bitmap (see dirty.h for the operations on it). */
+/*
+ * The segment's dirty bitmap, for reading (see dirty.h for the
+ * operations on it). Set bits only through the functions below and the
+ * marking writes: each segment also keeps a summary (one bit per 16 MiB)
+ * that lets a take skip what is clean.
+ */
 uint64_t *mem_seg_dirty_bitmap(struct mem_seg *seg);
+
+/* ORs a segment-sized bitmap into the dirty bitmap (giving pages back). */
+void mem_seg_dirty_or(struct mem_seg *seg, const uint64_t *bits);
+
+/* Moves the dirty bitmap into @out (segment-sized) and clears it; returns
+ * the pages moved. Costs the segment's size. */
+size_t mem_seg_dirty_take(struct mem_seg *seg, uint64_t *out);
+
+/*
+ * Takes the dirty pages one by one, calling @fn with each page index
+ * (from the segment's start), clearing them as it goes; returns how many.
+ * It visits only the 16 MiB groups that hold dirty pages, so it costs
+ * what is dirty, not the segment's size. A page marked while it runs is
+ * either passed to @fn or left for the next take.
+ */
+size_t mem_seg_dirty_take_each(struct mem_seg *seg,
+			       void (*fn)(void *opaque, size_t page),
+			       void *opaque);
 
 /* Writes into a segment at @off and marks the pages dirty. */
 int mem_seg_write(struct mem_seg *seg, uint64_t off, const void *src,

@@ -22,6 +22,23 @@
 #define VCPU_KICK_SIGNAL (SIGRTMIN + 1)
 
 static __thread struct kvm_run *this_run;
+static __thread struct vcpu *this_vcpu;
+
+struct vcpu *vcpu_self(void)
+{
+	return this_vcpu;
+}
+
+int vcpu_kick_signal(void)
+{
+	return VCPU_KICK_SIGNAL;
+}
+
+void vcpu_set_kick_hook(struct vcpu *vcpu, vcpu_kick_fn_t fn, void *opaque)
+{
+	vcpu->kick_fn = fn;
+	vcpu->kick_opaque = opaque;
+}
 
 static void kick_handler(int sig __unused)
 {
@@ -154,6 +171,23 @@ static void complete_pending_io(struct vcpu *vcpu)
 	vcpu->io_pending = false;
 }
 
+int vcpu_complete_io(struct vcpu *vcpu)
+{
+	int ret;
+
+	if (vcpu != this_vcpu)
+		return -EPERM;
+	if (!vcpu->io_pending)
+		return 0;
+	/* A kick that lands now is not lost: the flag stays for the next
+	 * run, and KVM_RUN with it set comes back at once. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	vcpu->io_pending = false;
+	return ret < 0 && ret != -EINTR ? ret : 0;
+}
+
 /*
  * Parks the calling vCPU thread while a pause is in force. Returns false
  * if the VM is stopping and the thread should exit.
@@ -191,6 +225,7 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	this_run = run;
+	this_vcpu = vcpu;
 
 	for (;;) {
 		if (__atomic_load_n(&vm->yield, __ATOMIC_SEQ_CST)) {
@@ -209,6 +244,22 @@ static void *vcpu_thread(void *arg)
 			if (ret == -EINTR || ret == -EAGAIN) {
 				__atomic_add_fetch(&vcpu->stats.intr_exits, 1,
 						   __ATOMIC_RELAXED);
+				ret = vcpu->kick_fn ?
+					      vcpu->kick_fn(vcpu,
+							    vcpu->kick_opaque) :
+					      VCPU_CONTINUE;
+				if (ret == VCPU_CONTINUE)
+					continue;
+				if (ret < 0) {
+					vm_stop_detail(vm, VM_EXIT_ERROR,
+						       "vCPU %u: kick hook: %s",
+						       vcpu->id,
+						       strerror(-ret));
+					break;
+				}
+				if (!__atomic_load_n(&vm->stopping,
+						     __ATOMIC_SEQ_CST))
+					vm_stop(vm, VM_EXIT_REQUESTED);
 				continue;
 			}
 			vm_stop_detail(vm, VM_EXIT_ERROR,
@@ -231,6 +282,7 @@ static void *vcpu_thread(void *arg)
 
 	complete_pending_io(vcpu);
 	this_run = NULL;
+	this_vcpu = NULL;
 	pthread_mutex_lock(&vm->lock);
 	vm->nr_threads--;
 	pthread_cond_broadcast(&vm->cond);

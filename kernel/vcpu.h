@@ -32,6 +32,32 @@ int vcpu_get_sregs(struct vcpu *vcpu, struct kvm_sregs *sregs) __must_check;
 int vcpu_set_sregs(struct vcpu *vcpu,
 		   const struct kvm_sregs *sregs) __must_check;
 
+/* The vCPU whose thread is calling, or NULL. */
+struct vcpu *vcpu_self(void);
+
+/*
+ * From the vCPU's own thread, inside an exit handler: finishes the I/O or
+ * MMIO of the exit now (KVM stores IN data and advances RIP on its next
+ * KVM_RUN), so that the state read or written next is final and no
+ * instruction is skipped after it. The rest of a string I/O exit is
+ * dropped. Returns 0 or -errno.
+ */
+int vcpu_complete_io(struct vcpu *vcpu) __must_check;
+
+/*
+ * Called in the vCPU's thread each time KVM_RUN came back for a kick
+ * (-EINTR), before a pause is served: a timer aimed at the thread with
+ * vcpu_kick_signal() gets there. Returns VCPU_CONTINUE, VCPU_STOP or
+ * -errno, as an exit handler. Set it before vm_start() or from the
+ * vCPU's own thread.
+ */
+typedef int (*vcpu_kick_fn_t)(struct vcpu *vcpu, void *opaque);
+void vcpu_set_kick_hook(struct vcpu *vcpu, vcpu_kick_fn_t fn, void *opaque);
+
+/* The signal that kicks a vCPU thread out of KVM_RUN (for SIGEV_THREAD_ID
+ * timers aimed at it). */
+int vcpu_kick_signal(void);
+
 /* Counters, readable at any time (relaxed). */
 struct vcpu_stats {
 	uint64_t exits;

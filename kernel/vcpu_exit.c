@@ -27,7 +27,10 @@ static int exit_io(struct vcpu *vcpu, struct kvm_run *run)
 	    vcpu->run_size)
 		return -EINVAL;
 	/* String instructions (rep ins/outs) arrive as count > 1. */
-	for (i = 0; i < run->io.count && ret == VCPU_CONTINUE; i++) {
+	/* A handler that completed the I/O itself ends the string. */
+	for (i = 0;
+	     i < run->io.count && ret == VCPU_CONTINUE && vcpu->io_pending;
+	     i++) {
 		ret = iotrap_dispatch(vcpu->vm->pio, vcpu, run->io.port, data,
 				      run->io.size, is_write);
 		data += run->io.size;
@@ -64,10 +67,9 @@ static int exit_hlt(struct vcpu *vcpu, struct kvm_run *run __unused)
 
 static int exit_shutdown(struct vcpu *vcpu, struct kvm_run *run __unused)
 {
-	vm_stop_detail(vcpu->vm, VM_EXIT_SHUTDOWN,
-		       "vCPU %u: guest triple fault (KVM_EXIT_SHUTDOWN)",
-		       vcpu->id);
-	return VCPU_STOP;
+	return vm_guest_stop(vcpu, VM_EXIT_SHUTDOWN,
+			     "vCPU %u: guest triple fault (KVM_EXIT_SHUTDOWN)",
+			     vcpu->id);
 }
 
 static int exit_internal(struct vcpu *vcpu, struct kvm_run *run)
@@ -106,11 +108,10 @@ static int exit_system_event(struct vcpu *vcpu, struct kvm_run *run)
 {
 	switch (run->system_event.type) {
 	case KVM_SYSTEM_EVENT_SHUTDOWN:
-		vm_stop_detail(vcpu->vm, VM_EXIT_POWEROFF, "guest powered off");
-		break;
+		return vm_guest_stop(vcpu, VM_EXIT_POWEROFF,
+				     "guest powered off");
 	case KVM_SYSTEM_EVENT_RESET:
-		vm_stop_detail(vcpu->vm, VM_EXIT_RESET, "guest reset");
-		break;
+		return vm_guest_stop(vcpu, VM_EXIT_RESET, "guest reset");
 	default:
 		vm_stop_detail(vcpu->vm, VM_EXIT_INTERNAL,
 			       "vCPU %u: system event %u", vcpu->id,

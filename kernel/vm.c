@@ -296,12 +296,27 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+/* Kicks every vCPU but the caller's own (which is outside KVM_RUN). */
 static void kick_all(struct vm *vm)
 {
+	struct vcpu *self = vcpu_self();
 	unsigned int i;
 
 	for (i = 0; i < vm->nr_vcpus; i++)
-		vcpu_kick(vm->vcpus[i]);
+		if (vm->vcpus[i] != self)
+			vcpu_kick(vm->vcpus[i]);
+}
+
+/*
+ * 1 if the caller is a vCPU thread of @vm inside an exit handler: it is
+ * outside KVM_RUN and counts as parked for a pause it asks for itself
+ * (a fuzzer saving the state of a crash from the harness handler).
+ */
+static unsigned int self_unparked(const struct vm *vm)
+{
+	struct vcpu *self = vcpu_self();
+
+	return self && self->vm == vm && !self->parked;
 }
 
 int vm_pause(struct vm *vm)
@@ -317,7 +332,7 @@ int vm_pause(struct vm *vm)
 	__atomic_store_n(&vm->yield, true, __ATOMIC_SEQ_CST);
 	/* Kick under the lock: a vCPU cannot park before seeing the flag. */
 	kick_all(vm);
-	while (vm->nr_parked < vm->nr_threads)
+	while (vm->nr_parked + self_unparked(vm) < vm->nr_threads)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
@@ -341,7 +356,8 @@ void vm_resume(struct vm *vm)
  */
 static bool paused_locked(const struct vm *vm)
 {
-	return vm->pause_depth > 0 && vm->nr_parked == vm->nr_threads;
+	return vm->pause_depth > 0 &&
+	       vm->nr_parked + self_unparked(vm) == vm->nr_threads;
 }
 
 /*
@@ -352,6 +368,9 @@ bool vm_vcpus_may_run(struct vm *vm)
 {
 	bool busy;
 
+	/* A lone vCPU's own thread, inside an exit handler, holds it. */
+	if (vm->nr_vcpus == 1 && vcpu_self() == vm->vcpus[0])
+		return false;
 	pthread_mutex_lock(&vm->lock);
 	busy = vm->nr_threads && !paused_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
@@ -407,6 +426,36 @@ void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
 	}
 	stop_locked(vm, reason);
 	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_set_guest_stop_hook(struct vm *vm, vm_guest_stop_fn_t fn, void *opaque)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->guest_stop_fn = fn;
+	vm->guest_stop_opaque = opaque;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_guest_stop(struct vcpu *vcpu, enum vm_exit_reason reason,
+		  const char *fmt, ...)
+{
+	struct vm *vm = vcpu->vm;
+	vm_guest_stop_fn_t fn;
+	char detail[sizeof(vm->detail)];
+	va_list ap;
+	void *opaque;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&vm->lock);
+	fn = vm->guest_stop_fn;
+	opaque = vm->guest_stop_opaque;
+	pthread_mutex_unlock(&vm->lock);
+	if (fn && fn(vcpu, reason, detail, opaque))
+		return VCPU_CONTINUE;
+	vm_stop_detail(vm, reason, "%s", detail);
+	return VCPU_STOP;
 }
 
 enum vm_exit_reason vm_wait(struct vm *vm, int timeout_ms)

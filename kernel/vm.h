@@ -76,6 +76,25 @@ void vm_stop(struct vm *vm, enum vm_exit_reason reason);
 void vm_stop_detail(struct vm *vm, enum vm_exit_reason reason, const char *fmt,
 		    ...) __printf(3, 4);
 
+/*
+ * A guest event that would stop the VM (power off, reset, triple fault)
+ * may be taken by a hook instead: a fuzzer puts the VM back to its
+ * checkpoint. The hook runs in the thread of the vCPU that caused the
+ * event and returns true if it took it.
+ */
+typedef bool (*vm_guest_stop_fn_t)(struct vcpu *vcpu,
+				   enum vm_exit_reason reason,
+				   const char *detail, void *opaque);
+void vm_set_guest_stop_hook(struct vm *vm, vm_guest_stop_fn_t fn, void *opaque);
+
+/*
+ * For exit and device handlers: the guest asked to stop. Returns
+ * VCPU_CONTINUE if the hook took the event, else stops the VM with
+ * @reason and the detail and returns VCPU_STOP.
+ */
+int vm_guest_stop(struct vcpu *vcpu, enum vm_exit_reason reason,
+		  const char *fmt, ...) __printf(3, 4);
+
 /* An eventfd that becomes readable once the VM is asked to stop. */
 int vm_stop_fd(const struct vm *vm);
 

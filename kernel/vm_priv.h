@@ -44,6 +44,8 @@ struct vcpu {
 	pthread_mutex_t ring_lock;
 
 	struct vcpu_stats stats; /* [a] */
+	vcpu_kick_fn_t kick_fn;	 /* [v] after start */
+	void *kick_opaque;	 /* [v] */
 	struct vcpu_arch arch;	 /* [v] or [F] */
 };
 
@@ -74,6 +76,8 @@ struct vm {
 	pthread_mutex_t dirty_lock; /* [d] serializes dirty_sync/start/stop */
 	uint64_t *dirty_scratch;    /* [d] KVM_GET_DIRTY_LOG buffer */
 	size_t dirty_scratch_words; /* [d] */
+	vm_guest_stop_fn_t guest_stop_fn; /* [l] */
+	void *guest_stop_opaque;	  /* [l] */
 };
 
 /* vm.c */

@@ -28,10 +28,9 @@ struct power {
 	struct dev dev;
 };
 
-static int power_pm(struct vcpu *vcpu __unused, uint64_t addr __unused,
-		    void *data, uint32_t len, bool is_write, void *opaque)
+static int power_pm(struct vcpu *vcpu, uint64_t addr __unused, void *data,
+		    uint32_t len, bool is_write, void *opaque __unused)
 {
-	struct power *p = opaque;
 	uint16_t v = 0;
 
 	if (!is_write) {
@@ -40,44 +39,37 @@ static int power_pm(struct vcpu *vcpu __unused, uint64_t addr __unused,
 	}
 	memcpy(&v, data, len < 2 ? len : 2);
 	if (len >= 2 && (v & 0x3c00) == VMRUN_POWEROFF_VALUE) {
-		vm_stop_detail(p->dev.vm, VM_EXIT_POWEROFF,
-			       "guest powered off");
-		return VCPU_STOP;
+		return vm_guest_stop(vcpu, VM_EXIT_POWEROFF,
+				     "guest powered off");
 	}
 	return VCPU_CONTINUE;
 }
 
-static int power_i8042(struct vcpu *vcpu __unused, uint64_t addr, void *data,
-		       uint32_t len, bool is_write, void *opaque)
+static int power_i8042(struct vcpu *vcpu, uint64_t addr, void *data,
+		       uint32_t len, bool is_write, void *opaque __unused)
 {
-	struct power *p = opaque;
-
 	if (!is_write) {
 		/* Status: output buffer empty, input buffer empty. */
 		memset(data, 0, len);
 		return VCPU_CONTINUE;
 	}
 	if (addr == I8042_CMD && *(uint8_t *)data == I8042_RESET) {
-		vm_stop_detail(p->dev.vm, VM_EXIT_RESET,
-			       "guest reset through the i8042");
-		return VCPU_STOP;
+		return vm_guest_stop(vcpu, VM_EXIT_RESET,
+				     "guest reset through the i8042");
 	}
 	return VCPU_CONTINUE;
 }
 
-static int power_cf9(struct vcpu *vcpu __unused, uint64_t addr __unused,
-		     void *data, uint32_t len, bool is_write, void *opaque)
+static int power_cf9(struct vcpu *vcpu, uint64_t addr __unused, void *data,
+		     uint32_t len, bool is_write, void *opaque __unused)
 {
-	struct power *p = opaque;
-
 	if (!is_write) {
 		memset(data, 0, len);
 		return VCPU_CONTINUE;
 	}
 	if (len == 1 && (*(uint8_t *)data & 0x04)) {
-		vm_stop_detail(p->dev.vm, VM_EXIT_RESET,
-			       "guest reset through port 0xcf9");
-		return VCPU_STOP;
+		return vm_guest_stop(vcpu, VM_EXIT_RESET,
+				     "guest reset through port 0xcf9");
 	}
 	return VCPU_CONTINUE;
 }

@@ -45,6 +45,19 @@ int x86_vcpu_state_load(struct vcpu *vcpu,
 int x86_vcpu_state_check(struct vcpu *vcpu,
 			 const Vmrun__VcpuState *st) __must_check;
 
+/*
+ * A state checked once and made ready to be loaded again and again into
+ * the same vCPU, as a fuzzer's reset does many thousand times a second:
+ * the KVM structures are built once, and CPUID and the TSC frequency,
+ * which the vCPU already has, are not set again. @st must outlive it.
+ * x86_vcpu_reload() needs the vCPU outside KVM_RUN, as a load does.
+ */
+struct x86_vcpu_reload;
+int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
+			    struct x86_vcpu_reload **out) __must_check;
+int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r) __must_check;
+void x86_vcpu_reload_free(struct x86_vcpu_reload *r);
+
 /* Frees a message from x86_vcpu_state_save() or from unpacking. */
 void x86_vcpu_state_free(Vmrun__VcpuState *st);
 

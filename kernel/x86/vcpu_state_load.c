@@ -430,3 +430,133 @@ out:
 	free(l.xsave);
 	return ret < 0 ? ret : 0;
 }
+
+/*
+ * A state made ready to be loaded again and again into the vCPU it was
+ * checked against (a fuzzer's reset): every KVM structure built once.
+ * CPUID and the TSC frequency are the vCPU's already and are not set
+ * again (KVM refuses a CPUID change once a vCPU has run).
+ */
+struct x86_vcpu_reload {
+	const Vmrun__VcpuState *st; /* borrowed: the sregs */
+	struct vcpu_load l;
+	struct kvm_msrs *batch[X86_STATE_MAX_MSRS / MSR_BATCH + 1];
+	unsigned int nr_batches;
+	struct kvm_regs regs;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dr;
+};
+
+void x86_vcpu_reload_free(struct x86_vcpu_reload *r)
+{
+	unsigned int i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->nr_batches; i++)
+		free(r->batch[i]);
+	free(r->l.cpuid);
+	free(r->l.msrs);
+	free(r->l.xsave);
+	free(r);
+}
+
+int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
+			    struct x86_vcpu_reload **out)
+{
+	struct x86_vcpu_reload *r;
+	size_t pos, k;
+	int ret;
+
+	ret = x86_vcpu_state_check(vcpu, st);
+	if (ret < 0)
+		return ret;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->st = st;
+	ret = load_build(vcpu, st, &r->l);
+	for (pos = 0; !ret && pos < r->l.msrs->nmsrs; pos += k) {
+		struct kvm_msrs *b;
+
+		k = MIN(r->l.msrs->nmsrs - pos, (size_t)MSR_BATCH);
+		b = calloc(1, sizeof(*b) + k * sizeof(b->entries[0]));
+		if (!b) {
+			ret = -ENOMEM;
+			break;
+		}
+		b->nmsrs = (uint32_t)k;
+		memcpy(b->entries, &r->l.msrs->entries[pos],
+		       k * sizeof(b->entries[0]));
+		r->batch[r->nr_batches++] = b;
+	}
+	if (ret < 0) {
+		x86_vcpu_reload_free(r);
+		return ret;
+	}
+	regs_from_msg(&r->regs, st->regs);
+	events_from_msg(&r->ev, st->events);
+	memset(&r->dr, 0, sizeof(r->dr));
+	memcpy(r->dr.db, st->debugregs->db, sizeof(r->dr.db));
+	r->dr.dr6 = st->debugregs->dr6;
+	r->dr.dr7 = st->debugregs->dr7;
+	r->mp.mp_state = st->mp_state;
+	*out = r;
+	return 0;
+}
+
+/* The order of x86_vcpu_state_load(), CPUID and TSC frequency left out. */
+int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
+{
+	const char *step = "sregs";
+	unsigned int i;
+	int ret;
+
+	ret = state_access_ok(vcpu);
+	if (ret < 0)
+		return ret;
+	ret = load_sregs(vcpu, r->st->sregs);
+	for (i = 0; !ret && i < r->nr_batches; i++) {
+		step = "KVM_SET_MSRS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, r->batch[i]);
+		if (ret >= 0 && (uint32_t)ret < r->batch[i]->nmsrs)
+			ret = -EIO;
+		else if (ret > 0)
+			ret = 0;
+	}
+	if (!ret && r->l.xcrs.nr_xcrs) {
+		step = "KVM_SET_XCRS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_XCRS, &r->l.xcrs);
+	}
+	if (!ret) {
+		step = r->st->xsave.len ? "KVM_SET_XSAVE" : "KVM_SET_FPU";
+		ret = kvm_ioctl(vcpu->fd,
+				r->st->xsave.len ? KVM_SET_XSAVE : KVM_SET_FPU,
+				r->l.xsave);
+	}
+	if (!ret) {
+		step = "KVM_SET_REGS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_REGS, &r->regs);
+	}
+	if (!ret) {
+		step = "KVM_SET_DEBUGREGS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_DEBUGREGS, &r->dr);
+	}
+	if (!ret && r->st->lapic.len) {
+		step = "KVM_SET_LAPIC";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_LAPIC, r->st->lapic.data);
+	}
+	if (!ret) {
+		step = "KVM_SET_VCPU_EVENTS";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &r->ev);
+	}
+	if (!ret) {
+		step = "KVM_SET_MP_STATE";
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &r->mp);
+	}
+	if (ret < 0)
+		pr_err("vCPU %u: reloading state, %s: %s", vcpu->id, step,
+		       strerror(-ret));
+	return ret < 0 ? ret : 0;
+}

@@ -21,7 +21,7 @@
 #include "kernel/x86/vm_state.h"
 #include "tests/harness/stamp_vm.h"
 #include "tests/kvm/kvm_tests.h"
-#include "tests/kvm/state_diff.h"
+#include "snapshot/state_diff.h"
 
 #define GPA_A (1ULL << 30)
 #define SIZE_A (1UL << 20)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "tests/kvm/state_diff.h"
+#include "snapshot/state_diff.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef VMM_TESTS_KVM_STATE_DIFF_H
-#define VMM_TESTS_KVM_STATE_DIFF_H
+#ifndef VMM_SNAPSHOT_STATE_DIFF_H
+#define VMM_SNAPSHOT_STATE_DIFF_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,4 +15,4 @@
 bool state_diff(const ProtobufCMessage *a, const ProtobufCMessage *b, char *out,
 		size_t n);
 
-#endif /* VMM_TESTS_KVM_STATE_DIFF_H */
+#endif /* VMM_SNAPSHOT_STATE_DIFF_H */

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * In-memory checkpoints and the dirty-only reset (see checkpoint.h).
+ */
+#include "snapshot/checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernel/dev/dev.h"
+#include "kernel/dirty.h"
+#include "kernel/machine.h"
+#include "kernel/mem.h"
+#include "kernel/util/log.h"
+#include "kernel/vm.h"
+#include "kernel/x86/vcpu_state.h"
+#include "kernel/x86/vm_state.h"
+#include "snapshot/state_diff.h"
+#include "snapshot/vmsnap.h"
+
+#define PAGE 4096u
+#define MSR_IA32_TSC 0x10u
+#define LAPIC_TMCCT 0x390u /* the timer's current count */
+
+struct dev_blob {
+	uint8_t *data;
+	size_t len;
+	bool has;
+};
+
+struct checkpoint {
+	int fd;
+	const uint8_t *mem; /* PROT_READ mapping of fd */
+	size_t size;
+	uint64_t mem_pages;
+	Vmrun__VmState *vms;
+	unsigned int nr_cpus;
+	Vmrun__VcpuState **cpus;
+	struct x86_vcpu_reload **reload;
+	unsigned int nr_devs;
+	struct dev_blob *devs;
+};
+
+void checkpoint_free(struct checkpoint *c)
+{
+	unsigned int i;
+
+	if (!c)
+		return;
+	for (i = 0; c->reload && i < c->nr_cpus; i++)
+		x86_vcpu_reload_free(c->reload[i]);
+	for (i = 0; c->cpus && i < c->nr_cpus; i++)
+		if (c->cpus[i])
+			x86_vcpu_state_free(c->cpus[i]);
+	for (i = 0; c->devs && i < c->nr_devs; i++)
+		free(c->devs[i].data);
+	free(c->reload);
+	free(c->cpus);
+	free(c->devs);
+	if (c->vms)
+		x86_vm_state_free(c->vms);
+	if (c->mem)
+		munmap((void *)(uintptr_t)c->mem, c->size);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+int checkpoint_memfd(const struct checkpoint *c)
+{
+	return c->fd;
+}
+
+uint64_t checkpoint_mem_pages(const struct checkpoint *c)
+{
+	return c->mem_pages;
+}
+
+static bool page_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p;
+	size_t i;
+
+	for (i = 0; i < PAGE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+/* The RAM into a memfd, zero pages left as holes, then sealed. */
+static int copy_ram(struct checkpoint *c, struct mem_seg *ram, char *err,
+		    size_t errlen)
+{
+	const uint8_t *src = mem_seg_hva(ram);
+	uint8_t *dst;
+	size_t off;
+	int ret;
+
+	c->size = mem_seg_size(ram);
+	c->fd = memfd_create("vmrun-checkpoint",
+			     MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (c->fd < 0 || ftruncate(c->fd, (off_t)c->size) < 0)
+		return err_printf(err, errlen, -errno,
+				  "checkpoint memory (%zu MiB): %s",
+				  c->size >> 20, strerror(errno));
+	dst = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	if (dst == MAP_FAILED)
+		return err_printf(err, errlen, -errno,
+				  "mapping checkpoint memory: %s",
+				  strerror(errno));
+	for (off = 0; off < c->size; off += PAGE) {
+		if (page_zero(src + off))
+			continue;
+		memcpy(dst + off, src + off, PAGE);
+		c->mem_pages++;
+	}
+	munmap(dst, c->size);
+	ret = fcntl(c->fd, F_ADD_SEALS,
+		    F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	if (ret < 0)
+		return err_printf(err, errlen, -errno,
+				  "sealing checkpoint memory: %s",
+				  strerror(errno));
+	c->mem = mmap(NULL, c->size, PROT_READ, MAP_SHARED, c->fd, 0);
+	if (c->mem == MAP_FAILED) {
+		c->mem = NULL;
+		return err_printf(err, errlen, -errno,
+				  "mapping checkpoint memory: %s",
+				  strerror(errno));
+	}
+	return 0;
+}
+
+static void drop_page(void *opaque __unused, size_t page __unused)
+{
+}
+
+static int take_state(struct checkpoint *c, struct machine *m, char *err,
+		      size_t errlen)
+{
+	struct vm *vm = machine_vm(m);
+	unsigned int i;
+	int ret;
+
+	ret = x86_vm_state_save(vm, &c->vms);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "capturing the VM state: %s", strerror(-ret));
+	c->nr_cpus = vm_nr_vcpus(vm);
+	c->cpus = calloc(c->nr_cpus, sizeof(*c->cpus));
+	c->reload = calloc(c->nr_cpus, sizeof(*c->reload));
+	c->nr_devs = machine_nr_devs(m);
+	c->devs = calloc(c->nr_devs + 1, sizeof(*c->devs));
+	if (!c->cpus || !c->reload || !c->devs)
+		return -ENOMEM;
+	for (i = 0; i < c->nr_cpus; i++) {
+		ret = x86_vcpu_state_save(vm_vcpu(vm, i), &c->cpus[i]);
+		if (!ret)
+			ret = x86_vcpu_reload_prepare(
+				vm_vcpu(vm, i), c->cpus[i], &c->reload[i]);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "capturing vCPU %u's state: %s", i,
+					  strerror(-ret));
+	}
+	for (i = 0; i < c->nr_devs; i++) {
+		struct dev *d = machine_dev(m, i);
+		int len;
+
+		if (!d->ops->save || !d->ops->load)
+			continue;
+		len = d->ops->save(d, NULL, 0);
+		if (len >= 0) {
+			c->devs[i].data = malloc(len ? (size_t)len : 1);
+			if (!c->devs[i].data)
+				return -ENOMEM;
+			len = d->ops->save(d, c->devs[i].data, (size_t)len);
+		}
+		if (len < 0)
+			return err_printf(err, errlen, len,
+					  "capturing device %s: %s",
+					  d->ops->name, strerror(-len));
+		c->devs[i].len = (size_t)len;
+		c->devs[i].has = true;
+	}
+	return 0;
+}
+
+int checkpoint_take(struct machine *m, struct checkpoint **out, char *err,
+		    size_t errlen)
+{
+	struct vm *vm = machine_vm(m);
+	struct checkpoint *c;
+	int ret;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	ret = machine_mem_wait(m);
+	if (ret < 0) {
+		free(c);
+		return err_printf(err, errlen, ret,
+				  "the guest's memory never finished loading");
+	}
+	ret = machine_freeze(m);
+	if (ret < 0) {
+		free(c);
+		return err_printf(err, errlen, ret, "freezing the VM: %s",
+				  strerror(-ret));
+	}
+	/*
+	 * The epoch begins now: with tracking newly on every page counts as
+	 * written, which the checkpoint's copy answers, so drop that. With
+	 * tracking on already, what is pending stays for its owner, and the
+	 * first reset copies it back too (the same bytes).
+	 */
+	if (!dirty_active(vm)) {
+		ret = dirty_start(vm);
+		if (!ret)
+			ret = dirty_sync(vm);
+		if (!ret)
+			mem_seg_dirty_take_each(machine_ram(m), drop_page,
+						NULL);
+		if (ret < 0)
+			err_printf(err, errlen, ret,
+				   "starting dirty tracking: %s",
+				   strerror(-ret));
+	}
+	if (!ret)
+		ret = copy_ram(c, machine_ram(m), err, errlen);
+	if (!ret)
+		ret = take_state(c, m, err, errlen);
+	if (!ret)
+		machine_dirty_keep(m);
+	machine_thaw(m);
+	if (ret < 0) {
+		if (!err[0])
+			err_printf(err, errlen, ret, "taking a checkpoint: %s",
+				   strerror(-ret));
+		checkpoint_free(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
+struct copy_ctx {
+	uint8_t *ram;
+	const uint8_t *ck;
+};
+
+static void copy_page(void *opaque, size_t page)
+{
+	struct copy_ctx *x = opaque;
+
+	memcpy(x->ram + page * PAGE, x->ck + page * PAGE, PAGE);
+}
+
+int checkpoint_reset(struct checkpoint *c, struct machine *m,
+		     struct checkpoint_reset_stats *st, char *err,
+		     size_t errlen)
+{
+	struct vm *vm = machine_vm(m);
+	struct copy_ctx x = { mem_seg_hva_load(machine_ram(m)), c->mem };
+	uint64_t t0 = vmsnap_now_ns();
+	const char *what = "";
+	unsigned int i;
+	size_t pages = 0;
+	int ret;
+
+	ret = machine_freeze(m);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "freezing the VM: %s",
+				  strerror(-ret));
+	what = "harvesting dirty pages";
+	ret = dirty_sync(vm);
+	if (!ret) {
+		pages = mem_seg_dirty_take_each(machine_ram(m), copy_page, &x);
+		what = "loading the VM state";
+		ret = x86_vm_state_load(vm, c->vms);
+	}
+	for (i = 0; !ret && i < c->nr_devs; i++) {
+		struct dev *d = machine_dev(m, i);
+
+		if (!c->devs[i].has)
+			continue;
+		what = d->ops->name;
+		ret = d->ops->load(d, c->devs[i].data, c->devs[i].len);
+	}
+	for (i = 0; !ret && i < c->nr_cpus; i++) {
+		what = "loading a vCPU's state";
+		ret = x86_vcpu_reload(vm_vcpu(vm, i), c->reload[i]);
+	}
+	machine_thaw(m);
+	if (st) {
+		st->pages = pages;
+		st->ns = vmsnap_now_ns() - t0;
+	}
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "reset: %s: %s", what,
+				  strerror(-ret));
+	return 0;
+}
+
+/* The guest-physical address of RAM offset @off, for messages. */
+struct gpa_find {
+	uint64_t off, gpa;
+	bool found;
+};
+
+static int gpa_of(struct mem_map *map, void *arg)
+{
+	struct gpa_find *g = arg;
+
+	if (g->off >= mem_map_seg_off(map) &&
+	    g->off < mem_map_seg_off(map) + mem_map_len(map)) {
+		g->gpa = mem_map_gpa(map) + (g->off - mem_map_seg_off(map));
+		g->found = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* Copies into @now the fields of @ck that follow the host's clock. */
+static void mask_vcpu(Vmrun__VcpuState *now, const Vmrun__VcpuState *ck)
+{
+	size_t i, j;
+
+	for (i = 0; i < now->n_msrs; i++) {
+		if (now->msrs[i]->index != MSR_IA32_TSC)
+			continue;
+		for (j = 0; j < ck->n_msrs; j++)
+			if (ck->msrs[j]->index == MSR_IA32_TSC)
+				now->msrs[i]->value = ck->msrs[j]->value;
+	}
+	if (now->lapic.len == ck->lapic.len && now->lapic.len > LAPIC_TMCCT + 4)
+		memcpy(now->lapic.data + LAPIC_TMCCT,
+		       ck->lapic.data + LAPIC_TMCCT, 4);
+}
+
+static void mask_vm(Vmrun__VmState *now, const Vmrun__VmState *ck)
+{
+	size_t i;
+
+	if (now->clock && ck->clock) {
+		now->clock->clock = ck->clock->clock;
+		now->clock->flags = ck->clock->flags;
+		now->clock->realtime = ck->clock->realtime;
+		now->clock->host_tsc = ck->clock->host_tsc;
+	}
+	if (now->pit && ck->pit && now->pit->n_channels == ck->pit->n_channels)
+		for (i = 0; i < now->pit->n_channels; i++)
+			now->pit->channels[i]->count_load_time =
+				ck->pit->channels[i]->count_load_time;
+}
+
+static int verify_state(struct checkpoint *c, struct machine *m, char *what,
+			size_t len)
+{
+	struct vm *vm = machine_vm(m);
+	Vmrun__VcpuState *cpu;
+	Vmrun__VmState *vms;
+	char why[200];
+	unsigned int i;
+	int ret;
+
+	ret = x86_vm_state_save(vm, &vms);
+	if (ret < 0)
+		return ret;
+	mask_vm(vms, c->vms);
+	ret = state_diff(&vms->base, &c->vms->base, why, sizeof(why)) ? 1 : 0;
+	x86_vm_state_free(vms);
+	if (ret)
+		return err_printf(what, len, 1, "VM state: %s", why);
+	for (i = 0; i < c->nr_cpus; i++) {
+		ret = x86_vcpu_state_save(vm_vcpu(vm, i), &cpu);
+		if (ret < 0)
+			return ret;
+		mask_vcpu(cpu, c->cpus[i]);
+		ret = state_diff(&cpu->base, &c->cpus[i]->base, why,
+				 sizeof(why)) ?
+			      1 :
+			      0;
+		x86_vcpu_state_free(cpu);
+		if (ret)
+			return err_printf(what, len, 1, "vCPU %u: %s", i, why);
+	}
+	for (i = 0; i < c->nr_devs; i++) {
+		struct dev *d = machine_dev(m, i);
+		uint8_t *buf;
+		int n;
+
+		if (!c->devs[i].has)
+			continue;
+		n = d->ops->save(d, NULL, 0);
+		if (n < 0)
+			return n;
+		buf = malloc(n ? (size_t)n : 1);
+		if (!buf)
+			return -ENOMEM;
+		n = d->ops->save(d, buf, (size_t)n);
+		ret = n < 0 ? n :
+		      (size_t)n != c->devs[i].len ||
+				      memcmp(buf, c->devs[i].data, (size_t)n) ?
+			      1 :
+			      0;
+		free(buf);
+		if (ret)
+			return ret < 0 ? ret :
+					 err_printf(
+						 what, len, 1,
+						 "device %s: its state differs",
+						 d->ops->name);
+	}
+	return 0;
+}
+
+int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
+		      size_t len)
+{
+	const uint8_t *ram = mem_seg_hva(machine_ram(m));
+	struct gpa_find g = { 0 };
+	size_t off;
+	int ret;
+
+	what[0] = 0;
+	ret = machine_freeze(m);
+	if (ret < 0)
+		return ret;
+	for (off = 0; off < c->size; off += PAGE)
+		if (memcmp(ram + off, c->mem + off, PAGE))
+			break;
+	if (off < c->size) {
+		g.off = off;
+		mem_for_each_map (vm_mem(machine_vm(m)), gpa_of, &g)
+			;
+		ret = err_printf(what, len, 1,
+				 "memory: the page at guest-physical %#llx "
+				 "(RAM offset %#zx) differs",
+				 (unsigned long long)g.gpa, off);
+	} else {
+		ret = verify_state(c, m, what, len);
+	}
+	machine_thaw(m);
+	return ret;
+}

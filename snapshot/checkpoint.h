@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_SNAPSHOT_CHECKPOINT_H
+#define VMM_SNAPSHOT_CHECKPOINT_H
+
+/*
+ * In-memory checkpoints and dirty-only reset, for fuzzing (and for
+ * `vmrun ctl SOCKET checkpoint` / `reset`).
+ *
+ * A checkpoint holds the machine's RAM in a sealed memfd (zero pages are
+ * holes) and its VM, vCPU and device state as the same state messages a
+ * snapshot image holds. A reset copies back only the pages written since
+ * the checkpoint or the last reset, by the guest (KVM's dirty log or
+ * ring) or by the VMM (its marking writes), then loads the VM, device and
+ * vCPU state again. Its cost follows the pages written, not the RAM size:
+ * the segment's dirty summary skips clean 16 MiB groups, and in ring mode
+ * KVM hands over only what was written. (In log mode KVM_GET_DIRTY_LOG
+ * itself costs the size of each memslot's bitmap.)
+ *
+ * Every call needs the machine quiet: frozen (machine_freeze()), or made
+ * from a vCPU thread of it inside an exit handler, with that exit's I/O
+ * completed (vcpu_complete_io()); the calls freeze the machine themselves
+ * then, which costs no kick for the calling vCPU.
+ *
+ * A checkpoint takes over the RAM's dirty bitmap: a reset consumes it, so
+ * an incremental save after a reset has no valid base (the caller ends
+ * its chain). Taking a checkpoint consumes nothing if tracking was on.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/util/compiler.h"
+
+struct machine;
+struct checkpoint;
+
+int checkpoint_take(struct machine *m, struct checkpoint **out, char *err,
+		    size_t errlen) __must_check;
+
+struct checkpoint_reset_stats {
+	uint64_t pages; /* copied back */
+	uint64_t ns;
+};
+
+/* Puts @m back to @c. On failure @m is in an undefined state (stop it). */
+int checkpoint_reset(struct checkpoint *c, struct machine *m,
+		     struct checkpoint_reset_stats *st, char *err,
+		     size_t errlen) __must_check;
+
+/*
+ * Compares all of @m's memory and its VM, vCPU and device state with @c.
+ * Returns 0 if they are the same, 1 with the first difference named in
+ * @what, -errno if it could not compare. Fields that follow the host's
+ * clock (the TSC, kvmclock, the LAPIC timer's current count, the PIT's
+ * load time) are not compared.
+ */
+int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
+		      size_t len) __must_check;
+
+/* The RAM copy: a sealed memfd of the RAM's size, for sharing. */
+int checkpoint_memfd(const struct checkpoint *c);
+uint64_t checkpoint_mem_pages(const struct checkpoint *c); /* non-zero */
+
+void checkpoint_free(struct checkpoint *c);
+
+#endif /* VMM_SNAPSHOT_CHECKPOINT_H */
