@@ -16,6 +16,7 @@
 #include "kernel/dirty.h"
 #include "kernel/machine.h"
 #include "kernel/mem.h"
+#include "kernel/util/compiler.h"
 #include "kernel/util/log.h"
 #include "kernel/vm.h"
 #include "kernel/x86/vcpu_state.h"
@@ -113,11 +114,26 @@ static int copy_ram(struct checkpoint *c, struct mem_seg *ram, char *err,
 		return err_printf(err, errlen, -errno,
 				  "mapping checkpoint memory: %s",
 				  strerror(errno));
-	for (off = 0; off < c->size; off += PAGE) {
-		if (page_zero(src + off))
-			continue;
-		memcpy(dst + off, src + off, PAGE);
-		c->mem_pages++;
+	/* Only the memfd's data extents: its holes were never written. */
+	for (off = 0; off < c->size;) {
+		off_t d = lseek(mem_seg_fd(ram), (off_t)off, SEEK_DATA);
+		off_t h = d < 0 ? -1 : lseek(mem_seg_fd(ram), d, SEEK_HOLE);
+		size_t end;
+
+		if (d < 0 && errno == ENXIO)
+			break;
+		if (d < 0 || h < 0) { /* no SEEK_DATA: every page */
+			d = (off_t)off;
+			h = (off_t)c->size;
+		}
+		off = (size_t)d & ~(size_t)(PAGE - 1);
+		end = MIN((size_t)h, c->size);
+		for (; off < end; off += PAGE) {
+			if (page_zero(src + off))
+				continue;
+			memcpy(dst + off, src + off, PAGE);
+			c->mem_pages++;
+		}
 	}
 	munmap(dst, c->size);
 	ret = fcntl(c->fd, F_ADD_SEALS,
@@ -332,6 +348,7 @@ static void mask_vcpu(Vmrun__VcpuState *now, const Vmrun__VcpuState *ck)
 {
 	size_t i, j;
 
+	now->tsc = ck->tsc;
 	for (i = 0; i < now->n_msrs; i++) {
 		if (now->msrs[i]->index != MSR_IA32_TSC)
 			continue;
@@ -354,6 +371,17 @@ static void mask_vm(Vmrun__VmState *now, const Vmrun__VmState *ck)
 		now->clock->realtime = ck->clock->realtime;
 		now->clock->host_tsc = ck->clock->host_tsc;
 	}
+	/* The PIT raises IRQ 0 (IOAPIC pins 0 and 2) on the host's clock,
+	 * frozen vCPUs or not. */
+	if (now->pic_master && ck->pic_master) {
+		now->pic_master->irr = (now->pic_master->irr & ~1u) |
+				       (ck->pic_master->irr & 1u);
+		now->pic_master->last_irr = (now->pic_master->last_irr & ~1u) |
+					    (ck->pic_master->last_irr & 1u);
+	}
+	if (now->ioapic && ck->ioapic)
+		now->ioapic->irr =
+			(now->ioapic->irr & ~5u) | (ck->ioapic->irr & 5u);
 	if (now->pit && ck->pit && now->pit->n_channels == ck->pit->n_channels)
 		for (i = 0; i < now->pit->n_channels; i++)
 			now->pit->channels[i]->count_load_time =

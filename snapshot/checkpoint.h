@@ -52,7 +52,8 @@ int checkpoint_reset(struct checkpoint *c, struct machine *m,
  * Returns 0 if they are the same, 1 with the first difference named in
  * @what, -errno if it could not compare. Fields that follow the host's
  * clock (the TSC, kvmclock, the LAPIC timer's current count, the PIT's
- * load time) are not compared.
+ * load time, and the PIT's interrupt line in the PIC and IOAPIC, which
+ * it raises on the host's clock) are not compared.
  */
 int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
 		      size_t len) __must_check;

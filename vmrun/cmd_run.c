@@ -48,7 +48,7 @@ static void run_usage(FILE *f)
 }
 
 /* Parses 512, 512M, 2G, 1024K (plain numbers are MiB). */
-static int parse_size(const char *s, uint64_t *out)
+int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -85,7 +85,7 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 /* Parses a decimal in 1..@max; returns 0 or -EINVAL. */
-static int parse_uint(const char *s, unsigned long max, unsigned int *out)
+int parse_uint(const char *s, unsigned long max, unsigned int *out)
 {
 	unsigned long v;
 	char *end;
@@ -98,7 +98,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned int *out)
 	return 0;
 }
 
-static int read_file(const char *path, void **data, size_t *size)
+int read_file(const char *path, void **data, size_t *size)
 {
 	struct stat st;
 	void *p;

@@ -16,6 +16,8 @@ static const struct cmd cmd_table[] = {
 	{ "ctl", cmd_ctl, "control a running VM through its --ctl socket" },
 	{ "restore", cmd_restore, "run a VM from a snapshot image" },
 	{ "image", cmd_image, "show or verify a snapshot image" },
+	{ "fuzz", cmd_fuzz,
+	  "snapshot-fuzz a harness guest (or under afl-fuzz)" },
 };
 
 void die_msg(const char *fmt, ...)

@@ -26,6 +26,17 @@ int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_fuzz(int argc, char **argv);
+
+/* cmd_run.c: argument helpers shared by the commands. */
+#include <stddef.h>
+#include <stdint.h>
+/* 512, 512M, 2G, 1024K (plain numbers are MiB); 0 or -EINVAL/-ERANGE. */
+int parse_size(const char *s, uint64_t *out);
+/* A decimal in 1..@max; 0 or -EINVAL. */
+int parse_uint(const char *s, unsigned long max, unsigned int *out);
+/* Maps a regular file read-only (NULL for an empty one); 0 or -errno. */
+int read_file(const char *path, void **data, size_t *size);
 
 struct machine;
 

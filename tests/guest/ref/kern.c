@@ -7,6 +7,8 @@
  */
 #include "ref.h"
 
+#include "kernel/x86/vmrun_harness.h"
+
 #define COM1 0x3f8
 #define UART_LSR_THRE 0x20
 #define UART_FIFO 16
@@ -137,6 +139,15 @@ uint64_t kern_syscall(uint64_t a0, uint64_t a1, uint64_t a2 __unused,
 		return 0;
 	case SYS_POWEROFF:
 		kern_poweroff();
+	case SYS_HARNESS:
+		if ((a0 & 0xff) == VMRUN_HARNESS_ANNOUNCE)
+			return vmrun_harness_announce(a1);
+		vmrun_harness_outl(VMRUN_HARNESS_PORT_CMD, (uint32_t)a0);
+		return 0;
+	case SYS_UART_POKE:
+		if (a0 == 1 || a0 == 7)
+			outb((uint16_t)(COM1 + a0), (uint8_t)a1);
+		return 0;
 	}
 	return ~0ULL;
 }
@@ -153,6 +164,12 @@ void kern_fault(struct fault_frame *f)
 	uint64_t cr2;
 
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+	/* Under a fuzzer the fault is the execution's crash: the VMM resets
+	 * the machine on this write and never comes back here. */
+	if (fuzz_active)
+		vmrun_harness_outl(VMRUN_HARNESS_PORT_CMD,
+				   VMRUN_HARNESS_CRASH |
+					   (uint32_t)((0x100 | f->vec) << 8));
 	line_init(&l, "GUEST FAIL exception");
 	line_kv(&l, "vec", f->vec);
 	line_kx(&l, "err", f->err);

@@ -199,8 +199,11 @@ static void parse_cmdline(void)
 	while (*s) {
 		while (*s == ' ')
 			s++;
-		if ((v = arg_match(s, "work=")))
+		if ((v = arg_match(s, "work="))) {
 			cfg.dirty = !arg_match(v, "idle");
+			cfg.fuzz = arg_match(v, "fuzz") != NULL;
+		} else if ((v = arg_match(s, "fuzz_pages=")))
+			arg_number(v, &cfg.fuzz_pages);
 		else if ((v = arg_match(s, "mib=")))
 			arg_number(v, &cfg.mib);
 		else if ((v = arg_match(s, "rate=")))
@@ -368,6 +371,12 @@ __noreturn void user_main(uint64_t cpu, uint64_t info, uint64_t kind)
 	parse_cmdline();
 	ncpus = start_aps();
 	base = ALIGN_UP((uint64_t)__end, 2 * SZ_1M);
+	if (cfg.fuzz) {
+		for (i = 0; i < boot.ndevs; i++)
+			vdev_probe(boot.devs[i].base, boot.devs[i].type);
+		__atomic_store_n(&go, 1, __ATOMIC_SEQ_CST);
+		fuzz_main(base, boot.ram_end, cfg.fuzz_pages, cfg.ticks);
+	}
 	mib = work_setup(&cfg, base, boot.ram_end, ncpus);
 	line_init(&l, "GUEST READY");
 	line_kv(&l, "cpus", ncpus);

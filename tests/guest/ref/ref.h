@@ -22,10 +22,12 @@
 #define BOOT_PVH 2
 
 /* System calls: UD2 with RAX = number, RDI, RSI = arguments. */
-#define SYS_WRITE 1    /* RDI = bytes, RSI = length: to the UART */
-#define SYS_IDLE 2     /* halt until the next interrupt */
-#define SYS_START 3    /* RDI = 1 to broadcast ticks; starts UART, PIC, PIT */
-#define SYS_POWEROFF 4 /* never returns */
+#define SYS_WRITE 1	/* RDI = bytes, RSI = length: to the UART */
+#define SYS_IDLE 2	/* halt until the next interrupt */
+#define SYS_START 3	/* RDI = 1 to broadcast ticks; starts UART, PIC, PIT */
+#define SYS_POWEROFF 4	/* never returns */
+#define SYS_HARNESS 5	/* RDI = command word, RSI = descriptor address */
+#define SYS_UART_POKE 6 /* RDI = register (1 IER, 7 SCR), RSI = value */
 
 /* Interrupt vectors. */
 #define VEC_UD 6
@@ -179,6 +181,8 @@ struct ref_cfg {
 	unsigned int pattern; /* PAT_* */
 	uint64_t ticks;	      /* power off after this many reports; 0 never */
 	uint64_t tick_ms;     /* the reporting interval */
+	bool fuzz;	      /* work=fuzz (fuzz.c) */
+	uint64_t fuzz_pages;  /* fuzz_pages=N: each execution writes N pages */
 };
 
 #define PAT_SEQ 0
@@ -187,6 +191,11 @@ struct ref_cfg {
 
 /* Prints "GUEST FAIL <what>" (at most a few dozen over the run). */
 void guest_fail(struct line *l);
+
+/* fuzz.c */
+extern volatile uint32_t fuzz_active;
+__noreturn void fuzz_main(uint64_t base, uint64_t end, uint64_t pages,
+			  uint64_t ticks);
 
 /* work.c: the self-checking memory workload. */
 struct work_totals {
