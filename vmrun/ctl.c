@@ -16,6 +16,7 @@
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
 #include "kernel/vm.h"
+#include "snapshot/checkpoint.h"
 #include "snapshot/vmsnap.h"
 #include "vmrun/vmrun.h"
 
@@ -46,6 +47,8 @@ struct ctl {
 	Vmrun__CtlSaveResult save;
 	char save_path[4096];
 	struct vmsnap_chain chain; /* the last save: the next one's base */
+	struct checkpoint *ck;	   /* CHECKPOINT's, for RESET */
+	Vmrun__CtlResetResult reset;
 	int cur_fd;		   /* the connection being answered */
 	uint64_t last_progress_ns;
 	struct ctl_conn conns[CTL_MAX_CONNS];
@@ -64,6 +67,10 @@ static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q,
 		   Vmrun__CtlReply *r);
 static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 		   Vmrun__CtlReply *r);
+static int op_checkpoint(struct ctl *c, const Vmrun__CtlRequest *q,
+			 Vmrun__CtlReply *r);
+static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
+		    Vmrun__CtlReply *r);
 
 /* The command table: op, handler, what the dispatcher must take first. */
 static const struct {
@@ -76,6 +83,8 @@ static const struct {
 	{ VMRUN__CTL_OP__CTL_OP_RESUME, op_resume, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_STOP, op_stop, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_SAVE, op_save, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_CHECKPOINT, op_checkpoint, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_RESET, op_reset, NEEDS_NONE },
 };
 
 static const char *state_name(struct ctl *c)
@@ -150,6 +159,72 @@ static int op_stop(struct ctl *c, const Vmrun__CtlRequest *q __unused,
 		c->pauses--;
 		vm_resume(vm);
 	}
+	return 0;
+}
+
+static int op_checkpoint(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+			 Vmrun__CtlReply *r)
+{
+	struct checkpoint *ck;
+	uint64_t t0 = vmsnap_now_ns();
+	int ret;
+
+	if (machine_config(c->m)->nr_disks) {
+		r->message = "a checkpoint holds memory and state, not disk "
+			     "contents, and this VM has disks";
+		return -EOPNOTSUPP;
+	}
+	c->msg[0] = 0;
+	ret = checkpoint_take(c->m, &ck, c->msg, sizeof(c->msg));
+	if (ret < 0) {
+		r->message = c->msg;
+		return ret;
+	}
+	checkpoint_free(c->ck);
+	c->ck = ck;
+	vmrun__ctl_reset_result__init(&c->reset);
+	c->reset.pages = checkpoint_mem_pages(ck);
+	c->reset.ns = vmsnap_now_ns() - t0;
+	r->reset = &c->reset;
+	return 0;
+}
+
+static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
+		    Vmrun__CtlReply *r)
+{
+	struct checkpoint_reset_stats st;
+	int ret;
+
+	if (!c->ck) {
+		r->message = "no checkpoint: take one first (vmrun ctl SOCKET "
+			     "checkpoint)";
+		return -EINVAL;
+	}
+	/* The pages a reset takes are no longer known to the save chain. */
+	c->chain.valid = false;
+	c->msg[0] = 0;
+	ret = checkpoint_reset(c->ck, c->m, &st, c->msg, sizeof(c->msg));
+	if (ret < 0) {
+		/* Half put back is no VM to run on. */
+		vm_stop_detail(machine_vm(c->m), VM_EXIT_ERROR, "%s", c->msg);
+		r->message = c->msg;
+		return ret;
+	}
+	vmrun__ctl_reset_result__init(&c->reset);
+	c->reset.pages = st.pages;
+	c->reset.ns = st.ns;
+	if (q->verify) {
+		ret = checkpoint_verify(c->ck, c->m, c->msg, sizeof(c->msg));
+		if (ret) {
+			if (ret < 0)
+				snprintf(c->msg, sizeof(c->msg),
+					 "verifying: %s", strerror(-ret));
+			r->message = c->msg;
+			return ret < 0 ? ret : -EIO;
+		}
+		c->reset.verified = true;
+	}
+	r->reset = &c->reset;
 	return 0;
 }
 
@@ -467,13 +542,15 @@ void ctl_close(struct ctl *c)
 	machine_unwatch_fd(c->m, c->lfd);
 	close(c->lfd);
 	unlink(c->path);
+	checkpoint_free(c->ck);
 	free(c);
 }
 
 static void ctl_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vmrun ctl SOCKET status|pause|resume|stop\n"
+		"usage: vmrun ctl SOCKET status|pause|resume|stop|checkpoint\n"
+		"       vmrun ctl SOCKET reset [--verify]\n"
 		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
 		"                                  [--incremental] [--live]\n"
 		"                                  [--live-rounds N] [--json]\n"
@@ -505,6 +582,15 @@ static void ctl_usage(FILE *f)
 		"  --live-rounds N  live, with at least N (1 to 8) rounds while the\n"
 		"                 vCPUs run, however small they get\n"
 		"  --json         print the result as one JSON object\n"
+		"\n"
+		"checkpoint keeps the VM's memory and state in memory (replacing an\n"
+		"earlier checkpoint); reset puts the VM back to it, copying back only\n"
+		"the pages written since, then the VM, device and vCPU state, and\n"
+		"lets it run on. Disk contents are not part of it: a VM with disks\n"
+		"cannot take one. A reset ends the chain of incremental saves (the\n"
+		"next save is a full one).\n"
+		"  --verify       after the reset, compare all memory and state with\n"
+		"                 the checkpoint and fail naming the first difference\n"
 		"\n"
 		"exit status: 0 done, 1 the VMM refused or failed, 2 bad\n"
 		"arguments or no VM at SOCKET.\n");
@@ -649,6 +735,8 @@ int cmd_ctl(int argc, char **argv)
 		{ "resume", VMRUN__CTL_OP__CTL_OP_RESUME },
 		{ "stop", VMRUN__CTL_OP__CTL_OP_STOP },
 		{ "save", VMRUN__CTL_OP__CTL_OP_SAVE },
+		{ "checkpoint", VMRUN__CTL_OP__CTL_OP_CHECKPOINT },
+		{ "reset", VMRUN__CTL_OP__CTL_OP_RESET },
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmrun__CtlRequest req;
@@ -685,6 +773,9 @@ int cmd_ctl(int argc, char **argv)
 			return status;
 		/* A bar for a person at a terminal; scripts get one reply. */
 		req.progress = !json && isatty(STDERR_FILENO);
+	} else if (req.op == VMRUN__CTL_OP__CTL_OP_RESET && argc == 4 &&
+		   !strcmp(argv[3], "--verify")) {
+		req.verify = true;
 	} else if (argc != 3) {
 		die_msg("ctl %s: unexpected argument '%s'", argv[2], argv[3]);
 		return EXIT_USAGE;
@@ -750,6 +841,16 @@ int cmd_ctl(int argc, char **argv)
 	}
 	if (r->save) {
 		print_save(r->save, json);
+	} else if (r->reset) {
+		if (req.op == VMRUN__CTL_OP__CTL_OP_CHECKPOINT)
+			printf("checkpoint: %llu pages in %.3f ms\n",
+			       (unsigned long long)r->reset->pages,
+			       (double)r->reset->ns / 1e6);
+		else
+			printf("reset: %llu pages copied back in %.3f ms%s\n",
+			       (unsigned long long)r->reset->pages,
+			       (double)r->reset->ns / 1e6,
+			       r->reset->verified ? ", verified" : "");
 	} else if (!json) {
 		printf("state %s\n", r->state);
 		if (r->nr_vcpus)
