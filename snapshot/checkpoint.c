@@ -269,6 +269,7 @@ int checkpoint_take(struct machine *m, struct checkpoint **out, char *err,
 struct copy_ctx {
 	uint8_t *ram;
 	const uint8_t *ck;
+	unsigned int skipped;
 };
 
 static void copy_page(void *opaque, size_t page)
@@ -278,12 +279,38 @@ static void copy_page(void *opaque, size_t page)
 	memcpy(x->ram + page * PAGE, x->ck + page * PAGE, PAGE);
 }
 
+/*
+ * Fault injection for the tests that prove --verify-reset finds a bad
+ * reset: VMRUN_TEST_RESET_FAULT=page skips copying back one dirty page,
+ * =device skips loading the device state.
+ */
+static int reset_fault(void)
+{
+	static int fault = -1;
+	const char *e;
+
+	if (fault < 0) {
+		e = getenv("VMRUN_TEST_RESET_FAULT");
+		fault = !e ? 0 : !strcmp(e, "page") ? 1 : !strcmp(e, "device") ? 2 : 0;
+	}
+	return fault;
+}
+
+static void skip_page(void *opaque, size_t page)
+{
+	struct copy_ctx *x = opaque;
+
+	if (x->skipped++ || page == 0)
+		copy_page(opaque, page);
+}
+
 int checkpoint_reset(struct checkpoint *c, struct machine *m,
 		     struct checkpoint_reset_stats *st, char *err,
 		     size_t errlen)
 {
 	struct vm *vm = machine_vm(m);
-	struct copy_ctx x = { mem_seg_hva_load(machine_ram(m)), c->mem };
+	struct copy_ctx x = { mem_seg_hva_load(machine_ram(m)), c->mem, 0 };
+	int fault = reset_fault();
 	uint64_t t0 = vmsnap_now_ns();
 	const char *what = "";
 	unsigned int i;
@@ -297,14 +324,15 @@ int checkpoint_reset(struct checkpoint *c, struct machine *m,
 	what = "harvesting dirty pages";
 	ret = dirty_sync(vm);
 	if (!ret) {
-		pages = mem_seg_dirty_take_each(machine_ram(m), copy_page, &x);
+		pages = mem_seg_dirty_take_each(
+			machine_ram(m), fault == 1 ? skip_page : copy_page, &x);
 		what = "loading the VM state";
 		ret = x86_vm_state_load(vm, c->vms);
 	}
 	for (i = 0; !ret && i < c->nr_devs; i++) {
 		struct dev *d = machine_dev(m, i);
 
-		if (!c->devs[i].has)
+		if (!c->devs[i].has || fault == 2)
 			continue;
 		what = d->ops->name;
 		ret = d->ops->load(d, c->devs[i].data, c->devs[i].len);

@@ -72,6 +72,7 @@ static void fuzz_usage(FILE *f)
 		"                     DIR/crash-HASH.vmsnap (vmrun restore runs it)\n"
 		"  --time SECONDS     stop after this long (counted from the checkpoint)\n"
 		"  --iterations N     stop after N executions\n"
+		"  --max-crashes N    stop once N different crashes are saved\n"
 		"  --timeout-ms N     an execution running longer is a time-out (1000)\n"
 		"  --verify-reset     after each reset compare all memory and state with\n"
 		"                     the checkpoint; stop at the first difference\n"
@@ -97,7 +98,7 @@ struct fz {
 	struct fuzzer *f;
 	const char *corpus, *crashes;
 	bool crash_snaps, afl, tty, ready;
-	uint64_t max_execs, time_ns, start_ns, last_status;
+	uint64_t max_execs, time_ns, start_ns, last_status, max_crashes;
 	uint64_t rng;
 	struct entry queue[QUEUE_MAX];
 	unsigned int nq, next_seed;
@@ -388,7 +389,8 @@ static bool sa_next(void *opaque, uint8_t *buf, size_t max, size_t *len)
 	fuzzer_stats(z->f, &st);
 	now = vmsnap_now_ns();
 	if ((z->max_execs && st.execs >= z->max_execs) ||
-	    (z->time_ns && now - st.start_ns >= z->time_ns))
+	    (z->time_ns && now - st.start_ns >= z->time_ns) ||
+	    (z->max_crashes && z->saved_crashes >= z->max_crashes))
 		return false;
 	if (z->tty && now - z->last_status >= STATUS_NS) {
 		z->last_status = now;
@@ -616,6 +618,7 @@ int cmd_fuzz(int argc, char **argv)
 		{ "crash-snapshots", no_argument, NULL, 'S' },
 		{ "time", required_argument, NULL, 't' },
 		{ "iterations", required_argument, NULL, 'n' },
+		{ "max-crashes", required_argument, NULL, 'M' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "verify-reset", no_argument, NULL, 'V' },
 		{ "seed", required_argument, NULL, 'e' },
@@ -699,6 +702,14 @@ int cmd_fuzz(int argc, char **argv)
 				goto usage;
 			}
 			break;
+		case 'M':
+			if (parse_u64_arg(optarg, &z->max_crashes) ||
+			    !z->max_crashes) {
+				die_msg("--max-crashes '%s': expected a count of 1 or more",
+					optarg);
+				goto usage;
+			}
+			break;
 		case 'T':
 			if (parse_uint(optarg, 3600000, &fo.timeout_ms)) {
 				die_msg("--timeout-ms '%s': expected 1..3600000",
@@ -745,9 +756,12 @@ int cmd_fuzz(int argc, char **argv)
 			"(or --afl, under afl-fuzz)");
 		goto usage;
 	}
-	if (z->afl && (z->corpus || z->time_ns || z->max_execs)) {
+	if (z->afl &&
+	    (z->corpus || z->crashes || z->time_ns || z->max_execs ||
+	     z->max_crashes)) {
 		die_msg("fuzz: with --afl, afl-fuzz has the corpus and decides "
-			"when to stop: no --corpus, --time or --iterations");
+			"when to stop: no --corpus, --crashes, --time, "
+			"--iterations or --max-crashes");
 		goto usage;
 	}
 	if (z->afl &&

@@ -13,6 +13,7 @@ static const struct test_suite suites[] = {
 	{ "ctl", ctl_tests, NULL, NULL },
 	{ "state", state_tests, NULL, NULL },
 	{ "snapshot", snapshot_tests, NULL, NULL },
+	{ "fuzz", fuzz_tests, NULL, NULL },
 };
 
 int main(int argc, char **argv)
