@@ -25,7 +25,14 @@
 #include "snapshot/vmsnap.h"
 
 #define PAGE 4096u
-#define MSR_IA32_TSC 0x10u
+/* MSRs that count with the host's clock. */
+static const uint32_t clock_msrs[] = {
+	0x10,	    /* IA32_TSC */
+	0xe7,	    /* IA32_MPERF */
+	0xe8,	    /* IA32_APERF */
+	0x40000010, /* Hyper-V's VP runtime */
+	0x40000020, /* Hyper-V's reference time counter */
+};
 #define LAPIC_TMCCT 0x390u /* the timer's current count */
 
 struct dev_blob {
@@ -378,10 +385,13 @@ static void mask_vcpu(Vmrun__VcpuState *now, const Vmrun__VcpuState *ck)
 
 	now->tsc = ck->tsc;
 	for (i = 0; i < now->n_msrs; i++) {
-		if (now->msrs[i]->index != MSR_IA32_TSC)
-			continue;
-		for (j = 0; j < ck->n_msrs; j++)
-			if (ck->msrs[j]->index == MSR_IA32_TSC)
+		uint32_t idx = now->msrs[i]->index;
+		bool clock = false;
+
+		for (j = 0; j < ARRAY_SIZE(clock_msrs); j++)
+			clock |= idx == clock_msrs[j];
+		for (j = 0; clock && j < ck->n_msrs; j++)
+			if (ck->msrs[j]->index == idx)
 				now->msrs[i]->value = ck->msrs[j]->value;
 	}
 	if (now->lapic.len == ck->lapic.len && now->lapic.len > LAPIC_TMCCT + 4)

@@ -51,7 +51,7 @@ int checkpoint_reset(struct checkpoint *c, struct machine *m,
  * Compares all of @m's memory and its VM, vCPU and device state with @c.
  * Returns 0 if they are the same, 1 with the first difference named in
  * @what, -errno if it could not compare. Fields that follow the host's
- * clock (the TSC, kvmclock, the LAPIC timer's current count, the PIT's
+ * clock (the TSC and the MSRs that count with it, kvmclock, the LAPIC timer's current count, the PIT's
  * load time, and the PIT's interrupt line in the PIC and IOAPIC, which
  * it raises on the host's clock) are not compared.
  */

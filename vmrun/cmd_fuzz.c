@@ -328,13 +328,14 @@ static void print_status(struct fz *z, bool final)
 		fputs("\r\033[K", stderr);
 	printf("fuzz: execs=%llu resets_per_s=%.0f crashes=%llu "
 	       "unique_crashes=%llu timeouts=%llu paths=%llu "
-	       "pages_per_reset=%.1f checkpoint_ms=%.3f checkpoint_pages=%llu "
-	       "seconds=%.3f\n",
+	       "pages_per_reset=%.1f reset_us=%.1f checkpoint_ms=%.3f "
+	       "checkpoint_pages=%llu seconds=%.3f\n",
 	       (unsigned long long)st.execs, rps,
 	       (unsigned long long)st.crashes,
 	       (unsigned long long)z->saved_crashes,
 	       (unsigned long long)st.timeouts, (unsigned long long)z->paths,
 	       st.execs ? (double)st.reset_pages / (double)st.execs : 0.0,
+	       st.execs ? (double)st.reset_ns / 1e3 / (double)st.execs : 0.0,
 	       (double)st.ckpt_ns / 1e6, (unsigned long long)st.ckpt_pages,
 	       secs);
 	fflush(stdout);
