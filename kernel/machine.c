@@ -301,7 +301,10 @@ static int setup_ram(struct machine *m, const struct machine_config *cfg,
 	struct vm_mem *mem = vm_mem(m->vm);
 	int ret;
 
-	ret = mem_seg_create(mem, "ram", cfg->mem, &m->ram);
+	ret = cfg->restore && cfg->ram_cow ?
+		      mem_seg_import_cow(mem, "ram", cfg->ram_cow_fd, cfg->mem,
+					 &m->ram) :
+		      mem_seg_create(mem, "ram", cfg->mem, &m->ram);
 	if (ret < 0)
 		return err_printf(
 			err, errlen, ret, "allocating %llu MiB of RAM: %s",

@@ -46,6 +46,10 @@ struct machine_config {
 	/* No kernel: RAM stays zero and the vCPUs unset, for a restore that
 	 * loads memory and state from an image before machine_run(). */
 	bool restore;
+	/* With restore: RAM starts as this memfd's contents, copy-on-write
+	 * (fuzzing VMs sharing one checkpoint's memory). */
+	bool ram_cow;
+	int ram_cow_fd;
 };
 
 /*

@@ -136,7 +136,7 @@ void vm_mem_destroy(struct vm_mem *mem)
 }
 
 static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
-		   struct mem_seg **out)
+		   bool cow, struct mem_seg **out)
 {
 	struct mem_seg *seg;
 	int ret;
@@ -153,7 +153,8 @@ static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
 		ret = -ENOMEM;
 		goto err_free;
 	}
-	seg->hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	seg->hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			cow ? MAP_PRIVATE : MAP_SHARED, fd, 0);
 	if (seg->hva == MAP_FAILED) {
 		ret = -errno;
 		pr_err("mem: mmap of segment '%s' (%zu bytes): %s", name, size,
@@ -162,6 +163,11 @@ static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
 	}
 	/* Guest memory should not be copied into a forked child. */
 	madvise(seg->hva, size, MADV_DONTFORK);
+	if (cow) {
+		/* The file is not this segment's contents: no fd to share. */
+		close(fd);
+		fd = -1;
+	}
 	seg->fd = fd;
 	seg->size = size;
 	seg->refs = 1;
@@ -201,11 +207,11 @@ int mem_seg_create(struct vm_mem *mem, const char *name, size_t size,
 		close(fd);
 		return ret;
 	}
-	return seg_new(mem, name, fd, size, out);
+	return seg_new(mem, name, fd, size, false, out);
 }
 
-int mem_seg_import(struct vm_mem *mem, const char *name, int fd, size_t size,
-		   struct mem_seg **out)
+static int seg_import(struct vm_mem *mem, const char *name, int fd, size_t size,
+		      bool cow, struct mem_seg **out)
 {
 	off_t end;
 	int nfd;
@@ -223,7 +229,19 @@ int mem_seg_import(struct vm_mem *mem, const char *name, int fd, size_t size,
 	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (nfd < 0)
 		return -errno;
-	return seg_new(mem, name, nfd, size, out);
+	return seg_new(mem, name, nfd, size, cow, out);
+}
+
+int mem_seg_import(struct vm_mem *mem, const char *name, int fd, size_t size,
+		   struct mem_seg **out)
+{
+	return seg_import(mem, name, fd, size, false, out);
+}
+
+int mem_seg_import_cow(struct vm_mem *mem, const char *name, int fd,
+		       size_t size, struct mem_seg **out)
+{
+	return seg_import(mem, name, fd, size, true, out);
 }
 
 void mem_seg_get(struct mem_seg *seg)

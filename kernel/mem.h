@@ -41,10 +41,20 @@ int mem_seg_create(struct vm_mem *mem, const char *name, size_t size,
 int mem_seg_import(struct vm_mem *mem, const char *name, int fd, size_t size,
 		   struct mem_seg **out) __must_check;
 
+/*
+ * Creates a segment that starts as the contents of @fd (a sealed
+ * checkpoint's memfd) and is private to this process: pages are shared
+ * with every other such segment until written, then copied. Such a
+ * segment has no fd of its own (mem_seg_fd() gives -1).
+ */
+int mem_seg_import_cow(struct vm_mem *mem, const char *name, int fd,
+		       size_t size, struct mem_seg **out) __must_check;
+
 /* Takes and drops references. The last put unmaps and closes. */
 void mem_seg_get(struct mem_seg *seg);
 void mem_seg_put(struct mem_seg *seg);
 
+/* -1 for a copy-on-write segment. */
 int mem_seg_fd(const struct mem_seg *seg);
 size_t mem_seg_size(const struct mem_seg *seg);
 size_t mem_seg_pages(const struct mem_seg *seg);

@@ -298,7 +298,10 @@ static int reset_fault(void)
 
 	if (fault < 0) {
 		e = getenv("VMRUN_TEST_RESET_FAULT");
-		fault = !e ? 0 : !strcmp(e, "page") ? 1 : !strcmp(e, "device") ? 2 : 0;
+		fault = !e		     ? 0 :
+			!strcmp(e, "page")   ? 1 :
+			!strcmp(e, "device") ? 2 :
+					       0;
 	}
 	return fault;
 }
@@ -515,4 +518,56 @@ int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
 	}
 	machine_thaw(m);
 	return ret;
+}
+
+int checkpoint_attach(struct checkpoint *c, struct machine *m, char *err,
+		      size_t errlen)
+{
+	struct vm *vm = machine_vm(m);
+	unsigned int i;
+	int ret;
+
+	if (vm_nr_vcpus(vm) != c->nr_cpus || machine_nr_devs(m) != c->nr_devs ||
+	    mem_seg_size(machine_ram(m)) != c->size)
+		return err_printf(err, errlen, -EINVAL,
+				  "the machine does not match the checkpoint");
+	ret = x86_vm_state_load(vm, c->vms);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "loading the VM state: %s",
+				  strerror(-ret));
+	for (i = 0; i < c->nr_devs; i++) {
+		struct dev *d = machine_dev(m, i);
+
+		if (!c->devs[i].has)
+			continue;
+		ret = d->ops->load(d, c->devs[i].data, c->devs[i].len);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "loading device %s: %s", d->ops->name,
+					  strerror(-ret));
+	}
+	for (i = 0; i < c->nr_cpus; i++) {
+		struct x86_vcpu_reload *r;
+
+		ret = x86_vcpu_state_load(vm_vcpu(vm, i), c->cpus[i]);
+		if (!ret)
+			ret = x86_vcpu_reload_prepare(vm_vcpu(vm, i),
+						      c->cpus[i], &r);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "loading vCPU %u: %s", i,
+					  strerror(-ret));
+		x86_vcpu_reload_free(c->reload[i]);
+		c->reload[i] = r;
+	}
+	ret = dirty_start(vm);
+	if (!ret)
+		ret = dirty_sync(vm);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "starting dirty tracking: %s",
+				  strerror(-ret));
+	mem_seg_dirty_take_each(machine_ram(m), drop_page, NULL);
+	machine_dirty_keep(m);
+	return 0;
 }

@@ -62,6 +62,18 @@ int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
 int checkpoint_memfd(const struct checkpoint *c);
 uint64_t checkpoint_mem_pages(const struct checkpoint *c); /* non-zero */
 
+/*
+ * Makes a new machine, not yet run, the checkpoint's: @m is built with
+ * the same configuration (restore mode) and its RAM from
+ * checkpoint_memfd(), copy-on-write (machine_config.ram_cow); this loads
+ * the VM, device and vCPU state and begins the dirty epoch, so that
+ * checkpoint_reset() works on @m. A checkpoint serves one machine at a
+ * time: in a forked process, each its own copy. For several fuzzing
+ * processes sharing one checkpoint's memory.
+ */
+int checkpoint_attach(struct checkpoint *c, struct machine *m, char *err,
+		      size_t errlen) __must_check;
+
 void checkpoint_free(struct checkpoint *c);
 
 #endif /* VMM_SNAPSHOT_CHECKPOINT_H */

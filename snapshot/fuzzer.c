@@ -39,6 +39,7 @@ struct fuzzer {
 	uint8_t *buf;
 	size_t len;
 	bool in_exec;
+	bool warmup; /* the first execution from an attached checkpoint */
 	bool stopped;
 	uint64_t exec_start;
 	bool have_timer;
@@ -164,12 +165,15 @@ static int end_exec(struct fuzzer *f, struct vcpu *vcpu, enum fuzz_outcome o,
 					  f->desc.cov_size);
 		e.cov_size = e.cov ? f->desc.cov_size : 0;
 	}
-	count(&f->st.execs, 1);
-	if (o == FUZZ_CRASH)
-		count(&f->st.crashes, 1);
-	else if (o == FUZZ_TIMEOUT)
-		count(&f->st.timeouts, 1);
-	f->ops->done(f->opaque, &e);
+	if (!f->warmup) {
+		count(&f->st.execs, 1);
+		if (o == FUZZ_CRASH)
+			count(&f->st.crashes, 1);
+		else if (o == FUZZ_TIMEOUT)
+			count(&f->st.timeouts, 1);
+		f->ops->done(f->opaque, &e);
+	}
+	f->warmup = false;
 
 	t0 = vmsnap_now_ns();
 	err[0] = 0;
@@ -321,6 +325,46 @@ int fuzzer_create(struct machine *m, const struct fuzzer_opts *o,
 		vcpu_set_kick_hook(vm_vcpu(vm, 0), kick, f);
 	*out = f;
 	return 0;
+}
+
+int fuzzer_create_at(struct machine *m, struct checkpoint *ck,
+		     const struct harness_desc *d, const struct fuzzer_opts *o,
+		     const struct fuzzer_ops *ops, void *opaque,
+		     struct fuzzer **out, char *err, size_t errlen)
+{
+	struct fuzzer *f;
+	int ret;
+
+	ret = fuzzer_create(m, o, ops, opaque, &f, err, errlen);
+	if (ret < 0)
+		return ret;
+	f->buf = calloc(1, d->input_max);
+	if (!f->buf) {
+		fuzzer_free(f);
+		return -ENOMEM;
+	}
+	f->ck = ck;
+	f->desc = *d;
+	harness_set_desc(machine_harness(m), d);
+	f->st.ckpt_pages = checkpoint_mem_pages(ck);
+	f->st.start_ns = vmsnap_now_ns();
+	f->st.cov_size = d->cov_size;
+	f->st.input_max = d->input_max;
+	f->in_exec = true;
+	f->warmup = true;
+	f->exec_start = f->st.start_ns;
+	*out = f;
+	return 0;
+}
+
+struct checkpoint *fuzzer_take_checkpoint(struct fuzzer *f,
+					  struct harness_desc *d)
+{
+	struct checkpoint *ck = f->ck;
+
+	f->ck = NULL;
+	*d = f->desc;
+	return ck;
 }
 
 void fuzzer_free(struct fuzzer *f)

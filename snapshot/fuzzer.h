@@ -28,6 +28,8 @@
 
 struct machine;
 struct fuzzer;
+struct checkpoint;
+struct harness_desc;
 
 enum fuzz_outcome {
 	FUZZ_OK,
@@ -85,6 +87,27 @@ struct fuzzer_stats {
 int fuzzer_create(struct machine *m, const struct fuzzer_opts *o,
 		  const struct fuzzer_ops *ops, void *opaque,
 		  struct fuzzer **out, char *err, size_t errlen) __must_check;
+
+/*
+ * The same for a machine that starts at checkpoint @ck (attached to it
+ * with checkpoint_attach(); the fuzzer owns it from now on) whose guest
+ * announced @d: the vCPU resumes right after the guest's checkpoint call.
+ * That first execution runs the checkpoint's own input (none) without a
+ * time-out and is not reported; the ones after it are as usual.
+ */
+struct harness_desc;
+int fuzzer_create_at(struct machine *m, struct checkpoint *ck,
+		     const struct harness_desc *d, const struct fuzzer_opts *o,
+		     const struct fuzzer_ops *ops, void *opaque,
+		     struct fuzzer **out, char *err,
+		     size_t errlen) __must_check;
+
+/*
+ * Hands the checkpoint and the descriptor over to the caller (the fuzzer
+ * no longer frees it): to start other machines from it.
+ */
+struct checkpoint *fuzzer_take_checkpoint(struct fuzzer *f,
+					  struct harness_desc *d);
 
 /* After the machine stopped (or before it ran). */
 void fuzzer_free(struct fuzzer *f);

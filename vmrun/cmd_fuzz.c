@@ -26,6 +26,8 @@
 
 #include "kernel/machine.h"
 #include "kernel/util/log.h"
+#include "kernel/dev/harness.h"
+#include "snapshot/checkpoint.h"
 #include "snapshot/fuzzer.h"
 #include "snapshot/vmsnap.h"
 #include "vmrun/vmrun.h"
@@ -77,6 +79,10 @@ static void fuzz_usage(FILE *f)
 		"  --verify-reset     after each reset compare all memory and state with\n"
 		"                     the checkpoint; stop at the first difference\n"
 		"  --seed N           the mutator's random seed (default: from the clock)\n"
+		"  --jobs N           N processes (one per core) fuzzing from the one\n"
+		"                     checkpoint: its memory is shared copy-on-write,\n"
+		"                     each resets only its own writes; --iterations is\n"
+		"                     shared out, the rest applies to each\n"
 		"  --afl              be driven by afl-fuzz (its fork-server protocol and\n"
 		"                     shared coverage map); the input comes from stdin or,\n"
 		"                     with --input FILE (afl-fuzz's @@), from FILE\n"
@@ -113,6 +119,9 @@ struct fz {
 	const char *input_path;
 	pid_t stand_in;
 	int status_fd;
+	/* --jobs */
+	unsigned int jobs;
+	bool child;
 	char err[512];
 };
 
@@ -304,6 +313,24 @@ static bool new_coverage(struct fz *z, const uint8_t *cov, uint32_t n,
 	return fresh;
 }
 
+static void print_final(const struct fuzzer_stats *st, uint64_t paths,
+			uint64_t saved, double secs, double rps,
+			unsigned int jobs)
+{
+	printf("fuzz: execs=%llu resets_per_s=%.0f crashes=%llu "
+	       "unique_crashes=%llu timeouts=%llu paths=%llu "
+	       "pages_per_reset=%.1f reset_us=%.1f checkpoint_ms=%.3f "
+	       "checkpoint_pages=%llu seconds=%.3f jobs=%u\n",
+	       (unsigned long long)st->execs, rps,
+	       (unsigned long long)st->crashes, (unsigned long long)saved,
+	       (unsigned long long)st->timeouts, (unsigned long long)paths,
+	       st->execs ? (double)st->reset_pages / (double)st->execs : 0.0,
+	       st->execs ? (double)st->reset_ns / 1e3 / (double)st->execs : 0.0,
+	       (double)st->ckpt_ns / 1e6, (unsigned long long)st->ckpt_pages,
+	       secs, jobs);
+	fflush(stdout);
+}
+
 static void print_status(struct fz *z, bool final)
 {
 	struct fuzzer_stats st;
@@ -326,19 +353,7 @@ static void print_status(struct fz *z, bool final)
 	}
 	if (z->tty)
 		fputs("\r\033[K", stderr);
-	printf("fuzz: execs=%llu resets_per_s=%.0f crashes=%llu "
-	       "unique_crashes=%llu timeouts=%llu paths=%llu "
-	       "pages_per_reset=%.1f reset_us=%.1f checkpoint_ms=%.3f "
-	       "checkpoint_pages=%llu seconds=%.3f\n",
-	       (unsigned long long)st.execs, rps,
-	       (unsigned long long)st.crashes,
-	       (unsigned long long)z->saved_crashes,
-	       (unsigned long long)st.timeouts, (unsigned long long)z->paths,
-	       st.execs ? (double)st.reset_pages / (double)st.execs : 0.0,
-	       st.execs ? (double)st.reset_ns / 1e3 / (double)st.execs : 0.0,
-	       (double)st.ckpt_ns / 1e6, (unsigned long long)st.ckpt_pages,
-	       secs);
-	fflush(stdout);
+	print_final(&st, z->paths, z->saved_crashes, secs, rps, 1);
 }
 
 static bool sig_seen(struct fz *z, uint64_t sig)
@@ -387,6 +402,8 @@ static bool sa_next(void *opaque, uint8_t *buf, size_t max, size_t *len)
 	struct fuzzer_stats st;
 	uint64_t now;
 
+	if (z->jobs > 1 && !z->child)
+		return false; /* the checkpoint is taken: the jobs take over */
 	fuzzer_stats(z->f, &st);
 	now = vmsnap_now_ns();
 	if ((z->max_execs && st.execs >= z->max_execs) ||
@@ -604,6 +621,131 @@ static int make_machine(struct machine_config *cfg, const char *snapshot,
 	return vmsnap_restore_file(snapshot, &ro, m, &vs, err, errlen);
 }
 
+/* What a job tells the parent at its end. */
+struct job_result {
+	struct fuzzer_stats st;
+	uint64_t paths, saved_crashes;
+	double rps;
+	int rc;
+};
+
+/* In the forked job: a machine of its own over the shared checkpoint. */
+static int job_main(struct fz *z, const struct machine_config *cfg,
+		    struct checkpoint *ck, const struct harness_desc *d,
+		    const struct fuzzer_opts *fo, int wfd)
+{
+	struct job_result jr = { .rc = EXIT_VMM_ERROR };
+	char err[512] = "";
+	int ret, signo;
+	double secs;
+
+	ret = machine_create(cfg, &z->m, err, sizeof(err));
+	if (!ret)
+		ret = checkpoint_attach(ck, z->m, err, sizeof(err));
+	if (!ret)
+		ret = fuzzer_create_at(z->m, ck, d, fo, &sa_ops, z, &z->f, err,
+				       sizeof(err));
+	if (ret < 0) {
+		die_msg("fuzz job: %s", err[0] ? err : strerror(-ret));
+	} else {
+		sa_ready(z);
+		if (machine_run(z->m, &signo) == VM_EXIT_REQUESTED &&
+		    !fuzzer_error(z->f)[0])
+			jr.rc = signo ? 128 + signo : 0;
+		else
+			die_msg("fuzz job: %s",
+				fuzzer_error(z->f)[0] ?
+					fuzzer_error(z->f) :
+					vm_exit_detail(machine_vm(z->m)));
+		fuzzer_stats(z->f, &jr.st);
+		secs = (double)(vmsnap_now_ns() - jr.st.start_ns) / 1e9;
+		jr.rps = secs > 0 ? (double)jr.st.execs / secs : 0;
+		jr.paths = z->paths;
+		jr.saved_crashes = z->saved_crashes;
+	}
+	if (write(wfd, &jr, sizeof(jr)) != (ssize_t)sizeof(jr))
+		jr.rc = EXIT_VMM_ERROR;
+	return jr.rc;
+}
+
+/*
+ * --jobs N: the checkpoint's memory is one sealed memfd; each job is a
+ * process with its own VM whose RAM maps it copy-on-write, so the jobs
+ * share every page none of them has written, and each resets its own.
+ */
+static int run_jobs(struct fz *z, const struct machine_config *mc,
+		    struct checkpoint *ck, const struct harness_desc *d,
+		    const struct fuzzer_opts *fo)
+{
+	struct machine_config cfg = { .mem = mc->mem,
+				      .cpus = 1,
+				      .console = "none",
+				      .rng = mc->rng,
+				      .dirty = mc->dirty,
+				      .restore = true,
+				      .ram_cow = true,
+				      .ram_cow_fd = checkpoint_memfd(ck) };
+	struct fuzzer_stats sum = { 0 };
+	uint64_t paths = 0, saved = 0, per = 0;
+	double rps = 0, secs, t0 = (double)vmsnap_now_ns();
+	int fds[2], rc = 0, st;
+	unsigned int i, got = 0;
+	pid_t pids[256];
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return EXIT_VMM_ERROR;
+	if (z->max_execs)
+		per = (z->max_execs + z->jobs - 1) / z->jobs;
+	fflush(NULL);
+	for (i = 0; i < z->jobs; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			close(fds[0]);
+			z->child = true;
+			z->tty = false;
+			z->rng = (z->rng + 0x9e3779b97f4a7c15ULL * (i + 1)) | 1;
+			if (per)
+				z->max_execs = per;
+			_exit(job_main(z, &cfg, ck, d, fo, fds[1]));
+		}
+		if (pids[i] < 0) {
+			die_msg("fuzz: fork: %s", strerror(errno));
+			rc = EXIT_VMM_ERROR;
+			break;
+		}
+	}
+	close(fds[1]);
+	for (unsigned int k = 0; k < i; k++) {
+		struct job_result jr;
+
+		if (read(fds[0], &jr, sizeof(jr)) != (ssize_t)sizeof(jr))
+			continue;
+		got++;
+		sum.execs += jr.st.execs;
+		sum.crashes += jr.st.crashes;
+		sum.timeouts += jr.st.timeouts;
+		sum.reset_pages += jr.st.reset_pages;
+		sum.reset_ns += jr.st.reset_ns;
+		sum.ckpt_pages = jr.st.ckpt_pages;
+		paths += jr.paths;
+		saved += jr.saved_crashes;
+		rps += jr.rps;
+		if (jr.rc && !rc)
+			rc = jr.rc;
+	}
+	close(fds[0]);
+	for (unsigned int k = 0; k < i; k++)
+		if (waitpid(pids[k], &st, 0) == pids[k] &&
+		    (!WIFEXITED(st) || WEXITSTATUS(st)) && !rc)
+			rc = EXIT_VMM_ERROR;
+	if (got < i && !rc)
+		rc = EXIT_VMM_ERROR;
+	secs = ((double)vmsnap_now_ns() - t0) / 1e9;
+	sum.ckpt_ns = 0;
+	print_final(&sum, paths, saved, secs, rps, got);
+	return rc;
+}
+
 int cmd_fuzz(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -624,6 +766,7 @@ int cmd_fuzz(int argc, char **argv)
 		{ "verify-reset", no_argument, NULL, 'V' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "afl", no_argument, NULL, 'A' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ "input", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -732,6 +875,12 @@ int cmd_fuzz(int argc, char **argv)
 		case 'A':
 			z->afl = true;
 			break;
+		case 'j':
+			if (parse_uint(optarg, 256, &z->jobs)) {
+				die_msg("--jobs '%s': expected 1..256", optarg);
+				goto usage;
+			}
+			break;
 		case 'i':
 			z->input_path = optarg;
 			break;
@@ -757,9 +906,8 @@ int cmd_fuzz(int argc, char **argv)
 			"(or --afl, under afl-fuzz)");
 		goto usage;
 	}
-	if (z->afl &&
-	    (z->corpus || z->crashes || z->time_ns || z->max_execs ||
-	     z->max_crashes)) {
+	if (z->afl && (z->corpus || z->crashes || z->time_ns || z->max_execs ||
+		       z->max_crashes)) {
 		die_msg("fuzz: with --afl, afl-fuzz has the corpus and decides "
 			"when to stop: no --corpus, --crashes, --time, "
 			"--iterations or --max-crashes");
@@ -864,14 +1012,38 @@ int cmd_fuzz(int argc, char **argv)
 	} else if (signo) {
 		ret = 128 + signo;
 	}
-	if (z->ready && !z->afl)
+	if (!ret && z->ready && z->jobs > 1) {
+		const struct machine_config *mc = machine_config(z->m);
+		struct machine_config keep = { .mem = mc->mem,
+					       .rng = mc->rng,
+					       .dirty = mc->dirty };
+		struct harness_desc d;
+		struct checkpoint *ck = fuzzer_take_checkpoint(z->f, &d);
+
+		if (mc->nr_disks || mc->nr_nets) {
+			die_msg("fuzz --jobs: the machine has disks or network "
+				"cards, which jobs cannot share");
+			ret = EXIT_USAGE;
+			checkpoint_free(ck);
+		} else {
+			fuzzer_free(z->f);
+			z->f = NULL;
+			machine_destroy(z->m);
+			z->m = NULL;
+			ret = run_jobs(z, &keep, ck, &d, &fo);
+			checkpoint_free(ck);
+		}
+	} else if (z->ready && !z->afl) {
 		print_status(z, true);
+	}
 	if (z->stand_in > 0) {
 		kill(z->stand_in, SIGKILL);
 		waitpid(z->stand_in, NULL, 0);
 	}
-	fuzzer_free(z->f);
-	machine_destroy(z->m);
+	if (z->f)
+		fuzzer_free(z->f);
+	if (z->m)
+		machine_destroy(z->m);
 	goto out_free;
 
 usage:

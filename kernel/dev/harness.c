@@ -197,3 +197,10 @@ const char *harness_error(const struct harness *h)
 {
 	return h->error;
 }
+
+void harness_set_desc(struct harness *h, const struct harness_desc *d)
+{
+	h->desc = *d;
+	h->have_desc = true;
+	h->status = VMRUN_HARNESS_OK;
+}

@@ -58,6 +58,10 @@ void harness_attach(struct harness *h, const struct harness_ops *ops,
 /* The last descriptor the guest announced and the fuzzer took, or NULL. */
 const struct harness_desc *harness_desc(const struct harness *h);
 
+/* Sets the descriptor as if the guest had announced it (a machine that
+ * starts from a checkpoint taken after the announce). */
+void harness_set_desc(struct harness *h, const struct harness_desc *d);
+
 /* Why the last announce was refused ("" if it was not). */
 const char *harness_error(const struct harness *h);
 

@@ -138,6 +138,53 @@ static void test_fuzz_verified_resets(void)
 	free(err);
 }
 
+/*
+ * Two jobs fuzz from one checkpoint, its memory shared copy-on-write:
+ * each runs the seeds and its own mutations, every reset verified.
+ */
+static void test_fuzz_jobs(void)
+{
+	char *out = malloc(CAP), *err = malloc(CAP);
+	struct dirs d;
+	int rc;
+
+	dirs_make(&d);
+	PUT(d.corpus, "pages", "VMW\x00\x04");
+	PUT(d.corpus, "uart", "VMS\x0f\x5a");
+	PUT(d.corpus, "hang", "VMH");
+	PUT(d.corpus, "fault", "VMPC\x01\xf0");
+	PUT(d.corpus, "report",
+	    "VMPX\x03"
+	    "BUG");
+	{
+		const char *argv[] = { "fuzz",
+				       "--jobs",
+				       "2",
+				       "--corpus",
+				       d.corpus,
+				       "--crashes",
+				       d.crashes,
+				       "--iterations",
+				       "200",
+				       "--verify-reset",
+				       "--timeout-ms",
+				       "300",
+				       "--seed",
+				       "5",
+				       NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+	}
+	TEST_ASSERT(rc == 0, "vmrun fuzz --jobs 2 exited %d\n%s", rc, err);
+	TEST_ASSERT(fz(out, "jobs") == 2 && fz(out, "execs") == 200,
+		    "jobs and executions: %s", out);
+	TEST_ASSERT(fz(out, "crashes") >= 4 && fz(out, "timeouts") >= 2,
+		    "each job ran the seeds: %s", out);
+	rm_tree(d.top);
+	free(out);
+	free(err);
+}
+
 /* The same checks fail when a reset misses a page or a device's state. */
 static void test_fuzz_verify_catches(void)
 {
@@ -452,6 +499,7 @@ static void test_fuzz_hostile_descriptors(void)
 const struct test_case fuzz_tests[] = {
 	{ "verified_resets", test_fuzz_verified_resets },
 	{ "verify_catches", test_fuzz_verify_catches },
+	{ "jobs", test_fuzz_jobs },
 	{ "finds_crash", test_fuzz_finds_crash },
 	{ "afl", test_fuzz_afl },
 	{ "from_snapshot", test_fuzz_from_snapshot },
