@@ -278,6 +278,47 @@ static void test_fuzz_finds_crash(void)
 	free(err);
 }
 
+/* --crash-snapshots saves the machine at the crash: restored, the guest
+ * goes on from its fault handler (no fuzzer now) and reports the fault. */
+static void test_fuzz_crash_snapshot(void)
+{
+	char *out = malloc(CAP), *err = malloc(CAP), img[512];
+	struct dirs d;
+	DIR *dir;
+	struct dirent *de;
+	int rc;
+
+	dirs_make(&d);
+	PUT(d.corpus, "fault", "VMPC\x01\xf0");
+	{
+		const char *argv[] = { "fuzz",	  "--corpus",
+				       d.corpus,  "--crashes",
+				       d.crashes, "--iterations",
+				       "1",	  "--crash-snapshots",
+				       NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+	}
+	TEST_ASSERT(rc == 0 && fz(out, "crashes") == 1,
+		    "the fault: exit %d %s %s", rc, out, err);
+	dir = opendir(d.crashes);
+	while ((de = readdir(dir)) && !strstr(de->d_name, ".vmsnap"))
+		;
+	TEST_ASSERT(de, "no crash snapshot in %s", d.crashes);
+	snprintf(img, sizeof(img), "%s/%s", d.crashes, de->d_name);
+	closedir(dir);
+	{
+		const char *argv[] = { "restore", img, NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+	}
+	TEST_ASSERT(rc == 3 && strstr(out, "GUEST FAIL exception vec=14"),
+		    "the restored crash: exit %d\n%s\n%s", rc, out, err);
+	rm_tree(d.top);
+	free(out);
+	free(err);
+}
+
 /* afl-fuzz drives vmrun fuzz --afl and finds paths beyond its seed. */
 static void test_fuzz_afl(void)
 {
@@ -501,6 +542,7 @@ const struct test_case fuzz_tests[] = {
 	{ "verify_catches", test_fuzz_verify_catches },
 	{ "jobs", test_fuzz_jobs },
 	{ "finds_crash", test_fuzz_finds_crash },
+	{ "crash_snapshot", test_fuzz_crash_snapshot },
 	{ "afl", test_fuzz_afl },
 	{ "from_snapshot", test_fuzz_from_snapshot },
 	{ "bad_input", test_fuzz_bad_input },
