@@ -74,6 +74,8 @@ struct machine {
 	unsigned int freezes;
 	struct machine_loader loader; /* .release NULL: none */
 	struct harness *harness;
+	uint64_t *dirty_share; /* a checkpoint's: gets what a save takes */
+	bool *dirty_share_any;
 };
 
 static void cfg_free(struct machine_config *c)
@@ -638,6 +640,11 @@ static int dirty_collect(struct machine *m, uint64_t *bitmap)
 	if (ret < 0)
 		return ret;
 	dirty_take(m->ram, bitmap);
+	if (m->dirty_share) {
+		bitmap_or_at_atomic(m->dirty_share, 0, bitmap,
+				    mem_seg_pages(m->ram));
+		*m->dirty_share_any = true;
+	}
 	m->dirty_keep = true;
 	return 0;
 }
@@ -938,6 +945,18 @@ struct harness *machine_harness(struct machine *m)
 void machine_dirty_keep(struct machine *m)
 {
 	m->dirty_keep = true;
+}
+
+void machine_dirty_share(struct machine *m, uint64_t *bits, bool *any)
+{
+	m->dirty_share = bits;
+	m->dirty_share_any = any;
+}
+
+void machine_dirty_unshare(struct machine *m, const uint64_t *bits)
+{
+	if (m->dirty_share == bits)
+		machine_dirty_share(m, NULL, NULL);
 }
 
 int machine_freeze(struct machine *m)

@@ -103,6 +103,16 @@ struct harness *machine_harness(struct machine *m);
 void machine_dirty_keep(struct machine *m);
 
 /*
+ * A second owner of the RAM's dirty pages (a checkpoint): what an
+ * incremental save's epoch takes (machine_dirty_collect()) is also ORed
+ * into @bits (one bit per RAM page) and *@any set, so a later reset still
+ * sees it. NULL, NULL: none. With the machine frozen.
+ */
+void machine_dirty_share(struct machine *m, uint64_t *bits, bool *any);
+/* Ends machine_dirty_share() if @bits is still the one registered. */
+void machine_dirty_unshare(struct machine *m, const uint64_t *bits);
+
+/*
  * A loader that goes on filling RAM while the vCPUs run (a lazy
  * restore). machine_destroy() calls @release once no vCPU or device
  * thread can touch guest memory any more, before the RAM goes;

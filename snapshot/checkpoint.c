@@ -16,6 +16,7 @@
 #include "kernel/dirty.h"
 #include "kernel/machine.h"
 #include "kernel/mem.h"
+#include "kernel/util/bitmap.h"
 #include "kernel/util/compiler.h"
 #include "kernel/util/log.h"
 #include "kernel/vm.h"
@@ -42,6 +43,9 @@ struct dev_blob {
 };
 
 struct checkpoint {
+	struct machine *m; /* the one it resets, while it is registered */
+	uint64_t *shared;  /* pages a save took from the RAM's bitmap */
+	bool shared_any;
 	int fd;
 	const uint8_t *mem; /* PROT_READ mapping of fd */
 	size_t size;
@@ -54,12 +58,21 @@ struct checkpoint {
 	struct dev_blob *devs;
 };
 
+void checkpoint_detach(struct checkpoint *c)
+{
+	if (c->m)
+		machine_dirty_unshare(c->m, c->shared);
+	c->m = NULL;
+}
+
 void checkpoint_free(struct checkpoint *c)
 {
 	unsigned int i;
 
 	if (!c)
 		return;
+	checkpoint_detach(c);
+	bitmap_free(c->shared);
 	for (i = 0; c->reload && i < c->nr_cpus; i++)
 		x86_vcpu_reload_free(c->reload[i]);
 	for (i = 0; c->cpus && i < c->nr_cpus; i++)
@@ -163,6 +176,21 @@ static void drop_page(void *opaque __unused, size_t page __unused)
 {
 }
 
+/* The checkpoint becomes the second owner of @m's dirty pages. */
+static int share_dirty(struct checkpoint *c, struct machine *m)
+{
+	if (!c->shared)
+		c->shared = bitmap_alloc(c->size / PAGE);
+	if (!c->shared)
+		return -ENOMEM;
+	checkpoint_detach(c);
+	c->m = m;
+	c->shared_any = false;
+	machine_dirty_share(m, c->shared, &c->shared_any);
+	machine_dirty_keep(m);
+	return 0;
+}
+
 static int take_state(struct checkpoint *c, struct machine *m, char *err,
 		      size_t errlen)
 {
@@ -260,7 +288,7 @@ int checkpoint_take(struct machine *m, struct checkpoint **out, char *err,
 	if (!ret)
 		ret = take_state(c, m, err, errlen);
 	if (!ret)
-		machine_dirty_keep(m);
+		ret = share_dirty(c, m);
 	machine_thaw(m);
 	if (ret < 0) {
 		if (!err[0])
@@ -341,6 +369,15 @@ int checkpoint_reset(struct checkpoint *c, struct machine *m,
 	if (!ret) {
 		pages = mem_seg_dirty_take_each(
 			machine_ram(m), fault == 1 ? skip_page : copy_page, &x);
+		if (c->shared_any) {
+			/* What a save took since; copying twice is harmless. */
+			size_t p, n = c->size / PAGE;
+
+			bitmap_for_each_set(p, c->shared, n) copy_page(&x, p);
+			pages += bitmap_weight(c->shared, n);
+			bitmap_zero(c->shared, n);
+			c->shared_any = false;
+		}
 		what = "loading the VM state";
 		ret = x86_vm_state_load(vm, c->vms);
 	}
@@ -573,6 +610,5 @@ int checkpoint_attach(struct checkpoint *c, struct machine *m, char *err,
 				  "starting dirty tracking: %s",
 				  strerror(-ret));
 	mem_seg_dirty_take_each(machine_ram(m), drop_page, NULL);
-	machine_dirty_keep(m);
-	return 0;
+	return share_dirty(c, m);
 }

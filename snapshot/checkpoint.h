@@ -74,6 +74,12 @@ uint64_t checkpoint_mem_pages(const struct checkpoint *c); /* non-zero */
 int checkpoint_attach(struct checkpoint *c, struct machine *m, char *err,
 		      size_t errlen) __must_check;
 
+/* Lets go of the machine it was taken of or attached to (which follows
+ * the pages a save takes for it): before that machine is destroyed while
+ * the checkpoint lives on. checkpoint_free() does it too. */
+void checkpoint_detach(struct checkpoint *c);
+
+/* With the machine it follows still there, or after checkpoint_detach(). */
 void checkpoint_free(struct checkpoint *c);
 
 #endif /* VMM_SNAPSHOT_CHECKPOINT_H */

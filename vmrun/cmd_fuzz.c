@@ -1025,7 +1025,9 @@ int cmd_fuzz(int argc, char **argv)
 				"cards, which jobs cannot share");
 			ret = EXIT_USAGE;
 			checkpoint_free(ck);
+			ck = NULL;
 		} else {
+			checkpoint_detach(ck);
 			fuzzer_free(z->f);
 			z->f = NULL;
 			machine_destroy(z->m);

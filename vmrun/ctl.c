@@ -49,7 +49,7 @@ struct ctl {
 	struct vmsnap_chain chain; /* the last save: the next one's base */
 	struct checkpoint *ck;	   /* CHECKPOINT's, for RESET */
 	Vmrun__CtlResetResult reset;
-	int cur_fd;		   /* the connection being answered */
+	int cur_fd; /* the connection being answered */
 	uint64_t last_progress_ns;
 	struct ctl_conn conns[CTL_MAX_CONNS];
 };
@@ -202,11 +202,16 @@ static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
 	}
 	/* The pages a reset takes are no longer known to the save chain. */
 	c->chain.valid = false;
+	/* One freeze over both: the guest must not run between them. */
+	ret = machine_freeze(c->m);
+	if (ret < 0)
+		return ret;
 	c->msg[0] = 0;
 	ret = checkpoint_reset(c->ck, c->m, &st, c->msg, sizeof(c->msg));
 	if (ret < 0) {
 		/* Half put back is no VM to run on. */
 		vm_stop_detail(machine_vm(c->m), VM_EXIT_ERROR, "%s", c->msg);
+		machine_thaw(c->m);
 		r->message = c->msg;
 		return ret;
 	}
@@ -219,11 +224,13 @@ static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
 			if (ret < 0)
 				snprintf(c->msg, sizeof(c->msg),
 					 "verifying: %s", strerror(-ret));
+			machine_thaw(c->m);
 			r->message = c->msg;
 			return ret < 0 ? ret : -EIO;
 		}
 		c->reset.verified = true;
 	}
+	machine_thaw(c->m);
 	r->reset = &c->reset;
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -366,6 +367,8 @@ static void test_fuzz_from_snapshot(void)
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (pid == 0) {
+		/* Gone with the test process, whatever becomes of the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(VMRUN_BIN, "vmrun", "run", "--cmdline", "work=fuzz",
 		      "--ctl", sock, "--console", con, (char *)NULL);
 		_exit(127);
@@ -392,6 +395,126 @@ static void test_fuzz_from_snapshot(void)
 	}
 	TEST_ASSERT(rc == 0 && fz(out, "execs") == 200,
 		    "fuzzing from the snapshot: exit %d %s %s", rc, out, err);
+	rm_tree(d.top);
+	free(out);
+	free(err);
+}
+
+static unsigned int console_ticks(const char *path)
+{
+	char cmd[256], buf[32] = "";
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "grep -c 'GUEST TICK' %s 2>/dev/null", path);
+	f = popen(cmd, "r");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		pclose(f);
+	}
+	return (unsigned int)atoi(buf);
+}
+
+static void wait_more_ticks(const char *path, unsigned int more)
+{
+	unsigned int want = console_ticks(path) + more, i;
+
+	for (i = 0; i < 60000 && console_ticks(path) < want; i++)
+		usleep(10000);
+	TEST_ASSERT(console_ticks(path) >= want, "the guest stopped ticking");
+}
+
+/*
+ * ctl checkpoint / reset on a guest writing memory all the time: every
+ * reset verified against the whole checkpoint, also after a save took
+ * the dirty pages for its own chain; the guest's own checks still find
+ * nothing wrong; and the refusals.
+ */
+static void test_fuzz_ctl_checkpoint(void)
+{
+	char *out = malloc(CAP), *err = malloc(CAP), sock[96], con[160],
+	     log[128], img[128], img2[128];
+	struct dirs d;
+	pid_t pid;
+	int rc, st, i;
+
+	dirs_make(&d);
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", d.top);
+	snprintf(log, sizeof(log), "%s/console.txt", d.top);
+	snprintf(con, sizeof(con), "file:%s", log);
+	snprintf(img, sizeof(img), "%s/full.vmsnap", d.top);
+	snprintf(img2, sizeof(img2), "%s/incr.vmsnap", d.top);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (pid == 0) {
+		/* Gone with the test process, whatever becomes of the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(VMRUN_BIN, "vmrun", "run", "--mem", "128M", "--cmdline",
+		      "work=dirty mib=32 rate=40 tick_ms=100", "--ctl", sock,
+		      "--console", con, (char *)NULL);
+		_exit(127);
+	}
+	wait_more_ticks(log, 2);
+	{
+		const char *argv[] = { "ctl", sock, "reset", NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 1 && strstr(err, "no checkpoint"),
+			    "reset before a checkpoint: %d %s", rc, err);
+	}
+	{
+		const char *argv[] = { "ctl", sock, "checkpoint", NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 0 && strstr(out, "checkpoint: "),
+			    "checkpoint: %d %s %s", rc, out, err);
+	}
+	for (i = 0; i < 4; i++) {
+		const char *argv[] = { "ctl", sock, "reset", "--verify", NULL };
+		const char *save[] = { "ctl", sock, "save", img, NULL };
+
+		wait_more_ticks(log, 2);
+		if (i == 2) { /* a save takes the pages for its chain */
+			rc = run_vmrun(save, out, err, CAP, DEADLINE_MS);
+			TEST_ASSERT(rc == 0, "save: %d %s", rc, err);
+			wait_more_ticks(log, 1);
+		}
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 0 && strstr(out, ", verified"),
+			    "reset %d: %d %s %s", i, rc, out, err);
+	}
+	{
+		const char *argv[] = { "ctl",		sock, "save", img2,
+				       "--incremental", NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 1 && strstr(err, "no base"),
+			    "an incremental save after a reset: %d %s", rc,
+			    err);
+	}
+	wait_more_ticks(log, 3);
+	{
+		const char *argv[] = { "ctl", sock, "stop", NULL };
+
+		rc = run_vmrun(argv, out, err, CAP, DEADLINE_MS);
+	}
+	waitpid(pid, &st, 0);
+	TEST_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "vmrun run: %d", st);
+	snprintf(out, CAP,
+		 "grep 'GUEST TICK' %s | grep -v 'mismatches=0' | head -3; "
+		 "grep -c 'GUEST FAIL' %s",
+		 log, log);
+	{
+		FILE *f = popen(out, "r");
+		char line[256];
+		int bad = 0;
+
+		while (f && fgets(line, sizeof(line), f))
+			bad |= strncmp(line, "0", 1) != 0;
+		if (f)
+			pclose(f);
+		TEST_ASSERT(!bad, "the guest found bad memory after a reset");
+	}
 	rm_tree(d.top);
 	free(out);
 	free(err);
@@ -545,6 +668,7 @@ const struct test_case fuzz_tests[] = {
 	{ "crash_snapshot", test_fuzz_crash_snapshot },
 	{ "afl", test_fuzz_afl },
 	{ "from_snapshot", test_fuzz_from_snapshot },
+	{ "ctl_checkpoint", test_fuzz_ctl_checkpoint },
 	{ "bad_input", test_fuzz_bad_input },
 	{ "hostile_descriptors", test_fuzz_hostile_descriptors },
 	{ NULL, NULL },
