@@ -586,6 +586,49 @@ static void test_fuzz_bad_input(void)
 	free(err);
 }
 
+static void collect_page(void *opaque, size_t page)
+{
+	uint64_t *bits = opaque;
+
+	bits[page / 64] |= 1ULL << (page % 64);
+}
+
+/*
+ * The dirty summary: a take that visits only the 16 MiB groups holding
+ * dirty pages returns exactly the pages written, in groups near and far,
+ * and leaves nothing behind for the next take.
+ */
+static void test_fuzz_dirty_take_each(void)
+{
+	static const uint64_t pages[] = { 0,	1,    63,   64,	   4095,
+					  4096, 4097, 8191, 70000, 131071 };
+	struct vm_config cfg = { .nr_vcpus = 1 };
+	struct stamp_vm *s = stamp_vm_create(&cfg);
+	const size_t size = 512ULL << 20, n = size / 4096;
+	struct mem_seg *seg = stamp_vm_add_mem(s, "sum", size, 0x100000000ULL);
+	uint64_t *got = calloc(n / 64, 8), one = 1;
+	size_t i, k;
+
+	for (i = 0; i < ARRAY_SIZE(pages); i++)
+		TEST_ASSERT(!mem_seg_write(seg, pages[i] * 4096, &one, 8),
+			    "write");
+	k = mem_seg_dirty_take_each(seg, collect_page, got);
+	TEST_ASSERT(k == ARRAY_SIZE(pages), "took %zu pages, wrote %zu", k,
+		    ARRAY_SIZE(pages));
+	for (i = 0; i < ARRAY_SIZE(pages); i++)
+		TEST_ASSERT(got[pages[i] / 64] >> (pages[i] % 64) & 1,
+			    "page %llu missing", (unsigned long long)pages[i]);
+	TEST_ASSERT(mem_seg_dirty_take_each(seg, collect_page, got) == 0,
+		    "a second take found pages");
+	/* Pages given back (a failed save) are taken again. */
+	mem_seg_dirty_or(seg, got);
+	TEST_ASSERT(mem_seg_dirty_take_each(seg, collect_page, got) ==
+			    ARRAY_SIZE(pages),
+		    "pages given back were not taken");
+	free(got);
+	stamp_vm_destroy(s);
+}
+
 /* Hostile harness descriptors: each refused, with the reason. */
 static void test_fuzz_hostile_descriptors(void)
 {
@@ -671,5 +714,6 @@ const struct test_case fuzz_tests[] = {
 	{ "ctl_checkpoint", test_fuzz_ctl_checkpoint },
 	{ "bad_input", test_fuzz_bad_input },
 	{ "hostile_descriptors", test_fuzz_hostile_descriptors },
+	{ "dirty_take_each", test_fuzz_dirty_take_each },
 	{ NULL, NULL },
 };
