@@ -41,7 +41,7 @@ one() { # MEM PAGES EXTRA...
 	n=$((p >= 4096 ? 600 : p >= 256 ? 4000 : 20000))
 	for ((i = 0; i < runs; i++)); do
 		out=$("$vmrun" fuzz --mem "${mem}M" --cmdline "work=fuzz fuzz_pages=$p" \
-			--corpus "$w/c" --crashes "$w/x" --iterations $n "$@" | tail -1)
+			--corpus "$w/c" --crashes "$w/x" --iterations $n "$@" 2>/dev/null | tail -1)
 		r+=("$(kv "$out" resets_per_s)")
 		pg=$(kv "$out" pages_per_reset)
 		us=$(kv "$out" reset_us)
@@ -53,13 +53,13 @@ echo "| guest | pages written | pages reset | resets/s | reset alone µs | floor
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for mem in $sizes; do
 	for p in $pages; do
-		read -r rps pg us < <(one "$mem" "$p")
+		read -r rps pg us <<<"$(one "$mem" "$p")"
 		fl=$("$floor" "$mem" "${pg%.*}" | sed -n 's/.*resets_per_s=\([0-9]*\).*/\1/p')
 		printf '| %s MiB | %s | %s | %s | %s | %s | %.0f%% |\n' "$mem" "$p" "$pg" \
 			"$rps" "$us" "$fl" "$(echo "100 * $rps / $fl" | bc -l)"
 	done
-	read -r rps pg us < <(one "$mem" 16 --dirty-log)
+	read -r rps pg us <<<"$(one "$mem" 16 --dirty-log)"
 	printf '| %s MiB, dirty log | 16 | %s | %s | %s | | |\n' "$mem" "$pg" "$rps" "$us"
 done
-read -r rps pg us < <(one 256 16 --jobs 2)
+read -r rps pg us <<<"$(one 256 16 --jobs 2)"
 printf '| 256 MiB, --jobs 2 (sum) | 16 | %s | %s | %s | | |\n' "$pg" "$rps" "$us"
