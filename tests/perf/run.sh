@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks (dirty_perf, guest_perf, snapshot_perf) on every KVM this host reaches:
+# The benchmarks (dirty_perf, guest_perf, snapshot_perf, fuzz_perf) on every KVM this host reaches:
 # its own /dev/kvm when usable, and the emulated hardware-virtualisation
 # host (tests/kvmhost/). Figures from the emulated host are for ratios
 # between rows, not for absolute speed. Record them in docs/benchmarks.md
@@ -25,7 +25,7 @@ for a in "$@"; do
 	esac
 done
 
-benches="build/tests/perf/dirty_perf ${quick[*]} --markdown && build/tests/perf/guest_perf ${quick[*]} && bash tests/perf/snapshot_perf.sh ${quick[*]}"
+benches="build/tests/perf/dirty_perf ${quick[*]} --markdown && build/tests/perf/guest_perf ${quick[*]} && bash tests/perf/snapshot_perf.sh ${quick[*]} && bash tests/perf/fuzz_perf.sh ${quick[*]}"
 if ((native)) && label=$(build/vmrun/vmrun info --kvm 2>/dev/null); then
 	echo "=== benchmarks on this host's KVM ($label), $(date -u +%F) ==="
 	bash -c "$benches"
