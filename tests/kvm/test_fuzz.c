@@ -335,6 +335,9 @@ static void test_fuzz_afl(void)
 		 "AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 "
 		 "AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_FORKSRV_INIT_TMOUT=600000 "
 		 "AFL_BENCH_UNTIL_CRASH=1 "
+		 /* afl-fuzz insists on these for a sanitizer build. */
+		 "ASAN_OPTIONS=abort_on_error=1:symbolize=0:detect_leaks=0 "
+		 "UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:symbolize=0 "
 		 "timeout -k 10 900 afl-fuzz -i in -o out -t 5000 -V 15 -- %s "
 		 "fuzz --afl > afl.log 2>&1",
 		 top, top, top, VMRUN_BIN);
@@ -627,6 +630,7 @@ static void test_fuzz_dirty_take_each(void)
 		    "pages given back were not taken");
 	free(got);
 	stamp_vm_destroy(s);
+	mem_seg_put(seg);
 }
 
 /* Hostile harness descriptors: each refused, with the reason. */
@@ -699,8 +703,8 @@ static void test_fuzz_hostile_descriptors(void)
 	TEST_ASSERT(ret == 0 && out.input_gpa == good.input_gpa &&
 			    out.cov_size == 4096,
 		    "the good descriptor: %d %s", ret, err);
-	(void)seg;
 	stamp_vm_destroy(s);
+	mem_seg_put(seg);
 }
 
 const struct test_case fuzz_tests[] = {
