@@ -72,7 +72,8 @@ static void fuzz_usage(FILE *f)
 		"  --crashes DIR      where each new crash's input is written\n"
 		"  --crash-snapshots  also save the machine at each new crash, as\n"
 		"                     DIR/crash-HASH.vmsnap (vmrun restore runs it)\n"
-		"  --time SECONDS     stop after this long (counted from the checkpoint)\n"
+		"  --time SECONDS     stop after this long (counted from the checkpoint,\n"
+		"                     which the guest must reach within ten minutes)\n"
 		"  --iterations N     stop after N executions\n"
 		"  --max-crashes N    stop once N different crashes are saved\n"
 		"  --timeout-ms N     an execution running longer is a time-out (1000)\n"
@@ -668,6 +669,19 @@ static int job_main(struct fz *z, const struct machine_config *cfg,
 	return jr.rc;
 }
 
+static pid_t job_pids[256];
+static unsigned int nr_job_pids;
+
+/* The parent passes SIGINT and SIGTERM on to the jobs, and waits for
+ * their last words (each stops cleanly on it). */
+static void forward_signal(int sig)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr_job_pids; i++)
+		kill(job_pids[i], sig);
+}
+
 /*
  * --jobs N: the checkpoint's memory is one sealed memfd; each job is a
  * process with its own VM whose RAM maps it copy-on-write, so the jobs
@@ -715,10 +729,19 @@ static int run_jobs(struct fz *z, const struct machine_config *mc,
 		}
 	}
 	close(fds[1]);
+	memcpy(job_pids, pids, i * sizeof(pids[0]));
+	nr_job_pids = i;
+	signal(SIGINT, forward_signal);
+	signal(SIGTERM, forward_signal);
 	for (unsigned int k = 0; k < i; k++) {
 		struct job_result jr;
 
-		if (read(fds[0], &jr, sizeof(jr)) != (ssize_t)sizeof(jr))
+		ssize_t n;
+
+		while ((n = read(fds[0], &jr, sizeof(jr))) < 0 &&
+		       errno == EINTR)
+			;
+		if (n != (ssize_t)sizeof(jr))
 			continue;
 		got++;
 		sum.execs += jr.st.execs;
@@ -734,10 +757,15 @@ static int run_jobs(struct fz *z, const struct machine_config *mc,
 			rc = jr.rc;
 	}
 	close(fds[0]);
-	for (unsigned int k = 0; k < i; k++)
-		if (waitpid(pids[k], &st, 0) == pids[k] &&
-		    (!WIFEXITED(st) || WEXITSTATUS(st)) && !rc)
-			rc = EXIT_VMM_ERROR;
+	for (unsigned int k = 0; k < i; k++) {
+		while (waitpid(pids[k], &st, 0) < 0 && errno == EINTR)
+			;
+		/* A job stopped by the forwarded signal says 128 + N. */
+		if ((!WIFEXITED(st) || WEXITSTATUS(st)) && !rc)
+			rc = WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_VMM_ERROR;
+	}
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (got < i && !rc)
 		rc = EXIT_VMM_ERROR;
 	secs = ((double)vmsnap_now_ns() - t0) / 1e9;
