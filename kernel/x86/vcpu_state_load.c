@@ -305,132 +305,6 @@ static int load_sregs(struct vcpu *vcpu, const Vmrun__X86Sregs *m)
 	}
 }
 
-/* KVM_SET_MSRS in batches; a short count names the MSR KVM refused. */
-static int load_msrs(struct vcpu *vcpu, const struct kvm_msrs *all)
-{
-	struct kvm_msrs *b;
-	size_t pos, k;
-	int ret = 0;
-
-	b = calloc(1, sizeof(*b) + MSR_BATCH * sizeof(struct kvm_msr_entry));
-	if (!b)
-		return -ENOMEM;
-	for (pos = 0; pos < all->nmsrs; pos += k) {
-		k = MIN(all->nmsrs - pos, (size_t)MSR_BATCH);
-		b->nmsrs = (uint32_t)k;
-		memcpy(b->entries, &all->entries[pos],
-		       k * sizeof(b->entries[0]));
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, b);
-		if (ret >= 0 && (size_t)ret < k) {
-			pr_err("vCPU %u: KVM refused MSR %#x = %#llx", vcpu->id,
-			       b->entries[ret].index,
-			       (unsigned long long)b->entries[ret].data);
-			ret = -EIO;
-		}
-		if (ret < 0)
-			break;
-		ret = 0;
-	}
-	free(b);
-	return ret;
-}
-
-/*
- * The order, and why:
- * - CPUID first: it decides which MSRs, XSAVE components and CR4 bits
- *   KVM accepts afterwards.
- * - The TSC frequency before any TSC value, so that the MSR_IA32_TSC
- *   written next is scaled at the frequency it was read at.
- * - sregs before MSRs: CR0/CR4/EFER and the APIC base (x2APIC mode) are
- *   in place when KVM checks MSR writes against them.
- * - XCRs before XSAVE, so XCR0 covers the components the area holds.
- * - regs after sregs; KVM_SET_REGS also drops a pending exception, so it
- *   must come before the events.
- * - The LAPIC after the APIC base (sregs) it is interpreted under.
- * - Events, then MP state last: KVM_SET_MP_STATE refuses INIT/SIPI
- *   states while the events say an INIT is latched (SMM), so it must see
- *   the restored events.
- */
-int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
-{
-	struct vcpu_load l = { 0 };
-	struct kvm_regs regs;
-	struct kvm_vcpu_events ev;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dr;
-	const char *step;
-	int ret;
-
-	ret = state_access_ok(vcpu);
-	if (!ret)
-		ret = x86_vcpu_state_check(vcpu, st);
-	if (ret < 0)
-		return ret;
-	ret = load_build(vcpu, st, &l);
-	if (ret < 0)
-		goto out;
-	regs_from_msg(&regs, st->regs);
-	events_from_msg(&ev, st->events);
-	memset(&dr, 0, sizeof(dr));
-	memcpy(dr.db, st->debugregs->db, sizeof(dr.db));
-	dr.dr6 = st->debugregs->dr6;
-	dr.dr7 = st->debugregs->dr7;
-	mp.mp_state = st->mp_state;
-
-	step = "KVM_SET_CPUID2";
-	ret = kvm_ioctl(vcpu->fd, KVM_SET_CPUID2, l.cpuid);
-	if (!ret && l.set_tsc_khz) {
-		step = "KVM_SET_TSC_KHZ";
-		ret = kvm_ioctl_val(vcpu->fd, KVM_SET_TSC_KHZ, st->tsc_khz);
-	}
-	if (!ret) {
-		step = "sregs";
-		ret = load_sregs(vcpu, st->sregs);
-	}
-	if (!ret) {
-		step = "MSRs";
-		ret = load_msrs(vcpu, l.msrs);
-	}
-	if (!ret && l.xcrs.nr_xcrs) {
-		step = "KVM_SET_XCRS";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_XCRS, &l.xcrs);
-	}
-	if (!ret) {
-		step = st->xsave.len ? "KVM_SET_XSAVE" : "KVM_SET_FPU";
-		ret = kvm_ioctl(vcpu->fd,
-				st->xsave.len ? KVM_SET_XSAVE : KVM_SET_FPU,
-				l.xsave);
-	}
-	if (!ret) {
-		step = "KVM_SET_REGS";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_REGS, &regs);
-	}
-	if (!ret) {
-		step = "KVM_SET_DEBUGREGS";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_DEBUGREGS, &dr);
-	}
-	if (!ret && st->lapic.len) {
-		step = "KVM_SET_LAPIC";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_LAPIC, st->lapic.data);
-	}
-	if (!ret) {
-		step = "KVM_SET_VCPU_EVENTS";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev);
-	}
-	if (!ret) {
-		step = "KVM_SET_MP_STATE";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
-	}
-	if (ret < 0)
-		pr_err("vCPU %u: loading state, %s: %s", vcpu->id, step,
-		       strerror(-ret));
-out:
-	free(l.cpuid);
-	free(l.msrs);
-	free(l.xsave);
-	return ret < 0 ? ret : 0;
-}
-
 /*
  * A state made ready to be loaded again and again into the vCPU it was
  * checked against (a fuzzer's reset): every KVM structure built once.
@@ -506,7 +380,23 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 	return 0;
 }
 
-/* The order of x86_vcpu_state_load(), CPUID and TSC frequency left out. */
+/*
+ * Everything but CPUID and the TSC frequency (x86_vcpu_state_load() sets
+ * those first). The order, and why:
+ * - CPUID first: it decides which MSRs, XSAVE components and CR4 bits
+ *   KVM accepts afterwards.
+ * - The TSC frequency before any TSC value, so that the MSR_IA32_TSC
+ *   written next is scaled at the frequency it was read at.
+ * - sregs before MSRs: CR0/CR4/EFER and the APIC base (x2APIC mode) are
+ *   in place when KVM checks MSR writes against them.
+ * - XCRs before XSAVE, so XCR0 covers the components the area holds.
+ * - regs after sregs; KVM_SET_REGS also drops a pending exception, so it
+ *   must come before the events.
+ * - The LAPIC after the APIC base (sregs) it is interpreted under.
+ * - Events, then MP state last: KVM_SET_MP_STATE refuses INIT/SIPI
+ *   states while the events say an INIT is latched (SMM), so it must see
+ *   the restored events.
+ */
 int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 {
 	const char *step = "sregs";
@@ -518,12 +408,19 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 		return ret;
 	ret = load_sregs(vcpu, r->st->sregs);
 	for (i = 0; !ret && i < r->nr_batches; i++) {
+		struct kvm_msrs *b = r->batch[i];
+
 		step = "KVM_SET_MSRS";
-		ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, r->batch[i]);
-		if (ret >= 0 && (uint32_t)ret < r->batch[i]->nmsrs)
+		ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, b);
+		if (ret >= 0 && (uint32_t)ret < b->nmsrs) {
+			/* A short count names the MSR KVM refused. */
+			pr_err("vCPU %u: KVM refused MSR %#x = %#llx", vcpu->id,
+			       b->entries[ret].index,
+			       (unsigned long long)b->entries[ret].data);
 			ret = -EIO;
-		else if (ret > 0)
+		} else if (ret > 0) {
 			ret = 0;
+		}
 	}
 	if (!ret && r->l.xcrs.nr_xcrs) {
 		step = "KVM_SET_XCRS";
@@ -556,7 +453,32 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 		ret = kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &r->mp);
 	}
 	if (ret < 0)
-		pr_err("vCPU %u: reloading state, %s: %s", vcpu->id, step,
+		pr_err("vCPU %u: loading state, %s: %s", vcpu->id, step,
 		       strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	struct x86_vcpu_reload *r;
+	const char *step = "KVM_SET_CPUID2";
+	int ret;
+
+	ret = state_access_ok(vcpu);
+	if (!ret) /* it checks @st first */
+		ret = x86_vcpu_reload_prepare(vcpu, st, &r);
+	if (ret < 0)
+		return ret;
+	ret = kvm_ioctl(vcpu->fd, KVM_SET_CPUID2, r->l.cpuid);
+	if (!ret && r->l.set_tsc_khz) {
+		step = "KVM_SET_TSC_KHZ";
+		ret = kvm_ioctl_val(vcpu->fd, KVM_SET_TSC_KHZ, st->tsc_khz);
+	}
+	if (ret < 0)
+		pr_err("vCPU %u: loading state, %s: %s", vcpu->id, step,
+		       strerror(-ret));
+	else
+		ret = x86_vcpu_reload(vcpu, r);
+	x86_vcpu_reload_free(r);
 	return ret < 0 ? ret : 0;
 }
