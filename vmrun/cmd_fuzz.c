@@ -307,28 +307,9 @@ int cmd_fuzz(int argc, char **argv)
 			"--cmdline with it");
 		goto usage;
 	}
-	if (kernel_path) {
-		ret = read_file(kernel_path, &kdata, &ksize);
-		if (ret < 0) {
-			die_msg("--kernel %s: %s", kernel_path,
-				ret == -EINVAL ? "not a regular file" :
-						 strerror(-ret));
-			goto usage;
-		}
-		cfg.kernel = kdata;
-		cfg.kernel_size = ksize;
-		cfg.kernel_name = kernel_path;
-	} else if (!snapshot) {
-		if (!builtin_guest) {
-			die_msg("this build has no built-in guest; use --kernel");
-			goto usage;
-		}
-		cfg.kernel = builtin_guest;
-		cfg.kernel_size = *builtin_guest_size;
-		cfg.kernel_name = "the built-in reference guest";
-		if (!cmdline_set)
-			cfg.cmdline = DEFAULT_CMDLINE;
-	}
+	if (!snapshot && config_kernel(&cfg, kernel_path, DEFAULT_CMDLINE,
+				       cmdline_set, &kdata, &ksize))
+		goto usage;
 	if (dirty_log)
 		cfg.dirty = DIRTY_MODE_LOG;
 	z->tty = !z->afl && isatty(STDERR_FILENO);

@@ -125,6 +125,37 @@ int read_file(const char *path, void **data, size_t *size)
 	return 0;
 }
 
+int config_kernel(struct machine_config *cfg, const char *path,
+		  const char *default_cmdline, bool cmdline_set, void **kdata,
+		  size_t *ksize)
+{
+	int ret;
+
+	if (path) {
+		ret = read_file(path, kdata, ksize);
+		if (ret < 0) {
+			die_msg("--kernel %s: %s", path,
+				ret == -EINVAL ? "not a regular file" :
+						 strerror(-ret));
+			return EXIT_USAGE;
+		}
+		cfg->kernel = *kdata;
+		cfg->kernel_size = *ksize;
+		cfg->kernel_name = path;
+		return 0;
+	}
+	if (!builtin_guest) {
+		die_msg("this build has no built-in guest; use --kernel");
+		return EXIT_USAGE;
+	}
+	cfg->kernel = builtin_guest;
+	cfg->kernel_size = *builtin_guest_size;
+	cfg->kernel_name = "the built-in reference guest";
+	if (!cmdline_set)
+		cfg->cmdline = default_cmdline;
+	return 0;
+}
+
 static int exit_code(enum vm_exit_reason r, int signo)
 {
 	switch (r) {
@@ -249,28 +280,9 @@ int cmd_run(int argc, char **argv)
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 
-	if (kernel_path) {
-		ret = read_file(kernel_path, &kdata, &ksize);
-		if (ret < 0) {
-			die_msg("--kernel %s: %s", kernel_path,
-				ret == -EINVAL ? "not a regular file" :
-						 strerror(-ret));
-			return EXIT_USAGE;
-		}
-		cfg.kernel = kdata;
-		cfg.kernel_size = ksize;
-		cfg.kernel_name = kernel_path;
-	} else {
-		if (!builtin_guest) {
-			die_msg("this build has no built-in guest; use --kernel");
-			return EXIT_USAGE;
-		}
-		cfg.kernel = builtin_guest;
-		cfg.kernel_size = *builtin_guest_size;
-		cfg.kernel_name = "the built-in reference guest";
-		if (!cmdline_set)
-			cfg.cmdline = DEFAULT_CMDLINE;
-	}
+	if (config_kernel(&cfg, kernel_path, DEFAULT_CMDLINE, cmdline_set,
+			  &kdata, &ksize))
+		return EXIT_USAGE;
 
 	ret = machine_create(&cfg, &m, err, sizeof(err));
 	if (kdata && ret < 0)

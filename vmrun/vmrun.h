@@ -37,6 +37,17 @@ int parse_size(const char *s, uint64_t *out);
 int parse_uint(const char *s, unsigned long max, unsigned int *out);
 /* Maps a regular file read-only (NULL for an empty one); 0 or -errno. */
 int read_file(const char *path, void **data, size_t *size);
+/*
+ * The kernel of @cfg: the file at @path (mapped into *@kdata, *@ksize),
+ * or without one the built-in reference guest with @default_cmdline
+ * unless a command line was given. Returns 0, or EXIT_USAGE after saying
+ * why.
+ */
+struct machine_config;
+#include <stdbool.h>
+int config_kernel(struct machine_config *cfg, const char *path,
+		  const char *default_cmdline, bool cmdline_set, void **kdata,
+		  size_t *ksize);
 
 struct machine;
 
