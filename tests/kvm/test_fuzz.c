@@ -85,6 +85,21 @@ static unsigned long long fz(const char *out, const char *key)
 #define PUT(dir, name, lit) put(dir, name, lit, sizeof(lit) - 1)
 
 /*
+ * Seeds of every kind the tests reset: 1024 pages written, the UART's
+ * registers changed, a time-out, a fault, an explicit crash report.
+ */
+static void put_kinds(const char *dir)
+{
+	PUT(dir, "pages", "VMW\x00\x04");
+	PUT(dir, "uart", "VMS\x0f\x5a");
+	PUT(dir, "hang", "VMH");
+	PUT(dir, "fault", "VMPC\x01\xf0");
+	PUT(dir, "report",
+	    "VMPX\x03"
+	    "BUG");
+}
+
+/*
  * Every kind of execution, each followed by a reset that --verify-reset
  * checks against the whole checkpoint (every page, the VM, vCPU and
  * device state): one that writes 1024 pages, one that changes the UART's
@@ -98,14 +113,8 @@ static void test_fuzz_verified_resets(void)
 	int rc;
 
 	dirs_make(&d);
-	PUT(d.corpus, "pages", "VMW\x00\x04");
-	PUT(d.corpus, "uart", "VMS\x0f\x5a");
+	put_kinds(d.corpus);
 	PUT(d.corpus, "rng", "VMR");
-	PUT(d.corpus, "hang", "VMH");
-	PUT(d.corpus, "fault", "VMPC\x01\xf0");
-	PUT(d.corpus, "report",
-	    "VMPX\x03"
-	    "BUG");
 	PUT(d.corpus, "plain", "VMPA\x02hi");
 	{
 		const char *argv[] = { "fuzz",
@@ -150,13 +159,7 @@ static void test_fuzz_jobs(void)
 	int rc;
 
 	dirs_make(&d);
-	PUT(d.corpus, "pages", "VMW\x00\x04");
-	PUT(d.corpus, "uart", "VMS\x0f\x5a");
-	PUT(d.corpus, "hang", "VMH");
-	PUT(d.corpus, "fault", "VMPC\x01\xf0");
-	PUT(d.corpus, "report",
-	    "VMPX\x03"
-	    "BUG");
+	put_kinds(d.corpus);
 	{
 		const char *argv[] = { "fuzz",
 				       "--jobs",
