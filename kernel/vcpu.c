@@ -154,38 +154,33 @@ void vcpu_kick(struct vcpu *vcpu)
 
 /*
  * KVM finishes an I/O or MMIO exit (stores IN data, advances RIP) only on
- * the next KVM_RUN. Before the vCPU parks, run once with immediate_exit set
- * so that the registers a paused VM exposes are final.
+ * the next KVM_RUN. Before the vCPU parks (or an exit handler reads or
+ * loads its state, vcpu_complete_io()), run once with immediate_exit set
+ * so that the registers are final. The flag is cleared after, as after
+ * any KVM_RUN: a kick landing meanwhile is answered by the thread's loop,
+ * which looks for a pause or a stop before it runs the guest again.
  */
-static void complete_pending_io(struct vcpu *vcpu)
+static int complete_pending_io(struct vcpu *vcpu)
 {
 	int ret;
 
-	if (!vcpu->io_pending)
-		return;
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
-	if (ret < 0 && ret != -EINTR)
-		pr_warn("vCPU %u: completing I/O: %s", vcpu->id,
-			strerror(-ret));
-	vcpu->io_pending = false;
-}
-
-int vcpu_complete_io(struct vcpu *vcpu)
-{
-	int ret;
-
-	if (vcpu != this_vcpu)
-		return -EPERM;
 	if (!vcpu->io_pending)
 		return 0;
-	/* A kick that lands now is not lost: the flag stays for the next
-	 * run, and KVM_RUN with it set comes back at once. */
 	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
 	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	vcpu->io_pending = false;
-	return ret < 0 && ret != -EINTR ? ret : 0;
+	if (ret < 0 && ret != -EINTR) {
+		pr_warn("vCPU %u: completing I/O: %s", vcpu->id,
+			strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+int vcpu_complete_io(struct vcpu *vcpu)
+{
+	return vcpu == this_vcpu ? complete_pending_io(vcpu) : -EPERM;
 }
 
 /*
