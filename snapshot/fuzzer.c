@@ -70,29 +70,31 @@ static int fuzz_fail(struct fuzzer *f, const char *fmt, ...)
 	return VCPU_STOP;
 }
 
+/*
+ * The time-out clock: one periodic timer aimed at the vCPU thread, armed
+ * at the first execution and left running, so an execution costs no
+ * timer call. Each kick compares the execution's age with the time-out
+ * (kick()), so one is seen at most a tenth of the time-out late.
+ */
 static int arm_timer(struct fuzzer *f)
 {
 	struct itimerspec its = { 0 };
 	struct sigevent sev;
 
-	if (!f->o.timeout_ms)
+	if (!f->o.timeout_ms || f->have_timer)
 		return 0;
-	if (!f->have_timer) {
-		memset(&sev, 0, sizeof(sev));
-		sev.sigev_notify = SIGEV_THREAD_ID;
-		sev.sigev_signo = vcpu_kick_signal();
-		sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-		if (timer_create(CLOCK_MONOTONIC, &sev, &f->timer) < 0)
-			return -errno;
-		f->have_timer = true;
-	}
-	its.it_value.tv_sec = f->o.timeout_ms / 1000;
-	its.it_value.tv_nsec = (long)(f->o.timeout_ms % 1000) * 1000000L;
-	/* Again every tenth of the time-out, in case one kick is eaten. */
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = vcpu_kick_signal();
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_MONOTONIC, &sev, &f->timer) < 0)
+		return -errno;
+	f->have_timer = true;
 	its.it_interval.tv_nsec =
 		(long)MAX(f->o.timeout_ms / 10, 1u) * 1000000L;
 	if (f->o.timeout_ms >= 10000)
 		its.it_interval = (struct timespec){ 1, 0 };
+	its.it_value = its.it_interval;
 	return timer_settime(f->timer, 0, &its, NULL) < 0 ? -errno : 0;
 }
 
