@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernel/machine.h"
@@ -46,10 +47,54 @@ static pid_t spawn_stand_in(void)
 	return pid;
 }
 
-static int afl_write(struct fz *z, uint32_t v)
+/*
+ * The engine runs in the vCPU thread, where the time-out timer's signal
+ * lands (no SA_RESTART, so that KVM_RUN returns): a pipe read or write
+ * waiting on afl-fuzz comes back with EINTR then, and is simply redone.
+ */
+static int afl_io(int fd, uint32_t *v, bool out)
 {
-	return write(FUZZ_AFL_ST_FD, &v, 4) == 4 ? 0 : -EPIPE;
-	(void)z;
+	size_t done = 0;
+
+	while (done < sizeof(*v)) {
+		ssize_t n =
+			out ? write(fd, (char *)v + done, sizeof(*v) - done) :
+			      read(fd, (char *)v + done, sizeof(*v) - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int afl_write(uint32_t v)
+{
+	return afl_io(FUZZ_AFL_ST_FD, &v, true);
+}
+
+/* Waits up to @ms for @pid to end (afl-fuzz killing the stand-in). */
+static void wait_pid_bounded(pid_t pid, int ms)
+{
+	struct pollfd p = { .fd = (int)syscall(SYS_pidfd_open, pid, 0),
+			    .events = POLLIN };
+	struct timespec t0, t;
+
+	if (p.fd < 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		int left;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
+				  (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&p, 1, left) != -1 || errno != EINTR)
+			break;
+	}
+	close(p.fd);
 }
 
 static bool afl_next(void *opaque, uint8_t *buf, size_t max, size_t *len)
@@ -60,11 +105,11 @@ static bool afl_next(void *opaque, uint8_t *buf, size_t max, size_t *len)
 	ssize_t n;
 	int fd;
 
-	if (read(FUZZ_AFL_CTL_FD, &was_killed, 4) != 4)
+	if (afl_io(FUZZ_AFL_CTL_FD, &was_killed, false) < 0)
 		return false; /* afl-fuzz has gone */
 	if (z->stand_in <= 0)
 		z->stand_in = spawn_stand_in();
-	if (z->stand_in < 0 || afl_write(z, (uint32_t)z->stand_in) < 0)
+	if (z->stand_in < 0 || afl_write((uint32_t)z->stand_in) < 0)
 		return false;
 	fd = z->input_path ? open(z->input_path, O_RDONLY | O_CLOEXEC) : 0;
 	n = -1;
@@ -91,20 +136,13 @@ static void afl_done(void *opaque, const struct fuzz_exec *e)
 								 SIGABRT;
 	} else if (e->outcome == FUZZ_TIMEOUT) {
 		/* Wait (bounded) for afl-fuzz to kill the stand-in. */
-		struct pollfd p = { .fd = (int)syscall(SYS_pidfd_open,
-						       z->stand_in, 0),
-				    .events = POLLIN };
-
-		if (p.fd >= 0) {
-			poll(&p, 1, 10000);
-			close(p.fd);
-		}
+		wait_pid_bounded(z->stand_in, 10000);
 		if (waitpid(z->stand_in, &ws, WNOHANG) == z->stand_in) {
 			status = (uint32_t)ws;
 			z->stand_in = 0;
 		}
 	}
-	if (afl_write(z, status) < 0)
+	if (afl_write(status) < 0)
 		pr_warn("fuzz: afl-fuzz's status pipe closed");
 }
 
@@ -129,7 +167,7 @@ static void afl_ready(void *opaque)
 	if (st.cov_size)
 		hello |= AFL_FS_OPT_MAPSIZE |
 			 AFL_FS_OPT_SET_MAPSIZE(st.cov_size);
-	if (afl_write(z, hello) < 0)
+	if (afl_write(hello) < 0)
 		pr_warn("fuzz: no afl-fuzz on fd %d", FUZZ_AFL_ST_FD);
 	z->ready = true;
 }
