@@ -24,6 +24,8 @@ const char *kernel_entry_name(enum kernel_entry kind)
 		return "PVH";
 	case KERNEL_ENTRY_MULTIBOOT:
 		return "Multiboot v1";
+	case KERNEL_ENTRY_LINUX64:
+		return "Linux bzImage 64-bit entry";
 	}
 	return "?";
 }
@@ -321,6 +323,182 @@ static int parse_mb1_kludge(struct kernel_image *img, long off,
 	return add_seg(img, load_addr, file_off, filesz, memsz, err, errlen);
 }
 
+/* The Linux x86 boot protocol's setup header (Documentation/x86/boot.rst). */
+#define BZ_SETUP_SECTS 0x1f1
+#define BZ_SYSSIZE 0x1f4
+#define BZ_BOOT_FLAG 0x1fe
+#define BZ_JUMP 0x200
+#define BZ_HEADER 0x202
+#define BZ_VERSION 0x206
+#define BZ_LOADFLAGS 0x211
+#define BZ_INITRD_MAX 0x22c
+#define BZ_ALIGN 0x230
+#define BZ_XLOADFLAGS 0x236
+#define BZ_CMDLINE_SIZE 0x238
+#define BZ_PAYLOAD_OFF 0x248
+#define BZ_PAYLOAD_LEN 0x24c
+#define BZ_PREF_ADDR 0x258
+#define BZ_INIT_SIZE 0x260
+#define BZ_HDR_END 0x290     /* boot_params: edd_mbr_sig_buffer follows */
+#define BZ_MAGIC 0x53726448u /* "HdrS" */
+#define BZ_LOADED_HIGH 0x01
+#define BZ_XLF_KERNEL_64 0x01
+#define BZ_ENTRY64_OFF 0x200
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static bool is_bzimage(const struct kernel_image *img)
+{
+	return img->size >= BZ_HDR_END && img->data[BZ_BOOT_FLAG] == 0x55 &&
+	       img->data[BZ_BOOT_FLAG + 1] == 0xaa &&
+	       rd32(img->data + BZ_HEADER) == BZ_MAGIC;
+}
+
+/* The compression formats Linux unpacks a kernel or initramfs from, by magic. */
+static const char *compressed_name(const uint8_t *p, size_t left)
+{
+	static const struct {
+		const char *name;
+		uint8_t magic[6];
+		unsigned int len;
+	} fmts[] = {
+		{ "gzip", { 0x1f, 0x8b }, 2 },
+		{ "xz", { 0xfd, '7', 'z', 'X', 'Z', 0 }, 6 },
+		{ "zstd", { 0x28, 0xb5, 0x2f, 0xfd }, 4 },
+		{ "lz4", { 0x02, 0x21, 0x4c, 0x18 }, 4 },
+		{ "lzma", { 0x5d, 0, 0 }, 3 },
+		{ "bzip2", { 'B', 'Z', 'h' }, 3 },
+		{ "lzo", { 0x89, 'L', 'Z', 'O' }, 4 },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(fmts); i++)
+		if (left >= fmts[i].len &&
+		    !memcmp(p, fmts[i].magic, fmts[i].len))
+			return fmts[i].name;
+	return NULL;
+}
+
+/*
+ * The compressed kernel inside: its format must be one the kernel's
+ * decompressor knows, and it ends with the decompressed size (the build
+ * appends it). A truncated or garbled image fails here, not in the guest,
+ * where the decompressor would halt the CPU with interrupts off. (What
+ * these checks cannot see is damage in the middle of the stream; the
+ * decompressor's own check finds that, in the guest.)
+ */
+static int bz_payload(const struct kernel_image *img, uint64_t pm_off,
+		      uint64_t pm_len, uint64_t init_size, char *err,
+		      size_t errlen)
+{
+	uint64_t off = rd32(img->data + BZ_PAYLOAD_OFF);
+	uint64_t len = rd32(img->data + BZ_PAYLOAD_LEN);
+	const uint8_t *p;
+	const char *fmt;
+	uint32_t out;
+
+	if (len < 16 || off > pm_len || len > pm_len - off)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload %#llx+%#llx lies outside its %#llx-byte kernel",
+			(unsigned long long)off, (unsigned long long)len,
+			(unsigned long long)pm_len);
+	p = img->data + pm_off + off;
+	fmt = compressed_name(p, len);
+	if (!fmt)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload is in no compression format Linux uses (starts %02x %02x %02x %02x): the file is corrupt",
+			p[0], p[1], p[2], p[3]);
+	out = rd32(p + len - 4);
+	if (!out || out > init_size)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (%s) claims %u bytes decompressed, but the kernel needs only %#llx to boot: the file is corrupt or truncated",
+			fmt, out, (unsigned long long)init_size);
+	/* xz: the stream footer ends with "YZ". */
+	if (!strcmp(fmt, "xz") && memcmp(p + len - 6, "YZ", 2))
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (xz) has no stream footer: the file is corrupt or truncated");
+	return 0;
+}
+
+static int parse_bzimage(struct kernel_image *img, char *err, size_t errlen)
+{
+	const uint8_t *d = img->data;
+	struct linux_setup *ls = &img->bz;
+	uint16_t version, xlf;
+	uint64_t setup, pm_len, align;
+	unsigned int sects = d[BZ_SETUP_SECTS] ? d[BZ_SETUP_SECTS] : 4;
+	int ret;
+
+	memcpy(&version, d + BZ_VERSION, 2);
+	memcpy(&xlf, d + BZ_XLOADFLAGS, 2);
+	if (version < 0x020c)
+		return err_printf(
+			err, errlen, -ENOTSUP,
+			"Linux boot protocol %u.%02u: vmrun needs 2.12 or later (the 64-bit entry)",
+			version >> 8, version & 0xff);
+	if (!(d[BZ_LOADFLAGS] & BZ_LOADED_HIGH))
+		return err_printf(err, errlen, -ENOTSUP,
+				  "a zImage (loaded low): only bzImages boot");
+	if (!(xlf & BZ_XLF_KERNEL_64))
+		return err_printf(
+			err, errlen, -ENOTSUP,
+			"bzImage has no 64-bit entry (a 32-bit kernel): vmrun boots x86-64 kernels");
+	ls->hdr_off = BZ_SETUP_SECTS;
+	ls->hdr_len = BZ_HEADER + d[BZ_JUMP + 1] - BZ_SETUP_SECTS;
+	setup = (sects + 1) * 512ULL;
+	if (ls->hdr_off + ls->hdr_len > BZ_HDR_END || setup >= img->size)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage setup header (%llu bytes) or setup code (%u sectors) is malformed for a %zu-byte file",
+			(unsigned long long)ls->hdr_len, sects, img->size);
+	pm_len = rd32(d + BZ_SYSSIZE) * 16ULL;
+	if (!pm_len || pm_len > img->size - setup)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage is truncated: its header promises %llu bytes of kernel after the setup code, the file holds %llu",
+			(unsigned long long)pm_len,
+			(unsigned long long)(img->size - setup));
+	ls->version = version;
+	ls->cmdline_max = rd32(d + BZ_CMDLINE_SIZE);
+	ls->initrd_max = rd32(d + BZ_INITRD_MAX);
+	memcpy(&ls->load, d + BZ_PREF_ADDR, 8);
+	ls->init_size = rd32(d + BZ_INIT_SIZE);
+	align = rd32(d + BZ_ALIGN);
+	if (!ls->load)
+		ls->load = 0x1000000;
+	if (ls->init_size < pm_len || ls->load < 0x100000 ||
+	    ls->load + ls->init_size > (1ULL << 32) ||
+	    (align && (align & (align - 1))) || (align && ls->load % align))
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage asks for %#llx bytes at %#llx (alignment %#llx): not a layout vmrun can give it",
+			(unsigned long long)ls->init_size,
+			(unsigned long long)ls->load,
+			(unsigned long long)align);
+	ret = bz_payload(img, setup, pm_len, ls->init_size, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* The decompressor works in place up to init_size: no zero fill,
+	 * guest RAM starts zero and it clears its own BSS. */
+	ret = add_seg(img, ls->load, setup, pm_len, pm_len, err, errlen);
+	if (ret < 0)
+		return ret;
+	img->hi = ls->load + ls->init_size;
+	img->kind = KERNEL_ENTRY_LINUX64;
+	img->entry = ls->load + BZ_ENTRY64_OFF;
+	return 0;
+}
+
 int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 		 char *err, size_t errlen)
 {
@@ -340,6 +518,8 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 				  "file too small to be a kernel (%zu bytes)",
 				  size);
 
+	if (is_bzimage(img))
+		return parse_bzimage(img, err, errlen);
 	mboff = find_mb1(img, mbh);
 	if (!memcmp(data, elfmag, 4) && img->data[EI_CLASS] == ELFCLASS64 &&
 	    (mboff < 0 || !(mbh[1] & MB1_FLAG_AOUT_KLUDGE)))
@@ -382,7 +562,7 @@ int kernel_parse(const void *data, size_t size, struct kernel_image *img,
 				  img->data[EI_CLASS]);
 	return err_printf(
 		err, errlen, -EINVAL,
-		"not a kernel vmrun can boot: no ELF header and no Multiboot header in the first 8 KiB");
+		"not a kernel vmrun can boot: no ELF header, no Linux bzImage header and no Multiboot header in the first 8 KiB");
 }
 
 int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
@@ -424,5 +604,91 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 					  "writing segment %u: %s", i,
 					  strerror(-ret));
 	}
+	return 0;
+}
+
+/* An 8-digit hex field of a newc header; -1 if it is not hex. */
+static long long cpio_hex(const uint8_t *p)
+{
+	long long v = 0;
+	unsigned int i;
+
+	for (i = 0; i < 8; i++) {
+		int c = p[i], d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+#define CPIO_HDR 110
+
+int initrd_check(const void *data, size_t size, char *err, size_t errlen)
+{
+	const uint8_t *d = data;
+	size_t off = 0;
+	unsigned int archives = 0;
+
+	while (off < size) {
+		const char *comp;
+
+		if (!d[off]) { /* padding between archives */
+			off++;
+			continue;
+		}
+		comp = compressed_name(d + off, size - off);
+		if (comp)
+			return 0; /* the kernel checks the rest as it unpacks */
+		if (size - off < 6 || (memcmp(d + off, "070701", 6) &&
+				       memcmp(d + off, "070702", 6)))
+			return err_printf(
+				err, errlen, -EINVAL,
+				"not an initramfs: byte %zu starts neither a cpio (newc) archive nor a compressed one",
+				off);
+		/* Entries up to the trailer. */
+		for (;;) {
+			long long namesize, filesize;
+			size_t next;
+
+			if (size - off < CPIO_HDR ||
+			    (memcmp(d + off, "070701", 6) &&
+			     memcmp(d + off, "070702", 6)))
+				return err_printf(
+					err, errlen, -EINVAL,
+					"initramfs is truncated or corrupt: no cpio header at byte %zu",
+					off);
+			namesize = cpio_hex(d + off + 94);
+			filesize = cpio_hex(d + off + 54);
+			if (namesize <= 0 || filesize < 0)
+				return err_printf(
+					err, errlen, -EINVAL,
+					"initramfs is corrupt: bad cpio header at byte %zu",
+					off);
+			next = ALIGN_UP(off + CPIO_HDR + (size_t)namesize, 4);
+			if (next > size || (size_t)filesize > size - next)
+				return err_printf(
+					err, errlen, -EINVAL,
+					"initramfs is truncated: the cpio entry at byte %zu runs past the end of the file",
+					off);
+			if (namesize == 11 &&
+			    !memcmp(d + off + CPIO_HDR, "TRAILER!!!", 11)) {
+				off = next + (size_t)filesize;
+				break;
+			}
+			off = ALIGN_UP(next + (size_t)filesize, 4);
+		}
+		archives++;
+	}
+	if (!archives)
+		return err_printf(err, errlen, -EINVAL,
+				  "initramfs holds nothing but zeroes");
 	return 0;
 }

@@ -13,7 +13,8 @@
  * vmrun_boot.h), ELF32/ELF64 with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY,
  * 32-bit entry with EBX = hvm_start_info), and Multiboot v1 images (ELF32
  * or the header's address fields; 32-bit entry with EAX = 0x2badb002, EBX
- * = multiboot_info).
+ * = multiboot_info), and Linux bzImages (boot protocol 2.12 or later:
+ * the 64-bit entry, RSI = boot_params; see Documentation/x86/boot.rst).
  */
 
 #include <stddef.h>
@@ -27,6 +28,17 @@ enum kernel_entry {
 	KERNEL_ENTRY_VMRUN64,	/* direct 64-bit entry (vmrun note) */
 	KERNEL_ENTRY_PVH,	/* 32-bit protected mode, hvm_start_info */
 	KERNEL_ENTRY_MULTIBOOT, /* 32-bit protected mode, multiboot_info */
+	KERNEL_ENTRY_LINUX64,	/* bzImage: 64-bit entry, RSI = boot_params */
+};
+
+/* What a bzImage's setup header says (KERNEL_ENTRY_LINUX64 only). */
+struct linux_setup {
+	uint64_t hdr_off, hdr_len; /* the setup header in the file */
+	uint16_t version;	   /* boot protocol, 0x020c = 2.12 */
+	uint32_t cmdline_max;	   /* bytes, without the NUL */
+	uint32_t initrd_max;	   /* highest address an initrd may end at */
+	uint64_t load;		   /* where the protected-mode kernel goes */
+	uint64_t init_size;	   /* memory from @load it needs to boot */
 };
 
 #define KERNEL_MAX_SEGS 16
@@ -46,6 +58,7 @@ struct kernel_image {
 	unsigned int nr_segs;
 	struct kernel_seg segs[KERNEL_MAX_SEGS];
 	uint64_t lo, hi; /* lowest and highest+1 guest address used */
+	struct linux_setup bz;
 };
 
 /*
@@ -66,5 +79,14 @@ int kernel_load(struct vm_mem *mem, const struct kernel_image *img,
 		size_t errlen) __must_check;
 
 const char *kernel_entry_name(enum kernel_entry kind);
+
+/*
+ * Checks that @data looks like a Linux initramfs: cpio "newc" archives
+ * (walked to their TRAILER!!!, so a truncated one is caught) or a
+ * compressed one (by its magic; its contents are the kernel's to check),
+ * possibly concatenated, as Debian's are. -EINVAL with a reason if not.
+ */
+int initrd_check(const void *data, size_t size, char *err,
+		 size_t errlen) __must_check;
 
 #endif /* VMM_X86_LOADER_H */

@@ -12,6 +12,7 @@ static const struct test_suite suites[] = {
 	{ "virtio_rng", virtio_rng_tests, NULL, NULL },
 	{ "virtio_net", virtio_net_tests, NULL, NULL },
 	{ "loader", loader_tests, NULL, NULL },
+	{ "acpi", acpi_tests, NULL, NULL },
 	{ "stream", stream_tests, NULL, NULL },
 	{ "image", image_tests, NULL, NULL },
 	{ "vmsnap_info", vmsnap_info_tests, NULL, NULL },

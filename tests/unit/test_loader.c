@@ -161,6 +161,172 @@ static void test_loader_multiboot_kludge(void)
 	expect_refused(buf, sizeof(buf), "multiboot bad checksum");
 }
 
+/*
+ * A minimal well-formed bzImage: boot protocol 2.15, 64-bit entry, one
+ * setup sector, 0x1000 bytes of kernel holding a 0x100-byte xz payload
+ * (magic, footer and the appended size), at 16 MiB, init_size 1 MiB.
+ */
+#define BZ_LEN (0x400 + 0x1000)
+static void make_bzimage(uint8_t *d)
+{
+	uint32_t v;
+
+	memset(d, 0, BZ_LEN);
+	d[0x1f1] = 1;
+	v = 0x1000 / 16;
+	memcpy(d + 0x1f4, &v, 4);
+	d[0x1fe] = 0x55;
+	d[0x1ff] = 0xaa;
+	d[0x201] = 0x6a;
+	memcpy(d + 0x202, "HdrS", 4);
+	d[0x206] = 0x0f;
+	d[0x207] = 0x02;
+	d[0x211] = 1;
+	v = 0x7fffffff;
+	memcpy(d + 0x22c, &v, 4);
+	v = 0x200000;
+	memcpy(d + 0x230, &v, 4);
+	d[0x236] = 3;
+	v = 2047;
+	memcpy(d + 0x238, &v, 4);
+	v = 0x10;
+	memcpy(d + 0x248, &v, 4);
+	v = 0x100;
+	memcpy(d + 0x24c, &v, 4);
+	v = 0x1000000;
+	memcpy(d + 0x258, &v, 4);
+	v = 0x100000;
+	memcpy(d + 0x260, &v, 4);
+	memcpy(d + 0x410,
+	       "\xfd"
+	       "7zXZ",
+	       6);
+	memcpy(d + 0x410 + 0x100 - 6, "YZ", 2);
+	v = 0x80000; /* decompressed size */
+	memcpy(d + 0x410 + 0x100 - 4, &v, 4);
+}
+
+static void bz_refused(uint8_t *d, size_t len, const char *why)
+{
+	struct kernel_image img;
+	char err[256];
+	int ret = kernel_parse(d, len, &img, err, sizeof(err));
+
+	TEST_ASSERT(ret < 0 && strstr(err, why),
+		    "accepted or wrong reason (want '%s'): %d %s", why, ret,
+		    err);
+	make_bzimage(d);
+}
+
+static void test_loader_bzimage(void)
+{
+	static uint8_t d[BZ_LEN];
+	struct kernel_image img;
+	char err[256];
+	int ret;
+
+	make_bzimage(d);
+	ret = kernel_parse(d, BZ_LEN, &img, err, sizeof(err));
+	TEST_ASSERT(ret == 0, "refused: %s", err);
+	TEST_ASSERT(img.kind == KERNEL_ENTRY_LINUX64, "kind %d", img.kind);
+	TEST_ASSERT(img.entry == 0x1000200 && img.nr_segs == 1 &&
+			    img.segs[0].paddr == 0x1000000 &&
+			    img.segs[0].offset == 0x400 &&
+			    img.segs[0].filesz == 0x1000 && img.hi == 0x1100000,
+		    "entry %#llx seg %#llx+%#llx hi %#llx",
+		    (unsigned long long)img.entry,
+		    (unsigned long long)img.segs[0].paddr,
+		    (unsigned long long)img.segs[0].filesz,
+		    (unsigned long long)img.hi);
+	TEST_ASSERT(img.bz.cmdline_max == 2047 &&
+			    img.bz.initrd_max == 0x7fffffff &&
+			    img.bz.hdr_off == 0x1f1 &&
+			    img.bz.hdr_len == 0x26c - 0x1f1,
+		    "setup header fields");
+	/* A signed image has its signature appended after the kernel the
+	 * header counts: still fine, and not loaded. */
+	d[0x1f4] = 0xf0;
+	d[0x1f5] = 0;
+	ret = kernel_parse(d, BZ_LEN, &img, err, sizeof(err));
+	TEST_ASSERT(ret == 0 && img.segs[0].filesz == 0xf00, "refused: %s",
+		    err);
+	make_bzimage(d);
+
+	bz_refused(d, BZ_LEN - 0x800, "truncated");
+	d[0x206] = 0x0b;
+	bz_refused(d, BZ_LEN, "boot protocol 2.11");
+	d[0x236] = 0;
+	bz_refused(d, BZ_LEN, "64-bit entry");
+	d[0x211] = 0;
+	bz_refused(d, BZ_LEN, "zImage");
+	d[0x410] = 0;
+	bz_refused(d, BZ_LEN, "compression format");
+	d[0x410 + 0x100 - 6] = 0;
+	bz_refused(d, BZ_LEN, "stream footer");
+	memset(d + 0x410 + 0x100 - 4, 0xff, 4);
+	bz_refused(d, BZ_LEN, "decompressed");
+	d[0x24d] = 0x20; /* payload length 0x2000 > the kernel */
+	bz_refused(d, BZ_LEN, "payload");
+	d[0x201] = 0xff; /* header runs into the rest of boot_params */
+	bz_refused(d, BZ_LEN, "setup header");
+	d[0x25a] = 0x10; /* pref_address 0x1010000: not 2 MiB aligned */
+	bz_refused(d, BZ_LEN, "alignment");
+	d[0x263] = 0xff; /* init_size beyond 4 GiB */
+	bz_refused(d, BZ_LEN, "not a layout");
+}
+
+static size_t cpio_put(uint8_t *b, const char *name, const void *data,
+		       unsigned int size)
+{
+	size_t n = (size_t)sprintf(
+		(char *)b,
+		"070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		1u, 0100644u, 0u, 0u, 1u, 0u, size, 0u, 0u, 0u, 0u,
+		(unsigned int)strlen(name) + 1, 0u);
+
+	memcpy(b + n, name, strlen(name) + 1);
+	n = ALIGN_UP(n + strlen(name) + 1, 4);
+	memcpy(b + n, data, size);
+	return ALIGN_UP(n + size, 4);
+}
+
+static void test_loader_initrd_check(void)
+{
+	static uint8_t b[4096];
+	char err[256];
+	size_t n;
+
+	n = cpio_put(b, "init", "#!/bin/sh\n", 10);
+	n += cpio_put(b + n, "TRAILER!!!", "", 0);
+	TEST_ASSERT(initrd_check(b, n, err, sizeof(err)) == 0, "cpio: %s", err);
+	/* Padding, then a compressed archive, as Debian's early cpio. */
+	memset(b + n, 0, 512);
+	memcpy(b + n + 512, "\x1f\x8b\x08", 3);
+	TEST_ASSERT(initrd_check(b, n + 515, err, sizeof(err)) == 0,
+		    "cpio + gzip: %s", err);
+	TEST_ASSERT(initrd_check("\x28\xb5\x2f\xfd....", 8, err, sizeof(err)) ==
+			    0,
+		    "zstd: %s", err);
+	TEST_ASSERT(initrd_check(b, n - 20, err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "truncated"),
+		    "cut in the trailer: %s", err);
+	TEST_ASSERT(initrd_check(b, 60, err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "truncated"),
+		    "cut in the first entry: %s", err);
+	TEST_ASSERT(initrd_check("hello world, not cpio", 21, err,
+				 sizeof(err)) == -EINVAL &&
+			    strstr(err, "not an initramfs"),
+		    "junk: %s", err);
+	memset(b, 0, 64);
+	TEST_ASSERT(initrd_check(b, 64, err, sizeof(err)) == -EINVAL,
+		    "zeroes accepted");
+	n = cpio_put(b, "init", "x", 1);
+	b[60] = 'z'; /* a filesize digit that is not hex */
+	TEST_ASSERT(initrd_check(b, n, err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "corrupt"),
+		    "bad header: %s", err);
+}
+
 /* Random mutations of a valid image never crash the parser. */
 static void test_loader_mutations_never_crash(void)
 {
@@ -204,5 +370,7 @@ const struct test_case loader_tests[] = {
 	{ "hostile_headers", test_loader_hostile_headers },
 	{ "multiboot_kludge", test_loader_multiboot_kludge },
 	{ "mutations_never_crash", test_loader_mutations_never_crash },
+	{ "bzimage", test_loader_bzimage },
+	{ "initrd_check", test_loader_initrd_check },
 	{ NULL, NULL },
 };
