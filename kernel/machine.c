@@ -19,9 +19,11 @@
 #include "kernel/dev/dev_table.h"
 #include "kernel/dev/serial.h"
 #include "kernel/dev/virtio.h"
+#include "kernel/irq.h"
 #include "kernel/mem.h"
 #include "kernel/netif.h"
 #include "kernel/util/log.h"
+#include "kernel/x86/acpi.h"
 #include "kernel/x86/boot64.h"
 #include "kernel/x86/loader.h"
 #include "kernel/x86/vmrun_boot.h"
@@ -31,10 +33,14 @@
 #define LOW_BOOTINFO 0x3000ULL
 #define LOW_CMDLINE 0x4000ULL
 #define LOW_CMDLINE_MAX 0x1000ULL
+#define LOW_ZEROPAGE 0x7000ULL /* Linux boot_params */
 #define LOW_PT 0x10000ULL
 #define LOW_PT_SIZE 0x40000ULL
 #define LOW_STACKS 0x50000ULL
 #define LOW_STACK_SIZE 0x4000ULL
+#define LOW_ACPI 0xe0000ULL /* ACPI tables, in the BIOS area */
+#define LOW_ACPI_SIZE 0x20000ULL
+#define LOW_RESERVED 0x9fc00ULL /* [here, 1 MiB): reserved, as on a PC */
 #define LOW_END 0x100000ULL
 
 #define RAM_LOW_MAX VMRUN_MMIO_HOLE
@@ -100,6 +106,9 @@ static int cfg_copy(struct machine_config *d, const struct machine_config *s)
 	d->kernel = NULL;
 	d->kernel_size = 0;
 	d->kernel_name = NULL;
+	d->initrd = NULL;
+	d->initrd_size = 0;
+	d->initrd_name = NULL;
 	d->nr_disks = d->nr_nets = 0;
 	d->cmdline = s->cmdline ? strdup(s->cmdline) : NULL;
 	d->console = strdup(s->console ? s->console : "stdio");
@@ -361,6 +370,209 @@ static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
 	return 0;
 }
 
+/*
+ * ACPI tables at LOW_ACPI describing the vCPUs, the IOAPIC, the virtio-mmio
+ * windows (as LNRO0005 devices: a stock Linux finds them nowhere else) and
+ * the power registers. Returns the RSDP's address, or 0 after setting @err.
+ */
+static uint64_t write_acpi(struct machine *m, int *ret, char *err,
+			   size_t errlen)
+{
+	struct acpi_virtio v[VMRUN_BOOT_MAX_DEVS];
+	struct acpi_config ac = { .nr_cpus = vm_nr_vcpus(m->vm),
+				  .virtio = v,
+				  .nr_virtio = m->boot.nr_devs,
+				  .ioapic_base = 0xfec00000,
+				  .lapic_base = 0xfee00000,
+				  .sleep_port = VMRUN_PORT_SLEEP,
+				  .reset_port = 0xcf9,
+				  .reset_value = 0x06,
+				  .serial_port = 0x3f8,
+				  .serial_irq = 4,
+				  .rtc_port = 0x70 };
+	uint64_t rsdp = 0;
+	size_t used = 0;
+	char aerr[160];
+	void *buf;
+	unsigned int i;
+
+	for (i = 0; i < m->boot.nr_devs; i++)
+		v[i] = (struct acpi_virtio){
+			.base = m->boot.devs[i].base,
+			.size = (uint32_t)m->boot.devs[i].size,
+			.gsi = m->boot.devs[i].gsi
+		};
+	buf = calloc(1, LOW_ACPI_SIZE);
+	if (!buf) {
+		*ret = -ENOMEM;
+		return 0;
+	}
+	*ret = acpi_build(&ac, buf, LOW_ACPI_SIZE, LOW_ACPI, &rsdp, &used, aerr,
+			  sizeof(aerr));
+	if (*ret < 0)
+		err_printf(err, errlen, *ret, "ACPI tables: %s", aerr);
+	else if ((*ret = mem_write(vm_mem(m->vm), LOW_ACPI, buf, used)) < 0)
+		err_printf(err, errlen, *ret, "writing the ACPI tables");
+	free(buf);
+	return *ret < 0 ? 0 : rsdp;
+}
+
+/*
+ * Where the initramfs goes: as high in low RAM as the kernel allows (below
+ * @max_end), page aligned, above everything the kernel needs. Writes it.
+ */
+static int write_initrd(struct machine *m, const struct machine_config *cfg,
+			uint64_t kernel_end, uint64_t max_end, uint64_t *gpa,
+			char *err, size_t errlen)
+{
+	uint64_t top = MIN(m->ram_low, max_end), at;
+	int ret;
+
+	*gpa = 0;
+	if (!cfg->initrd)
+		return 0;
+	at = (top - MIN(top, cfg->initrd_size)) & ~(PAGE_SIZE - 1);
+	if (cfg->initrd_size > top || at < kernel_end)
+		return err_printf(
+			err, errlen, -ENOSPC,
+			"%s: %zu bytes of initramfs do not fit between the kernel's end (%#llx) and %#llx; give the guest more --mem",
+			cfg->initrd_name, cfg->initrd_size,
+			(unsigned long long)kernel_end,
+			(unsigned long long)top);
+	ret = mem_write(vm_mem(m->vm), at, cfg->initrd, cfg->initrd_size);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "writing the initramfs");
+	*gpa = at;
+	return 0;
+}
+
+/* Linux's boot_params ("zero page") and its e820 entries. */
+#define BP_ACPI_RSDP 0x070
+#define BP_EXT_RAMDISK_IMAGE 0x0c0
+#define BP_EXT_RAMDISK_SIZE 0x0c4
+#define BP_EXT_CMD_LINE_PTR 0x0c8
+#define BP_E820_ENTRIES 0x1e8
+#define BP_TYPE_OF_LOADER 0x210
+#define BP_LOADFLAGS 0x211
+#define BP_RAMDISK_IMAGE 0x218
+#define BP_RAMDISK_SIZE 0x21c
+#define BP_HEAP_END_PTR 0x224
+#define BP_CMD_LINE_PTR 0x228
+#define BP_E820_TABLE 0x2d0
+#define BP_CAN_USE_HEAP 0x80
+
+#define E820_RAM 1
+#define E820_RESERVED 2
+
+struct e820_entry {
+	uint64_t addr, size;
+	uint32_t type;
+} __attribute__((packed));
+
+/* The guest's memory map, for e820 and PVH alike. Returns the count. */
+static unsigned int memory_map(const struct machine *m, struct e820_entry *e)
+{
+	unsigned int n = 0;
+
+	e[n++] = (struct e820_entry){ 0, LOW_RESERVED, E820_RAM };
+	e[n++] = (struct e820_entry){ LOW_RESERVED, LOW_END - LOW_RESERVED,
+				      E820_RESERVED };
+	e[n++] = (struct e820_entry){ LOW_END, m->ram_low - LOW_END, E820_RAM };
+	if (m->ram_high)
+		e[n++] = (struct e820_entry){ RAM_HIGH_BASE, m->ram_high,
+					      E820_RAM };
+	return n;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+/*
+ * A bzImage: the Linux x86 64-bit boot protocol (Documentation/x86/
+ * boot.rst). The protected-mode kernel at its preferred address, the
+ * initramfs high in low RAM, boot_params with the file's setup header,
+ * the command line and the e820 map, ACPI tables; vCPU 0 enters at the
+ * 64-bit entry with RSI = boot_params and the identity map; the APs wait
+ * for the kernel's INIT/SIPI.
+ */
+static int boot_linux(struct machine *m, const struct machine_config *cfg,
+		      const struct kernel_image *img, size_t cmdlen, char *err,
+		      size_t errlen)
+{
+	const struct linux_setup *ls = &img->bz;
+	struct e820_entry e820[8];
+	uint8_t *bp;
+	uint64_t rsdp, initrd;
+	unsigned int n;
+	struct boot64 b;
+	int ret;
+
+	if (cmdlen > ls->cmdline_max)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"command line of %zu bytes; this kernel takes at most %u",
+			cmdlen, ls->cmdline_max);
+	if (img->hi > m->ram_low)
+		return err_printf(
+			err, errlen, -ENOSPC,
+			"%s needs RAM up to %#llx to boot (%llu MiB); give the guest more --mem",
+			cfg->kernel_name ? cfg->kernel_name : "the kernel",
+			(unsigned long long)img->hi,
+			(unsigned long long)((img->hi + SZ_2M - 1) >> 20));
+	ret = write_initrd(m, cfg, img->hi, (uint64_t)ls->initrd_max + 1,
+			   &initrd, err, errlen);
+	if (ret < 0)
+		return ret;
+	rsdp = write_acpi(m, &ret, err, errlen);
+	if (!rsdp)
+		return ret;
+
+	bp = calloc(1, PAGE_SIZE);
+	if (!bp)
+		return -ENOMEM;
+	memcpy(bp + ls->hdr_off, img->data + ls->hdr_off, ls->hdr_len);
+	bp[BP_TYPE_OF_LOADER] = 0xff; /* a loader with no assigned id */
+	bp[BP_LOADFLAGS] |= BP_CAN_USE_HEAP;
+	bp[BP_HEAP_END_PTR] = 0x00; /* 0xfe00: unused by the 64-bit entry */
+	bp[BP_HEAP_END_PTR + 1] = 0xfe;
+	put32(bp + BP_CMD_LINE_PTR, (uint32_t)LOW_CMDLINE);
+	put32(bp + BP_EXT_CMD_LINE_PTR, 0);
+	put32(bp + BP_RAMDISK_IMAGE, (uint32_t)initrd);
+	put32(bp + BP_RAMDISK_SIZE, (uint32_t)(initrd ? cfg->initrd_size : 0));
+	put32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd >> 32));
+	put32(bp + BP_EXT_RAMDISK_SIZE, 0);
+	memcpy(bp + BP_ACPI_RSDP, &rsdp, 8);
+	n = memory_map(m, e820);
+	bp[BP_E820_ENTRIES] = (uint8_t)n;
+	memcpy(bp + BP_E820_TABLE, e820, n * sizeof(e820[0]));
+	ret = mem_write(vm_mem(m->vm), LOW_ZEROPAGE, bp, PAGE_SIZE);
+	free(bp);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "writing boot_params");
+
+	memset(&b, 0, sizeof(b));
+	b.gdt_gpa = LOW_GDT;
+	b.pt_gpa = LOW_PT;
+	b.pt_size = LOW_PT_SIZE;
+	b.entry = img->entry;
+	b.stack_top = LOW_STACKS + LOW_STACK_SIZE;
+	b.rsp0_top = b.stack_top;
+	b.boot_info_gpa = LOW_ZEROPAGE; /* RSI */
+	b.bsp_only = true;
+	ret = irq_pic_mask_all(m->vm);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "masking the 8259s: %s",
+				  strerror(-ret));
+	ret = boot64_setup(m->vm, &b);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "setting up the 64-bit entry: %s",
+				  strerror(-ret));
+	return 0;
+}
+
 /* hvm_start_info and one memory map entry type, from the PVH ABI. */
 struct hvm_start_info {
 	uint32_t magic;
@@ -382,9 +594,14 @@ struct hvm_memmap_entry {
 	uint32_t reserved;
 };
 
+struct hvm_modlist_entry {
+	uint64_t paddr;
+	uint64_t size;
+	uint64_t cmdline_paddr;
+	uint64_t reserved;
+};
+
 #define HVM_START_MAGIC 0x336ec578u
-#define E820_RAM 1
-#define E820_RESERVED 2
 
 struct mb1_info {
 	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline;
@@ -397,8 +614,8 @@ struct mb1_mmap {
 	uint32_t type;
 } __attribute__((packed));
 
-static int boot_32bit(struct machine *m, const struct kernel_image *img,
-		      char *err, size_t errlen)
+static int boot_32bit(struct machine *m, const struct machine_config *cfg,
+		      const struct kernel_image *img, char *err, size_t errlen)
 {
 	struct vm_mem *mem = vm_mem(m->vm);
 	uint32_t eax, ebx = LOW_BOOTINFO;
@@ -406,26 +623,46 @@ static int boot_32bit(struct machine *m, const struct kernel_image *img,
 
 	if (img->kind == KERNEL_ENTRY_PVH) {
 		struct hvm_start_info si = { 0 };
-		struct hvm_memmap_entry mm[3] = { 0 };
-		uint32_t n = 0;
+		struct hvm_memmap_entry mm[8] = { 0 };
+		struct hvm_modlist_entry mod = { 0 };
+		struct e820_entry e820[8];
+		uint64_t initrd;
+		uint32_t i, n = memory_map(m, e820);
 
-		mm[n++] = (struct hvm_memmap_entry){ 0, 0x9fc00, E820_RAM, 0 };
-		mm[n++] = (struct hvm_memmap_entry){ LOW_END,
-						     m->ram_low - LOW_END,
-						     E820_RAM, 0 };
-		if (m->ram_high)
-			mm[n++] = (struct hvm_memmap_entry){ RAM_HIGH_BASE,
-							     m->ram_high,
-							     E820_RAM, 0 };
+		for (i = 0; i < n; i++)
+			mm[i] = (struct hvm_memmap_entry){ e820[i].addr,
+							   e820[i].size,
+							   e820[i].type, 0 };
+		ret = write_initrd(m, cfg, img->hi, 1ULL << 32, &initrd, err,
+				   errlen);
+		if (ret < 0)
+			return ret;
+		si.rsdp_paddr = write_acpi(m, &ret, err, errlen);
+		if (!si.rsdp_paddr)
+			return ret;
+		ret = irq_pic_mask_all(m->vm);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "masking the 8259s: %s",
+					  strerror(-ret));
 		si.magic = HVM_START_MAGIC;
 		si.version = 1;
 		si.cmdline_paddr = LOW_CMDLINE;
 		si.memmap_paddr = LOW_BOOTINFO + 0x100;
 		si.memmap_entries = n;
+		if (initrd) {
+			mod.paddr = initrd;
+			mod.size = cfg->initrd_size;
+			si.nr_modules = 1;
+			si.modlist_paddr = LOW_BOOTINFO + 0x80;
+		}
 		ret = mem_write(mem, LOW_BOOTINFO, &si, sizeof(si));
 		if (!ret)
 			ret = mem_write(mem, si.memmap_paddr, mm,
 					n * sizeof(mm[0]));
+		if (!ret && initrd)
+			ret = mem_write(mem, si.modlist_paddr, &mod,
+					sizeof(mod));
 		eax = 0;
 	} else {
 		struct mb1_info mi = { 0 };
@@ -498,6 +735,16 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s: %s", cfg->kernel_name,
 				  kerr);
+	if (cfg->initrd &&
+	    initrd_check(cfg->initrd, cfg->initrd_size, kerr, sizeof(kerr)))
+		return err_printf(err, errlen, -EINVAL, "%s: %s",
+				  cfg->initrd_name, kerr);
+	if (cfg->initrd && img.kind != KERNEL_ENTRY_LINUX64 &&
+	    img.kind != KERNEL_ENTRY_PVH)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"--initrd is for Linux kernels (a bzImage or a PVH vmlinux); %s is a %s kernel",
+			cfg->kernel_name, kernel_entry_name(img.kind));
 	if (img.lo < LOW_END)
 		return err_printf(
 			err, errlen, -EINVAL,
@@ -575,8 +822,10 @@ parsed:
 		goto err_devs;
 	if (img.kind == KERNEL_ENTRY_VMRUN64)
 		ret = boot_vmrun64(m, &img, cmdlen, err, errlen);
+	else if (img.kind == KERNEL_ENTRY_LINUX64)
+		ret = boot_linux(m, cfg, &img, cmdlen, err, errlen);
 	else
-		ret = boot_32bit(m, &img, err, errlen);
+		ret = boot_32bit(m, cfg, &img, err, errlen);
 	if (ret < 0)
 		goto err_devs;
 done:

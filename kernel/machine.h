@@ -32,7 +32,11 @@ struct machine_config {
 	size_t kernel_size;
 	const char *kernel_name; /* for messages */
 	const char *cmdline;
-	const char *console; /* "stdio", "file:PATH" or "none" */
+	/* A Linux initramfs for a bzImage or PVH kernel (borrowed), or NULL. */
+	const void *initrd;
+	size_t initrd_size;
+	const char *initrd_name; /* for messages */
+	const char *console;	 /* "stdio", "file:PATH" or "none" */
 	const char *disks[MACHINE_MAX_DISKS];
 	unsigned int nr_disks;
 	const char *nets[MACHINE_MAX_NETS]; /* --net specs */

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,8 @@
 #include "vmrun/vmrun.h"
 
 #define DEFAULT_CMDLINE "work=dirty mib=64 rate=200 pattern=seq tick_ms=1000"
+/* --linux: the kernel's own options, then the init's (docs/linux-guest.md). */
+#define LINUX_CMDLINE "console=ttyS0 panic=-1"
 
 static void run_usage(FILE *f)
 {
@@ -24,8 +28,14 @@ static void run_usage(FILE *f)
 		"Boots a guest and runs it until it powers off, resets or faults,\n"
 		"or until Ctrl-C / SIGTERM (which stop it cleanly).\n"
 		"\n"
-		"  --kernel FILE      a Multiboot v1 image or an ELF with a PVH or vmrun\n"
+		"  --kernel FILE      a Linux bzImage (such as Debian's vmlinuz), a\n"
+		"                     Multiboot v1 image, or an ELF with a PVH or vmrun\n"
 		"                     entry note (default: the built-in reference guest)\n"
+		"  --initrd FILE      the initramfs for a Linux kernel\n"
+		"  --linux            boot the project's Linux test guest: Debian's kernel\n"
+		"                     and an initramfs made by tests/guest/linux/prepare.sh\n"
+		"                     (found in $VMRUN_CACHE or ~/.cache/vmrun); --cmdline\n"
+		"                     is appended to \"" LINUX_CMDLINE "\"\n"
 		"  --cmdline STRING   the guest's command line (default for the reference\n"
 		"                     guest: \"" DEFAULT_CMDLINE "\")\n"
 		"  --mem SIZE         guest RAM, e.g. 512M or 2G (default 256M)\n"
@@ -156,6 +166,45 @@ int config_kernel(struct machine_config *cfg, const char *path,
 	return 0;
 }
 
+/*
+ * --linux: the newest prepared Linux guest, $VMRUN_LINUX_DIR or
+ * ${VMRUN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/vmrun}/linux-* /, holding
+ * vmlinuz and initrd.img.
+ */
+static int find_linux_guest(char *dir, size_t len)
+{
+	const char *env = getenv("VMRUN_LINUX_DIR"), *home = getenv("HOME");
+	char pat[PATH_MAX];
+	glob_t g;
+	int ret;
+
+	if (env) {
+		snprintf(dir, len, "%s", env);
+		return 0;
+	}
+	if (getenv("VMRUN_CACHE"))
+		snprintf(pat, sizeof(pat), "%s/linux-*/initrd.img",
+			 getenv("VMRUN_CACHE"));
+	else if (getenv("XDG_CACHE_HOME"))
+		snprintf(pat, sizeof(pat), "%s/vmrun/linux-*/initrd.img",
+			 getenv("XDG_CACHE_HOME"));
+	else
+		snprintf(pat, sizeof(pat), "%s/.cache/vmrun/linux-*/initrd.img",
+			 home ? home : "");
+	ret = glob(pat, 0, NULL, &g);
+	if (ret || !g.gl_pathc) {
+		if (!ret)
+			globfree(&g);
+		die_msg("--linux: no prepared Linux guest (%s); make one with: bash tests/guest/linux/prepare.sh",
+			pat);
+		return -ENOENT;
+	}
+	snprintf(dir, len, "%s", g.gl_pathv[g.gl_pathc - 1]);
+	globfree(&g);
+	*strrchr(dir, '/') = 0;
+	return 0;
+}
+
 static int exit_code(enum vm_exit_reason r, int signo)
 {
 	switch (r) {
@@ -179,6 +228,8 @@ int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "linux", no_argument, NULL, 'L' },
 		{ "cmdline", required_argument, NULL, 'c' },
 		{ "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' },
@@ -196,12 +247,13 @@ int cmd_run(int argc, char **argv)
 	struct machine_config cfg = { .mem = 256ULL << 20,
 				      .cpus = 1,
 				      .console = "stdio" };
-	const char *kernel_path = NULL, *ctl_path = NULL;
-	bool cmdline_set = false;
+	const char *kernel_path = NULL, *ctl_path = NULL, *initrd_path = NULL;
+	bool cmdline_set = false, linux_guest = false;
 	struct machine *m;
-	void *kdata = NULL;
-	size_t ksize = 0;
-	char err[512];
+	void *kdata = NULL, *idata = NULL;
+	size_t ksize = 0, isize = 0;
+	char err[512], ldir[PATH_MAX], lkernel[PATH_MAX + 16],
+		linitrd[PATH_MAX + 16], lcmdline[4096];
 	int c, ret, verbose = 0;
 
 	optind = 1;
@@ -209,6 +261,12 @@ int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'k':
 			kernel_path = optarg;
+			break;
+		case 'i':
+			initrd_path = optarg;
+			break;
+		case 'L':
+			linux_guest = true;
 			break;
 		case 'c':
 			cfg.cmdline = optarg;
@@ -280,13 +338,53 @@ int cmd_run(int argc, char **argv)
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 
+	if (linux_guest) {
+		if (kernel_path || initrd_path) {
+			die_msg("--linux brings its own kernel and initramfs: no --kernel or --initrd with it");
+			return EXIT_USAGE;
+		}
+		if (find_linux_guest(ldir, sizeof(ldir)))
+			return EXIT_USAGE;
+		snprintf(lkernel, sizeof(lkernel), "%s/vmlinuz", ldir);
+		snprintf(linitrd, sizeof(linitrd), "%s/initrd.img", ldir);
+		kernel_path = lkernel;
+		initrd_path = linitrd;
+		if ((size_t)snprintf(
+			    lcmdline, sizeof(lcmdline), "%s %s", LINUX_CMDLINE,
+			    cmdline_set ? cfg.cmdline : DEFAULT_CMDLINE) >=
+		    sizeof(lcmdline)) {
+			die_msg("--cmdline: too long");
+			return EXIT_USAGE;
+		}
+		cfg.cmdline = lcmdline;
+		cmdline_set = true;
+	}
+	if (initrd_path) {
+		ret = read_file(initrd_path, &idata, &isize);
+		if (ret < 0 || !isize) {
+			die_msg("--initrd %s: %s", initrd_path,
+				ret == -EINVAL ? "not a regular file" :
+				!ret	       ? "empty file" :
+						 strerror(-ret));
+			return EXIT_USAGE;
+		}
+		cfg.initrd = idata;
+		cfg.initrd_size = isize;
+		cfg.initrd_name = initrd_path;
+	}
 	if (config_kernel(&cfg, kernel_path, DEFAULT_CMDLINE, cmdline_set,
-			  &kdata, &ksize))
+			  &kdata, &ksize)) {
+		if (idata)
+			munmap(idata, isize);
 		return EXIT_USAGE;
+	}
 
 	ret = machine_create(&cfg, &m, err, sizeof(err));
 	if (kdata && ret < 0)
 		munmap(kdata, ksize);
+	/* The initramfs is in guest memory now (or never will be). */
+	if (idata)
+		munmap(idata, isize);
 	if (ret < 0) {
 		die_msg("%s", err);
 		/* Bad or missing input is the user's to fix: status 2. */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Power and reset: a 16-bit write of 0x2000 to port 0x604 powers off (as
- * QEMU's q35 ACPI PM1a control does), 0xfe to port 0x64 (the i8042
+ * QEMU's q35 ACPI PM1a control does), and so does entering S5 through the
+ * hardware-reduced ACPI sleep control register at port 0x600 (what the
+ * ACPI tables declare, for Linux); 0xfe to port 0x64 (the i8042
  * command port) or 0x06/0x0e to port 0xcf9 resets. The i8042 data and
  * status ports read as "nothing pending". The VM stops with the matching
  * reason; vmrun turns it into the exit code.
@@ -42,6 +44,24 @@ static int power_pm(struct vcpu *vcpu, uint64_t addr __unused, void *data,
 		return vm_guest_stop(vcpu, VM_EXIT_POWEROFF,
 				     "guest powered off");
 	}
+	return VCPU_CONTINUE;
+}
+
+/* The sleep control register: SLP_EN (bit 5) with SLP_TYP (bits 2-4) =
+ * 5, the value the DSDT's _S5 object gives. Other sleep states: ignored. */
+static int power_sleep(struct vcpu *vcpu, uint64_t addr __unused, void *data,
+		       uint32_t len, bool is_write, void *opaque __unused)
+{
+	uint8_t v;
+
+	if (!is_write) {
+		memset(data, 0, len);
+		return VCPU_CONTINUE;
+	}
+	v = *(uint8_t *)data;
+	if ((v & 0x20) && ((v >> 2) & 7) == 5)
+		return vm_guest_stop(vcpu, VM_EXIT_POWEROFF,
+				     "guest powered off (ACPI S5)");
 	return VCPU_CONTINUE;
 }
 
@@ -97,9 +117,14 @@ static int power_init(struct vm *vm, const char *conf __unused,
 	ret = iotrap_register(io, RST_CTRL, 1, power_cf9, p);
 	if (ret < 0)
 		goto err_cmd;
+	ret = iotrap_register(io, VMRUN_PORT_SLEEP, 1, power_sleep, p);
+	if (ret < 0)
+		goto err_cf9;
 	*out = &p->dev;
 	return 0;
 
+err_cf9:
+	(void)!iotrap_unregister(io, RST_CTRL);
 err_cmd:
 	(void)!iotrap_unregister(io, I8042_CMD);
 err_data:
@@ -116,6 +141,7 @@ static void power_fini(struct dev *dev)
 {
 	struct iotrap *io = vm_pio(dev->vm);
 
+	(void)!iotrap_unregister(io, VMRUN_PORT_SLEEP);
 	(void)!iotrap_unregister(io, RST_CTRL);
 	(void)!iotrap_unregister(io, I8042_CMD);
 	(void)!iotrap_unregister(io, I8042_DATA);

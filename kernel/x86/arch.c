@@ -116,7 +116,8 @@ int x86_vcpu_cpuid(struct vcpu *vcpu, struct kvm_cpuid2 **out)
 
 /*
  * Gives the vCPU exactly what KVM supports, with the per-vCPU fields
- * (initial APIC id, x2APIC id) filled in, and nothing KVM did not offer.
+ * (initial APIC id, x2APIC id) filled in and the hypervisor bit set, and
+ * nothing KVM did not offer.
  */
 int vcpu_arch_init(struct vcpu *vcpu)
 {
@@ -143,6 +144,10 @@ int vcpu_arch_init(struct vcpu *vcpu)
 			e->ebx = (e->ebx & 0x0000ffffu) |
 				 (vcpu->vm->nr_vcpus << 16) |
 				 (vcpu->arch.apic_id << 24);
+			/* "Running under a hypervisor": KVM leaves this bit
+			 * to the VMM; without it a guest never looks at the
+			 * KVM leaves (0x40000000: kvmclock, PV EOI, ...). */
+			e->ecx |= 1u << 31;
 			break;
 		case 0xb:
 		case 0x1f:

@@ -190,7 +190,7 @@ int boot64_setup(struct vm *vm, const struct boot64 *b)
 			return ret;
 	}
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < (b->bsp_only ? 1 : n); i++) {
 		struct vcpu *vcpu = vm_vcpu(vm, i);
 		struct kvm_sregs sregs;
 		struct kvm_regs regs;

@@ -14,6 +14,7 @@
  * vCPU n.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kernel/util/compiler.h"
@@ -53,6 +54,9 @@ struct boot64 {
 	uint64_t boot_info_gpa;
 	/* An extra range to identity-map, such as an MMIO window (0 = none). */
 	uint64_t extra_gpa, extra_len;
+	/* Only vCPU 0 enters; the others stay in KVM's reset state, waiting
+	 * for the guest's INIT/SIPI (a Linux kernel starts its APs itself). */
+	bool bsp_only;
 };
 
 int boot64_setup(struct vm *vm, const struct boot64 *b) __must_check;

@@ -69,7 +69,10 @@ struct vmrun_boot_info {
  *   8254 PIT            ports 0x40..0x43, IRQ 0 (in-kernel)
  *   CMOS RTC            ports 0x70, 0x71
  *   power off           16-bit write of 0x2000 to port 0x604
- *                       (as on QEMU q35; guest exit code 0)
+ *                       (as on QEMU q35; guest exit code 0), or the
+ *                       ACPI sleep control register (port 0x600, 8-bit:
+ *                       SLP_EN with SLP_TYP 5, the DSDT's _S5)
+ *   ACPI tables         0xe0000 (RSDP first), for Linux and PVH kernels
  *   reset               write 0xfe to port 0x64 (i8042), or 0x06 to 0xcf9
  */
 #define VMRUN_VIRTIO_MMIO_BASE 0xd0000000ULL
@@ -78,5 +81,6 @@ struct vmrun_boot_info {
 #define VMRUN_MMIO_HOLE 0xc0000000ULL
 #define VMRUN_PORT_POWEROFF 0x604
 #define VMRUN_POWEROFF_VALUE 0x2000
+#define VMRUN_PORT_SLEEP 0x600
 
 #endif /* VMM_X86_VMRUN_BOOT_H */
