@@ -103,6 +103,14 @@ trap '[ $tap_made = 1 ] && ip link del "$VMRUN_TEST_TAP" 2>/dev/null' EXIT
 # The emulated host's kernel and initramfs, made once (cached).
 bash tests/kvmhost/kvmhost.sh --prepare >/dev/null ||
 	echo "tests/run.sh: the emulated host could not be prepared" >&2
+# The Linux test guest (Debian's kernel and the project's initramfs), made
+# once (cached); the linux suite finds it through VMRUN_LINUX_DIR, and
+# fails, never skips, where it could boot it but the variable is missing.
+if linux_dir=$(bash tests/guest/linux/prepare.sh); then
+	export VMRUN_LINUX_DIR=$linux_dir
+else
+	echo "tests/run.sh: the Linux test guest could not be prepared" >&2
+fi
 
 configs=("build")
 ((quick)) || configs+=("build-asan" "build-tsan")

@@ -185,6 +185,7 @@ trap 'exit 143' TERM
 {
 	echo "export PATH='/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'"
 	echo "export HOME=/tmp TMPDIR=/tmp"
+	echo "export VMRUN_KVMHOST=1"
 	while IFS='=' read -r name _; do
 		case "$name" in
 		VMRUN_* | ASAN_OPTIONS | UBSAN_OPTIONS | TSAN_OPTIONS | LSAN_OPTIONS | \
@@ -216,7 +217,7 @@ qemu-system-x86_64 \
 	-accel tcg,thread=single,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
-	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after" \
+	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after vmrun.kvmopts=${KVMHOST_KVM_AMD_OPTS:-none}" \
 	-serial "file:$run/console" \
 	-device virtio-serial-pci \
 	-chardev "file,id=out,path=$run/out" -device virtconsole,chardev=out \

@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A stock Debian kernel under vmrun run: the bzImage as the package ships
+ * it, the project's initramfs (tests/guest/linux/prepare.sh; tests/run.sh
+ * passes its directory in VMRUN_LINUX_DIR), its workload with 1 and 4
+ * vCPUs, the disk both ways, frames echoed through the network device,
+ * power-off and reboot, and corrupt kernels and initramfs refused.
+ *
+ * A stock kernel needs a KVM that runs guest ring 0 (VMX/SVM): on PVM the
+ * boot tests skip, loudly; the emulated host runs them. The refusals need
+ * no guest and run everywhere.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/kvm/kvm_tests.h"
+#include "tests/kvm/run_util.h"
+
+#define CAP (1 << 20)
+/* A deadline for a run gone wrong: a boot in the emulated host takes
+ * 15-40 s when it does not hang (docs/linux-guest.md). */
+#define DEADLINE_MS 300000
+
+static char out[CAP], err[CAP];
+static char kernel[4096], initrd[4096];
+
+/* True if this KVM runs an unmodified kernel (not PVM). */
+static bool stock_kernels_boot(void)
+{
+	const char *const a[] = { "info", "--kvm", NULL };
+
+	return run_vmrun(a, out, err, CAP, 60000) == 0 &&
+	       strncmp(out, "kvm_pvm", 7) != 0;
+}
+
+/* Finds the prepared guest; false (after a failed assert) if missing. */
+static bool linux_files(void)
+{
+	const char *dir = getenv("VMRUN_LINUX_DIR");
+
+	TEST_CHECK(
+		dir != NULL,
+		"VMRUN_LINUX_DIR is not set: tests/run.sh sets it to what bash tests/guest/linux/prepare.sh prints");
+	if (!dir)
+		return false;
+	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", dir);
+	snprintf(initrd, sizeof(initrd), "%s/initrd.img", dir);
+	TEST_CHECK(!access(kernel, R_OK) && !access(initrd, R_OK),
+		   "no %s or %s", kernel, initrd);
+	return !access(kernel, R_OK) && !access(initrd, R_OK);
+}
+
+/*
+ * In the emulated host (tests/kvmhost/) Debian's kernel hangs early in
+ * most boots, under QEMU's own microvm as under vmrun (docs/linux-
+ * guest.md): there the boot tests run only when asked, VMRUN_TEST_LINUX=1.
+ */
+static bool emulated_host_skips(void)
+{
+	return getenv("VMRUN_KVMHOST") && !getenv("VMRUN_TEST_LINUX");
+}
+
+#define REQUIRE_LINUX()                                                      \
+	do {                                                                 \
+		TEST_REQUIRE(stock_kernels_boot(),                           \
+			     "a KVM that runs unmodified kernels (this "     \
+			     "is PVM)");                                     \
+		TEST_REQUIRE(!emulated_host_skips(),                         \
+			     "a host where a stock kernel boots reliably "   \
+			     "(the emulated host hangs it; VMRUN_TEST_LINUX" \
+			     "=1 runs it anyway)");                          \
+		if (!linux_files())                                          \
+			return;                                              \
+	} while (0)
+
+struct ticks {
+	unsigned int nr;
+	unsigned long long last_n, written, verified, mismatches;
+	bool increasing;
+};
+
+static void parse_ticks(const char *s, struct ticks *t)
+{
+	const char *p = s;
+
+	memset(t, 0, sizeof(*t));
+	t->increasing = true;
+	while ((p = strstr(p, "GUEST TICK "))) {
+		unsigned long long n, w, v, mm;
+
+		if (sscanf(p,
+			   "GUEST TICK n=%llu written=%llu verified=%llu mismatches=%llu",
+			   &n, &w, &v, &mm) == 4) {
+			if (t->nr && n <= t->last_n)
+				t->increasing = false;
+			t->nr++;
+			t->last_n = n;
+			t->written = w;
+			t->verified = v;
+			t->mismatches += mm;
+		}
+		p++;
+	}
+}
+
+/*
+ * Boots the guest with @cpus vCPUs and @extra on its command line (after
+ * the kernel's options), plus @args (NULL-terminated, may be NULL) for
+ * vmrun; returns vmrun's exit status. The guest ends itself (ticks=N).
+ */
+static int boot(const char *cpus, const char *extra, const char *const *args)
+{
+	char cmdline[1024];
+	const char *a[32] = { "run",  "--kernel",  kernel,  "--initrd",
+			      initrd, "--cpus",	   cpus,    "--mem",
+			      "512M", "--console", "stdio", "--cmdline",
+			      cmdline };
+	unsigned int n = 13;
+
+	snprintf(cmdline, sizeof(cmdline),
+		 "console=ttyS0 panic=-1 quiet loglevel=4 %s", extra);
+	while (args && *args && n < ARRAY_SIZE(a) - 1)
+		a[n++] = *args++;
+	a[n] = NULL;
+	return run_vmrun(a, out, err, CAP, DEADLINE_MS);
+}
+
+/* The workload ran: READY, at least @ticks increasing reports, no loss. */
+static void check_workload(const char *cpus, unsigned int ticks)
+{
+	char want[64];
+	struct ticks t;
+
+	snprintf(want, sizeof(want), "GUEST CPUINFO processors=%s\n", cpus);
+	TEST_ASSERT(strstr(out, want),
+		    "no '%s' (the guest's /proc/cpuinfo): %s", want, out);
+	snprintf(want, sizeof(want), "GUEST READY cpus=%s ", cpus);
+	TEST_ASSERT(strstr(out, want), "no '%s': %s", want, out);
+	parse_ticks(out, &t);
+	TEST_ASSERT(t.nr >= ticks && t.increasing,
+		    "%u TICK lines (want %u), increasing %d: %s", t.nr, ticks,
+		    t.increasing, out);
+	TEST_ASSERT(t.mismatches == 0 && !strstr(out, "GUEST FAIL"),
+		    "mismatches %llu: %s", t.mismatches, out);
+	TEST_ASSERT(t.written > 0 && t.verified > 0,
+		    "%llu pages written, %llu verified: %s", t.written,
+		    t.verified, out);
+	TEST_ASSERT(strstr(out, "GUEST CLOCK kvm-clock"),
+		    "the guest's clocksource is not kvm-clock: %s", out);
+}
+
+static void workload(const char *cpus)
+{
+	int rc;
+
+	REQUIRE_LINUX();
+	rc = boot(cpus, "work=dirty mib=64 rate=0 ticks=15 tick_ms=200", NULL);
+	TEST_ASSERT(rc == 0, "%s vCPUs: exit %d, stderr: %s\nconsole: %s", cpus,
+		    rc, err, out);
+	check_workload(cpus, 15);
+	TEST_ASSERT(strstr(out, "GUEST POWEROFF"), "no POWEROFF line: %s", out);
+}
+
+static void test_linux_boots_1vcpu(void)
+{
+	workload("1");
+}
+
+static void test_linux_boots_4vcpus(void)
+{
+	workload("4");
+}
+
+/* reboot(2) inside: the guest resets, vmrun exits 3. */
+static void test_linux_reboot(void)
+{
+	int rc;
+
+	REQUIRE_LINUX();
+	rc = boot("2", "work=idle mib=16 ticks=3 tick_ms=100 end=reboot", NULL);
+	TEST_ASSERT(rc == 3, "exit %d (want 3, guest reset): %s\n%s", rc, err,
+		    out);
+	TEST_ASSERT(strstr(out, "GUEST REBOOT"), "no REBOOT line: %s", out);
+}
+
+static uint64_t sector_sum(const uint8_t *s)
+{
+	uint64_t sum = 0, q;
+	unsigned int i;
+
+	for (i = 0; i < 64; i++) {
+		memcpy(&q, s + i * 8, 8);
+		sum = (sum << 1 | sum >> 63) ^ q;
+	}
+	return sum;
+}
+
+/* The guest reads what the host wrote; the host finds what it wrote. */
+static void test_linux_disk_both_ways(void)
+{
+	char path[] = "/tmp/vmrun-ldisk-XXXXXX";
+	uint8_t sec[512], *img;
+	unsigned int i, found = 0;
+	unsigned long long host;
+	const size_t size = 8 << 20;
+	int fd, rc;
+
+	REQUIRE_LINUX();
+	fd = mkstemp(path);
+	TEST_ASSERT(fd >= 0, "mkstemp");
+	TEST_ASSERT(ftruncate(fd, (off_t)size) == 0, "ftruncate");
+	memcpy(sec, "VMRUNHST", 8);
+	for (i = 8; i < 512; i++)
+		sec[i] = (uint8_t)(i * 13 + 5);
+	TEST_ASSERT(pwrite(fd, sec, 512, 2048 * 512) == 512, "pwrite");
+	{
+		const char *const a[] = { "--disk", path, NULL };
+
+		rc = boot("2", "work=idle mib=16 ticks=10 tick_ms=100", a);
+	}
+	TEST_ASSERT(rc == 0, "exit %d: %s\n%s", rc, err, out);
+	host = last_kv(out, "GUEST DEV blk ok", "host");
+	TEST_ASSERT(host == sector_sum(sec),
+		    "guest saw host sector checksum %#llx, want %#llx: %s",
+		    host, (unsigned long long)sector_sum(sec), out);
+	TEST_ASSERT(last_kv(out, "GUEST IO", "blk_w") > 0 &&
+			    last_kv(out, "GUEST IO", "blk_r") > 0 &&
+			    last_kv(out, "GUEST IO", "blk_bad") == 0,
+		    "IO counters: %s", out);
+	img = malloc(size);
+	TEST_ASSERT(img && pread(fd, img, size, 0) == (ssize_t)size, "pread");
+	for (i = 0; i < 2048; i++) {
+		const uint8_t *s = img + i * 512ULL;
+		uint64_t k, sum = 0, q;
+		unsigned int j;
+
+		if (memcmp(s, "VMRUNBLK", 8))
+			continue;
+		memcpy(&k, s + 8, 8);
+		TEST_ASSERT(k == i, "sector %u claims to be sector %llu", i,
+			    (unsigned long long)k);
+		for (j = 4; j < 64; j++) {
+			memcpy(&q, s + j * 8, 8);
+			sum = (sum << 1 | sum >> 63) ^ q;
+		}
+		memcpy(&q, s + 24, 8);
+		TEST_ASSERT(q == sum, "sector %u checksum %#llx, want %#llx", i,
+			    (unsigned long long)q, (unsigned long long)sum);
+		found++;
+	}
+	TEST_ASSERT(found >= 8, "only %u guest sectors in the image", found);
+	TEST_ASSERT(!memcmp(img + 2048 * 512, sec, 512),
+		    "the host sector was overwritten");
+	free(img);
+	close(fd);
+	unlink(path);
+}
+
+/* Frames cross the guest's network device and come back. */
+static void test_linux_net_echo(void)
+{
+	struct echo e = { 0 };
+	pthread_t t;
+	char spec[32];
+	int sv[2], rc;
+	unsigned long long tx, echo, bad;
+
+	REQUIRE_LINUX();
+	TEST_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0,
+		    "socketpair: %s", strerror(errno));
+	fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+	e.fd = sv[0];
+	pthread_create(&t, NULL, echo_thread, &e);
+	snprintf(spec, sizeof(spec), "fd:%d", sv[1]);
+	{
+		const char *const a[] = { "--net", spec, NULL };
+
+		rc = boot("1", "work=idle mib=16 ticks=20 tick_ms=100", a);
+	}
+	e.stop = 1;
+	pthread_join(t, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	TEST_ASSERT(rc == 0, "exit %d: %s\n%s", rc, err, out);
+	TEST_ASSERT(strstr(out, "GUEST DEV net ok"), "no net device: %s", out);
+	tx = last_kv(out, "GUEST IO", "net_tx");
+	echo = last_kv(out, "GUEST IO", "net_echo");
+	bad = last_kv(out, "GUEST IO", "net_bad");
+	TEST_ASSERT(tx != ~0ULL && tx > 0 && echo > 0 && bad == 0,
+		    "tx %llu echo %llu bad %llu (echoed %u): %s", tx, echo, bad,
+		    e.frames, out);
+}
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	bool ok = fd >= 0 && write(fd, p, n) == (ssize_t)n;
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static void *slurp(const char *path, size_t *n)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	p = malloc((size_t)st.st_size);
+	if (p && pread(fd, p, (size_t)st.st_size, 0) != st.st_size) {
+		free(p);
+		p = NULL;
+	}
+	close(fd);
+	*n = (size_t)st.st_size;
+	return p;
+}
+
+/* A cpio "newc" header and name for @name, padded; returns its length. */
+static size_t cpio_entry(char *buf, const char *name, unsigned int filesize)
+{
+	size_t n = (size_t)sprintf(
+		buf,
+		"070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		1u, 0100644u, 0u, 0u, 1u, 0u, filesize, 0u, 0u, 0u, 0u,
+		(unsigned int)strlen(name) + 1, 0u);
+
+	memcpy(buf + n, name, strlen(name) + 1);
+	n += strlen(name) + 1;
+	while (n % 4)
+		buf[n++] = 0;
+	return n;
+}
+
+/* vmrun run with @k and @i must exit 2 naming @why. */
+static void refused(const char *k, const char *i, const char *why)
+{
+	const char *const a[] = { "run",      "--kernel",  k,
+				  "--initrd", i,	   "--mem",
+				  "512M",     "--cmdline", "console=ttyS0",
+				  NULL };
+	int rc = run_vmrun(a, out, err, CAP, 60000);
+
+	TEST_ASSERT(rc == 2 && strstr(err, why),
+		    "exit %d (want 2), stderr lacks '%s': %s", rc, why, err);
+}
+
+/*
+ * Corrupt kernels and initramfs images are refused before anything runs,
+ * each with its reason. Built from the prepared files when they exist,
+ * else from a synthetic header (the parser's checks need no real kernel).
+ */
+static void test_linux_bad_images(void)
+{
+	char dir[] = "/tmp/vmrun-lbad-XXXXXX", k[128], i[128], good_i[128];
+	size_t kn = 0, in = 0;
+	uint8_t *kd, *id;
+	const char *vdir = getenv("VMRUN_LINUX_DIR");
+
+	TEST_ASSERT(mkdtemp(dir), "mkdtemp");
+	snprintf(k, sizeof(k), "%s/vmlinuz", dir);
+	snprintf(i, sizeof(i), "%s/initrd", dir);
+	snprintf(good_i, sizeof(good_i), "%s/good-initrd", dir);
+	if (vdir) {
+		snprintf(kernel, sizeof(kernel), "%s/vmlinuz", vdir);
+		snprintf(initrd, sizeof(initrd), "%s/initrd.img", vdir);
+	}
+	kd = vdir ? slurp(kernel, &kn) : NULL;
+	id = vdir ? slurp(initrd, &in) : NULL;
+	if (!kd || !id) {
+		/* No prepared guest: a minimal well-formed bzImage header
+		 * (boot protocol 2.15, 64-bit, 1 setup sector, xz payload)
+		 * and a one-entry cpio. */
+		free(kd);
+		free(id);
+		kn = 0x400 + 0x1000;
+		kd = calloc(1, kn);
+		TEST_ASSERT(kd, "calloc");
+		kd[0x1f1] = 1;
+		kd[0x1f4] = 0x1000 / 16 & 0xff;
+		kd[0x1f5] = (0x1000 / 16) >> 8;
+		kd[0x1fe] = 0x55;
+		kd[0x1ff] = 0xaa;
+		kd[0x201] = 0x6a;
+		memcpy(kd + 0x202, "HdrS", 4);
+		kd[0x206] = 0x0f;
+		kd[0x207] = 0x02;
+		kd[0x211] = 1;
+		kd[0x22c] = 0xff;
+		kd[0x22d] = 0xff;
+		kd[0x22e] = 0xff;
+		kd[0x22f] = 0x7f;
+		kd[0x232] = 0x20; /* alignment 2 MiB */
+		kd[0x236] = 3;
+		kd[0x238] = 0xff;
+		kd[0x239] = 0x07;
+		kd[0x248] = 0x10; /* payload at +0x10, 0x100 bytes */
+		kd[0x24d] = 0x01;
+		kd[0x25b] = 0x01; /* pref_address 16 MiB */
+		kd[0x262] = 0x10; /* init_size 1 MiB */
+		memcpy(kd + 0x400 + 0x10,
+		       "\xfd"
+		       "7zXZ\0",
+		       6);
+		memcpy(kd + 0x400 + 0x10 + 0x100 - 6, "YZ\0\0\x01\0", 6);
+		id = malloc(512);
+		TEST_ASSERT(id, "malloc");
+		in = cpio_entry((char *)id, "TRAILER!!!", 0);
+	}
+	TEST_ASSERT(write_file(good_i, id, in) == 0, "writing %s", good_i);
+
+	/* The kernel cut short. */
+	TEST_ASSERT(write_file(k, kd, kn / 2) == 0, "writing %s", k);
+	refused(k, good_i, "truncated");
+	/* A garbled header: boot protocol 1.00. */
+	kd[0x206] ^= 0xff;
+	kd[0x207] = 0x01;
+	TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
+	refused(k, good_i, "boot protocol");
+	kd[0x207] = 0x02;
+	kd[0x206] ^= 0xff;
+	/* A garbled payload start. */
+	{
+		uint32_t setup = ((kd[0x1f1] ? kd[0x1f1] : 4) + 1) * 512u, po;
+
+		memcpy(&po, kd + 0x248, 4);
+		kd[setup + po] ^= 0x55;
+		TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
+		refused(k, good_i, "corrupt");
+		kd[setup + po] ^= 0x55;
+	}
+	TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
+
+	/* The initramfs: not one at all, then a cpio cut short. */
+	{
+		static const char junk[] = "this is not an initramfs at all";
+		char cut[512];
+		size_t n = cpio_entry(cut, "init", 0x1000);
+
+		TEST_ASSERT(write_file(i, junk, sizeof(junk)) == 0, "write");
+		refused(k, i, "not an initramfs");
+		/* The entry promises 4 KiB; 16 bytes follow. */
+		memset(cut + n, 'x', 16);
+		TEST_ASSERT(write_file(i, cut, n + 16) == 0, "write");
+		refused(k, i, "initramfs is truncated");
+	}
+	/* A bzImage that is no kernel vmrun can boot: a 32-bit one. */
+	kd[0x236] = 0;
+	TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
+	refused(k, good_i, "64-bit entry");
+	free(kd);
+	free(id);
+	unlink(k);
+	unlink(i);
+	unlink(good_i);
+	rmdir(dir);
+}
+
+const struct test_case linux_tests[] = {
+	{ "bad_images", test_linux_bad_images },
+	{ "boots_1vcpu", test_linux_boots_1vcpu },
+	{ "boots_4vcpus", test_linux_boots_4vcpus },
+	{ "disk_both_ways", test_linux_disk_both_ways },
+	{ "net_echo", test_linux_net_echo },
+	{ "reboot", test_linux_reboot },
+	{ NULL, NULL },
+};
