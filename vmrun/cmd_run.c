@@ -379,6 +379,14 @@ int cmd_run(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	/* PVM runs only kernels built as PVM guests; say so before a stock
+	 * kernel crawls through PVM's instruction emulator. */
+	if (kdata && ksize > 0x206 &&
+	    !memcmp((char *)kdata + 0x202, "HdrS", 4) &&
+	    !access("/sys/module/kvm_pvm", F_OK) &&
+	    access("/sys/module/kvm_intel", F_OK) &&
+	    access("/sys/module/kvm_amd", F_OK))
+		pr_warn("this host's KVM is PVM: a stock Linux kernel needs VMX or SVM and will not boot here in reasonable time (a PVM guest kernel would)");
 	ret = machine_create(&cfg, &m, err, sizeof(err));
 	if (kdata && ret < 0)
 		munmap(kdata, ksize);
