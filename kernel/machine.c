@@ -371,6 +371,19 @@ static int boot_vmrun64(struct machine *m, const struct kernel_image *img,
 }
 
 /*
+ * The firmware's reset vector (f000:fff0, physical 0xffff0): what a CPU
+ * runs after a reset, and where Linux jumps when it reboots "through the
+ * BIOS". It does so by default on a hardware-reduced ACPI machine without
+ * EFI (its reboot order there is EFI, then the BIOS), so with no firmware
+ * that reboot ran zeros forever. vmrun's firmware resets the machine, as a
+ * PC's would: in real mode, "mov al, 6; mov dx, 0xcf9; out dx, al; hlt;
+ * jmp $-1".
+ */
+#define RESET_VECTOR 0xffff0ULL
+static const uint8_t reset_stub[] = { 0xb0, 0x06, 0xba, 0xf9, 0x0c,
+				      0xee, 0xf4, 0xeb, 0xfd };
+
+/*
  * ACPI tables at LOW_ACPI describing the vCPUs, the IOAPIC, the virtio-mmio
  * windows (as LNRO0005 devices: a stock Linux finds them nowhere else) and
  * the power registers. Returns the RSDP's address, or 0 after setting @err.
@@ -411,7 +424,13 @@ static uint64_t write_acpi(struct machine *m, int *ret, char *err,
 			  sizeof(aerr));
 	if (*ret < 0)
 		err_printf(err, errlen, *ret, "ACPI tables: %s", aerr);
-	else if ((*ret = mem_write(vm_mem(m->vm), LOW_ACPI, buf, used)) < 0)
+	else if (LOW_ACPI + used > RESET_VECTOR)
+		err_printf(err, errlen, *ret = -E2BIG,
+			   "ACPI tables: %zu bytes reach the reset vector",
+			   used);
+	else if ((*ret = mem_write(vm_mem(m->vm), LOW_ACPI, buf, used)) < 0 ||
+		 (*ret = mem_write(vm_mem(m->vm), RESET_VECTOR, reset_stub,
+				   sizeof(reset_stub))) < 0)
 		err_printf(err, errlen, *ret, "writing the ACPI tables");
 	free(buf);
 	return *ret < 0 ? 0 : rsdp;
