@@ -185,7 +185,7 @@ trap 'exit 143' TERM
 {
 	echo "export PATH='/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'"
 	echo "export HOME=/tmp TMPDIR=/tmp"
-	echo "export VMRUN_KVMHOST=1"
+	echo "export VMRUN_KVMHOST=1 VMRUN_KVMHOST_CPUS=$cpus"
 	while IFS='=' read -r name _; do
 		case "$name" in
 		VMRUN_* | ASAN_OPTIONS | UBSAN_OPTIONS | TSAN_OPTIONS | LSAN_OPTIONS | \
