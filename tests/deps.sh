@@ -7,7 +7,7 @@ pkgs=(meson ninja-build pkg-config gcc binutils python3
       libzstd-dev liblz4-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler
       protobuf-compiler
       libnl-3-dev libnl-route-3-dev libcunit1-dev iproute2
-      clang-format git afl++)
+      clang-format git afl++ xz-utils)
 
 missing=()
 for p in "${pkgs[@]}"; do

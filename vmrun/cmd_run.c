@@ -34,8 +34,10 @@ static void run_usage(FILE *f)
 		"  --initrd FILE      the initramfs for a Linux kernel\n"
 		"  --linux            boot the project's Linux test guest: Debian's kernel\n"
 		"                     and an initramfs made by tests/guest/linux/prepare.sh\n"
-		"                     (found in $VMRUN_CACHE or ~/.cache/vmrun); --cmdline\n"
-		"                     is appended to \"" LINUX_CMDLINE "\"\n"
+		"                     (found in $VMRUN_CACHE or ~/.cache/vmrun); the\n"
+		"                     kernel's vmlinux through its PVH entry (vmlinuz\n"
+		"                     if there is none); --cmdline is appended to\n"
+		"                     \"" LINUX_CMDLINE "\"\n"
 		"  --cmdline STRING   the guest's command line (default for the reference\n"
 		"                     guest: \"" DEFAULT_CMDLINE "\")\n"
 		"  --mem SIZE         guest RAM, e.g. 512M or 2G (default 256M)\n"
@@ -345,7 +347,10 @@ int cmd_run(int argc, char **argv)
 		}
 		if (find_linux_guest(ldir, sizeof(ldir)))
 			return EXIT_USAGE;
-		snprintf(lkernel, sizeof(lkernel), "%s/vmlinuz", ldir);
+		/* The ELF inside vmlinuz (PVH entry): no decompression. */
+		snprintf(lkernel, sizeof(lkernel), "%s/vmlinux", ldir);
+		if (access(lkernel, R_OK))
+			snprintf(lkernel, sizeof(lkernel), "%s/vmlinuz", ldir);
 		snprintf(linitrd, sizeof(linitrd), "%s/initrd.img", ldir);
 		kernel_path = lkernel;
 		initrd_path = linitrd;

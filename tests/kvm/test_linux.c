@@ -29,7 +29,9 @@
 #define DEADLINE_MS 300000
 
 static char out[CAP], err[CAP];
-static char kernel[4096], initrd[4096];
+static char kernel[4096], vmlinux[4096], initrd[4096];
+/* What boot() boots: vmlinuz (the bzImage entry) unless a test says. */
+static const char *boot_kernel = kernel;
 
 /* True if this KVM runs an unmodified kernel (not PVM). */
 static bool stock_kernels_boot(void)
@@ -51,10 +53,13 @@ static bool linux_files(void)
 	if (!dir)
 		return false;
 	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", dir);
+	snprintf(vmlinux, sizeof(vmlinux), "%s/vmlinux", dir);
 	snprintf(initrd, sizeof(initrd), "%s/initrd.img", dir);
-	TEST_CHECK(!access(kernel, R_OK) && !access(initrd, R_OK),
-		   "no %s or %s", kernel, initrd);
-	return !access(kernel, R_OK) && !access(initrd, R_OK);
+	TEST_CHECK(!access(kernel, R_OK) && !access(vmlinux, R_OK) &&
+			   !access(initrd, R_OK),
+		   "no %s, %s or %s", kernel, vmlinux, initrd);
+	return !access(kernel, R_OK) && !access(vmlinux, R_OK) &&
+	       !access(initrd, R_OK);
 }
 
 /*
@@ -124,9 +129,9 @@ static void parse_ticks(const char *s, struct ticks *t)
 static int boot(const char *cpus, const char *extra, const char *const *args)
 {
 	char cmdline[1024];
-	const char *a[32] = { "run",  "--kernel",  kernel,  "--initrd",
-			      initrd, "--cpus",	   cpus,    "--mem",
-			      "512M", "--console", "stdio", "--cmdline",
+	const char *a[32] = { "run",  "--kernel",  boot_kernel, "--initrd",
+			      initrd, "--cpus",	   cpus,	"--mem",
+			      "512M", "--console", "stdio",	"--cmdline",
 			      cmdline };
 	unsigned int n = 13;
 
@@ -185,6 +190,14 @@ static void test_linux_boots_1vcpu(void)
 static void test_linux_boots_4vcpus(void)
 {
 	workload("4");
+}
+
+/* The vmlinux ELF inside the same vmlinuz, through its PVH entry. */
+static void test_linux_boots_pvh(void)
+{
+	boot_kernel = vmlinux;
+	workload("2");
+	boot_kernel = kernel;
 }
 
 /* reboot(2) inside: the guest resets, vmrun exits 3. */
@@ -482,6 +495,7 @@ const struct test_case linux_tests[] = {
 	{ "bad_images", test_linux_bad_images },
 	{ "boots_1vcpu", test_linux_boots_1vcpu },
 	{ "boots_4vcpus", test_linux_boots_4vcpus },
+	{ "boots_pvh", test_linux_boots_pvh },
 	{ "disk_both_ways", test_linux_disk_both_ways },
 	{ "net_echo", test_linux_net_echo },
 	{ "reboot", test_linux_reboot },

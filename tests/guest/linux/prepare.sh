@@ -5,14 +5,16 @@
 #
 #   bash tests/guest/linux/prepare.sh
 #
-# Prints only the absolute path of a directory holding vmlinuz and
-# initrd.img, and exits 0; on failure prints one line on stderr and exits 1.
+# Prints only the absolute path of a directory holding vmlinuz, vmlinux
+# and initrd.img, and exits 0; on failure prints one line on stderr and exits 1.
 # Progress goes to stderr. The kernel package is the emulated host's
 # (tests/kvmhost/kvmhost.sh) if that was built, else whatever Debian's
 # linux-image-amd64 depends on. Everything is cached under
 # ${VMRUN_CACHE:-$XDG_CACHE_HOME/vmrun or ~/.cache/vmrun}/linux-<package>/:
 #
 #   vmlinuz                   the kernel, downloaded once with apt-get download
+#   vmlinux                   the ELF inside it (xz -d of its payload), which
+#                             boots through its PVH entry, undecompressed
 #   modules-<hash>.cpio       the modules and their load order (cpio newc)
 #   init-<recipe>             the static init, compiled here with cc
 #   initrd-<recipe>.img       the initramfs
@@ -51,7 +53,7 @@ need_pkgs() {
 		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
 		die "could not install ${missing[*]}"
 }
-need_pkgs gcc libc6-dev busybox-static cpio
+need_pkgs gcc libc6-dev busybox-static cpio xz-utils
 
 kernel_pkg() {
 	apt-cache depends linux-image-amd64 2>/dev/null |
@@ -80,7 +82,8 @@ recipe=$(cat "${sources[@]}" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
 recipe=$(printf '%s %s\n' "$recipe" "$modhash" | sha256sum | cut -c1-12)
 
 ready() {
-	[ -f "$out/vmlinuz" ] && [ -f "$out/initrd-$recipe.img" ] &&
+	[ -f "$out/vmlinuz" ] && [ -f "$out/vmlinux" ] &&
+		[ -f "$out/initrd-$recipe.img" ] &&
 		[ "$(readlink "$out/initrd.img")" = "initrd-$recipe.img" ]
 }
 
@@ -153,6 +156,29 @@ pack_modules() {
 		>"$tmp/modules.cpio" || die "cannot pack the modules"
 }
 
+# The kernel ELF inside the bzImage, which boots through its PVH entry
+# with no decompression: the setup header's payload_offset and
+# payload_length (boot protocol 2.08+) locate the compressed vmlinux
+# after the setup sectors. Writes $out/vmlinux.
+extract_vmlinux() {
+	local z=$out/vmlinuz sects off len magic
+	sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$z" | tr -d ' ')
+	off=$(od -An -tu4 -j $((0x248)) -N4 "$z" | tr -d ' ')
+	len=$(od -An -tu4 -j $((0x24c)) -N4 "$z" | tr -d ' ')
+	((sects)) || sects=4
+	off=$(((sects + 1) * 512 + off))
+	magic=$(od -An -tx1 -j "$off" -N6 "$z" | tr -d ' ')
+	[ "$magic" = fd377a585a00 ] ||
+		die "the kernel's payload is not xz (magic $magic); no vmlinux"
+	dd if="$z" bs=64K iflag=skip_bytes,count_bytes skip="$off" count="$len" \
+		status=none | xz -dc --single-stream >"$tmp/vmlinux" ||
+		die "cannot decompress the kernel's payload"
+	[ "$(od -An -c -N4 "$tmp/vmlinux" | tr -d ' ')" = 177ELF ] ||
+		die "the kernel's payload is not an ELF"
+	mv "$tmp/vmlinux" "$out/vmlinux"
+	say "vmlinux: $(($(stat -c %s "$out/vmlinux") >> 20)) MiB, from vmlinuz's xz payload"
+}
+
 # A cpio newc archive of one character device node: name mode major minor.
 cpio_node() {
 	local name=$1 mode=$2 major=$3 minor=$4 len
@@ -181,6 +207,7 @@ build() {
 		mv "$tmp/modules.cpio" "$out/modules-$modhash.cpio"
 		rm -rf "$tmp/pkg"
 	fi
+	[ -f "$out/vmlinux" ] || extract_vmlinux
 
 	# Built with the host compiler directly, never by meson: no
 	# sanitizer or coverage options of the host build reach it.
