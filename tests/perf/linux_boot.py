@@ -2,16 +2,18 @@
 # SPDX-License-Identifier: MIT
 """Time from starting the VMM to the Linux test guest's GUEST READY line,
 vmrun beside Debian's QEMU (-machine microvm -accel kvm) with the same
-kernel, initramfs, memory and vCPUs, alternating runs in the same session;
-and vmrun's memory beyond guest RAM at that moment (the resident size of
-every mapping that is not the guest's memfd).
+kernel, initramfs, memory and vCPUs, each through the kernel's two
+entries (the bzImage vmlinuz, and the vmlinux ELF inside it through its
+PVH entry), alternating runs in the same session; and vmrun's memory
+beyond guest RAM at that moment (the resident size of every mapping that
+is not the guest's memfd).
 
   python3 tests/perf/linux_boot.py --vmrun build/vmrun/vmrun --dir DIR \
       [--runs 5] [--cpus 1] [--mem 512] [--markdown]
 
-DIR holds vmlinuz and initrd.img (bash tests/guest/linux/prepare.sh).
-Needs a KVM that runs unmodified kernels (not PVM): tests/perf/run.sh runs
-it in the emulated host.
+DIR holds vmlinuz, vmlinux and initrd.img (bash
+tests/guest/linux/prepare.sh). Needs a KVM that runs unmodified kernels
+(not PVM): tests/perf/run.sh runs it in an emulated host of one CPU.
 """
 import argparse
 import os
@@ -93,47 +95,59 @@ def main():
     ap.add_argument("--mem", type=int, default=512)
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
-    k = os.path.join(a.dir, "vmlinuz")
     i = os.path.join(a.dir, "initrd.img")
-    vm = [a.vmrun, "run", "--kernel", k, "--initrd", i, "--cpus",
-          str(a.cpus), "--mem", f"{a.mem}M", "--cmdline", CMDLINE]
+    kernels = {"bzImage": os.path.join(a.dir, "vmlinuz"),
+               "PVH": os.path.join(a.dir, "vmlinux")}
+    configs = []
+    for entry, k in kernels.items():
+        if not os.path.exists(k):
+            continue
+        configs.append(("vmrun", entry, [
+            a.vmrun, "run", "--kernel", k, "--initrd", i, "--cpus",
+            str(a.cpus), "--mem", f"{a.mem}M", "--cmdline", CMDLINE]))
     qemu = shutil.which("qemu-system-x86_64")
-    qm = None
-    if qemu:
-        qm = [qemu, "-machine", "microvm,acpi=on,pit=on,pic=on,rtc=on",
-              "-accel", "kvm", "-cpu", "host", "-m", str(a.mem), "-smp",
-              str(a.cpus), "-kernel", k, "-initrd", i, "-append", CMDLINE,
-              "-nodefaults", "-no-user-config", "-nographic", "-serial",
-              "stdio", "-no-reboot"]
-    v_times, q_times, rss = [], [], []
+    for entry, k in kernels.items():
+        if qemu and os.path.exists(k):
+            configs.append(("QEMU microvm", entry, [
+                qemu, "-machine", "microvm,acpi=on,pit=on,pic=on,rtc=on",
+                "-accel", "kvm", "-cpu", "host", "-m", str(a.mem), "-smp",
+                str(a.cpus), "-kernel", k, "-initrd", i, "-append", CMDLINE,
+                "-nodefaults", "-no-user-config", "-nographic", "-serial",
+                "stdio", "-no-reboot"]))
+    times = {c[:2]: [] for c in configs}
+    rss = []
+    # Alternating, so a slow patch of the machine hits every VMM alike.
     for _ in range(a.runs):
-        t, r = one_run(vm)
-        v_times.append(t)
-        if r is not None:
-            rss.append(r)
-        if qm:
-            t, _ = one_run(qm)
-            q_times.append(t)
-    v = statistics.median(v_times)
-    line = (f"linux_boot: cpus={a.cpus} mem={a.mem}M runs={a.runs} "
-            f"vmrun_ready_s={v:.3f} (min {min(v_times):.3f})")
-    if q_times:
-        q = statistics.median(q_times)
-        line += (f" qemu_microvm_ready_s={q:.3f} (min {min(q_times):.3f})"
-                 f" ratio={v / q:.2f}")
+        for vmm, entry, argv in configs:
+            t, r = one_run(argv)
+            times[(vmm, entry)].append(t)
+            if vmm == "vmrun" and r is not None:
+                rss.append(r)
+    med = {c: statistics.median(t) for c, t in times.items()}
+    qref = med.get(("QEMU microvm", "bzImage"))
+    line = f"linux_boot: cpus={a.cpus} mem={a.mem}M runs={a.runs}"
+    for (vmm, entry), m in med.items():
+        key = f"{vmm.split()[0].lower()}_{entry.lower()}"
+        line += f" {key}_ready_s={m:.3f} (min {min(times[(vmm, entry)]):.3f})"
+    if qref:
+        for entry in kernels:
+            if ("vmrun", entry) in med:
+                line += (f" ratio_{entry.lower()}="
+                         f"{med[('vmrun', entry)] / qref:.2f}")
     if rss:
         line += f" vmrun_non_guest_rss_mib={max(rss) / 1024:.1f}"
     print(line)
     if a.markdown:
         print()
-        print("| vCPUs | vmrun to READY (median) | QEMU microvm to READY "
-              "(median) | ratio | vmrun memory beyond guest RAM |")
-        print("| --- | --- | --- | --- | --- |")
-        print(f"| {a.cpus} | {v:.3f} s | "
-              + (f"{statistics.median(q_times):.3f} s | "
-                 f"{v / statistics.median(q_times):.2f}x |"
-                 if q_times else "n/a | n/a |")
-              + (f" {max(rss) / 1024:.1f} MiB |" if rss else " n/a |"))
+        print("| vCPUs | VMM | kernel entry | to READY (median) | "
+              "of QEMU microvm with the bzImage | memory beyond guest RAM |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for (vmm, entry), m in med.items():
+            ratio = f"{m / qref:.2f}x" if qref else "n/a"
+            mem = (f"{max(rss) / 1024:.1f} MiB" if vmm == "vmrun" and rss
+                   else "")
+            print(f"| {a.cpus} | {vmm} | {entry} | {m:.3f} s | {ratio} | "
+                  f"{mem} |")
 
 
 if __name__ == "__main__":
