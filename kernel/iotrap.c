@@ -35,6 +35,10 @@ struct iotrap {
 	uint64_t unclaimed;				/* [a] */
 	unsigned int nr_reported;			/* [L] */
 	uint64_t reported[IOTRAP_MAX_REPORTED]; /* [L] logged addresses */
+	unsigned int nr_quiet;			/* [L] */
+	struct {
+		uint64_t base, len;
+	} quiet[IOTRAP_MAX_QUIET]; /* [L] probed, known absent */
 };
 
 int iotrap_create(enum iotrap_space space, struct iotrap **out)
@@ -176,14 +180,32 @@ static void range_put(struct iotrap *io, struct iotrap_range *r)
 	pthread_mutex_unlock(&io->lock);
 }
 
+int iotrap_quiet(struct iotrap *io, uint64_t base, uint64_t len)
+{
+	int ret = -ENOSPC;
+
+	if (!len || base + len < base)
+		return -EINVAL;
+	pthread_mutex_lock(&io->lock);
+	if (io->nr_quiet < IOTRAP_MAX_QUIET) {
+		io->quiet[io->nr_quiet].base = base;
+		io->quiet[io->nr_quiet++].len = len;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&io->lock);
+	return ret;
+}
+
 static void report_unclaimed(struct iotrap *io, uint64_t addr, uint32_t len,
 			     bool is_write)
 {
 	unsigned int i;
-	bool first = true;
+	bool first = true, quiet = false;
 
 	__atomic_add_fetch(&io->unclaimed, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&io->lock);
+	for (i = 0; i < io->nr_quiet; i++)
+		quiet |= addr - io->quiet[i].base < io->quiet[i].len;
 	for (i = 0; i < io->nr_reported; i++) {
 		if (io->reported[i] == addr) {
 			first = false;
@@ -195,7 +217,12 @@ static void report_unclaimed(struct iotrap *io, uint64_t addr, uint32_t len,
 	else if (first && io->nr_reported == IOTRAP_MAX_REPORTED)
 		first = false;
 	pthread_mutex_unlock(&io->lock);
-	if (first)
+	if (first && quiet)
+		pr_debug("%s %s of %u bytes at %#llx: absent hardware probed",
+			 io->space == IOTRAP_PIO ? "port" : "MMIO",
+			 is_write ? "write" : "read", len,
+			 (unsigned long long)addr);
+	else if (first)
 		pr_warn("unclaimed %s %s of %u bytes at %#llx (ignored; logged once)",
 			io->space == IOTRAP_PIO ? "port" : "MMIO",
 			is_write ? "write" : "read", len,

@@ -46,6 +46,16 @@ int iotrap_unregister(struct iotrap *io, uint64_t base) __must_check;
 int iotrap_dispatch(struct iotrap *io, struct vcpu *vcpu, uint64_t addr,
 		    void *data, uint32_t len, bool is_write);
 
+/*
+ * Marks [@base, @base + @len) as hardware the machine does not have but an
+ * operating system probes for (other COM ports, a Super I/O chip, PCI
+ * configuration ports): accesses there that hit no range still read as all
+ * ones and are counted, but are logged only at debug level, not warned
+ * about. At most IOTRAP_MAX_QUIET ranges; -ENOSPC beyond.
+ */
+#define IOTRAP_MAX_QUIET 16
+int iotrap_quiet(struct iotrap *io, uint64_t base, uint64_t len) __must_check;
+
 /* Number of accesses that hit no range (for tests and stats). */
 uint64_t iotrap_unclaimed(const struct iotrap *io);
 

@@ -17,6 +17,7 @@
 #include "kernel/dirty.h"
 #include "kernel/util/bitmap.h"
 #include "kernel/dev/dev_table.h"
+#include "kernel/iotrap.h"
 #include "kernel/dev/serial.h"
 #include "kernel/dev/virtio.h"
 #include "kernel/irq.h"
@@ -252,6 +253,31 @@ static int add_virtio(struct machine *m, const struct dev_table_entry *e,
 }
 
 /*
+ * Ports a PC operating system probes for hardware this machine does not
+ * have (Linux does at every boot): the DMA page registers, Super I/O
+ * configuration (0x2e, 0x4e), COM2-COM4, and PCI's configuration
+ * mechanism #1 (0xcf8-0xcff, around the reset control register 0xcf9).
+ * They read as all ones, as on a PC, without a warning each.
+ */
+static const struct {
+	uint16_t base, len;
+} absent_ports[] = {
+	{ 0x80, 0x10 }, { 0x2e, 2 },  { 0x4e, 2 },  { 0x2e8, 8 },
+	{ 0x2f8, 8 },	{ 0x3e8, 8 }, { 0xcf8, 1 }, { 0xcfa, 6 },
+};
+
+static int quiet_absent_ports(struct machine *m)
+{
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < ARRAY_SIZE(absent_ports) && !ret; i++)
+		ret = iotrap_quiet(vm_pio(m->vm), absent_ports[i].base,
+				   absent_ports[i].len);
+	return ret;
+}
+
+/*
  * Creates the devices in dev_table order. Virtio devices get consecutive
  * MMIO windows and GSIs and are listed in the boot info.
  */
@@ -259,7 +285,7 @@ static int create_devices(struct machine *m, const struct machine_config *cfg,
 			  char *err, size_t errlen)
 {
 	unsigned int i, j, nv = 0;
-	int ret = 0;
+	int ret = quiet_absent_ports(m);
 
 	for (i = 0; i < dev_table_len && !ret; i++) {
 		const struct dev_table_entry *e = &dev_table[i];

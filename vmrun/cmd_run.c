@@ -393,9 +393,10 @@ int cmd_run(int argc, char **argv)
 	    access("/sys/module/kvm_amd", F_OK))
 		pr_warn("this host's KVM is PVM: a stock Linux kernel needs VMX or SVM and will not boot here in reasonable time (a PVM guest kernel would)");
 	ret = machine_create(&cfg, &m, err, sizeof(err));
-	if (kdata && ret < 0)
+	/* The kernel and initramfs are in guest memory now (or never will
+	 * be); the machine keeps no pointer to either. */
+	if (kdata)
 		munmap(kdata, ksize);
-	/* The initramfs is in guest memory now (or never will be). */
 	if (idata)
 		munmap(idata, isize);
 	if (ret < 0) {
@@ -407,10 +408,7 @@ int cmd_run(int argc, char **argv)
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
-	ret = vmrun_serve(m, ctl_path, NULL);
-	if (kdata)
-		munmap(kdata, ksize);
-	return ret;
+	return vmrun_serve(m, ctl_path, NULL);
 }
 
 int vmrun_serve(struct machine *m, const char *ctl_path,

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "kernel/util/log.h"
@@ -91,6 +93,46 @@ static void test_iotrap_unclaimed_reads_ones(void)
 	iotrap_destroy(io);
 }
 
+/* Quiet ranges: read as all ones and counted, not warned about. */
+static void test_iotrap_quiet(void)
+{
+	enum log_level lvl = log_get_level();
+	char log[512] = { 0 };
+	struct iotrap *io;
+	uint8_t buf[2] = { 0 };
+	FILE *f = tmpfile();
+	int saved, i, ret = 0;
+
+	TEST_ASSERT(f && iotrap_create(IOTRAP_PIO, &io) == 0, "create");
+	TEST_ASSERT(iotrap_quiet(io, 0x2e, 0) == -EINVAL, "empty range");
+	TEST_ASSERT(iotrap_quiet(io, ~0ULL, 2) == -EINVAL, "wrapping range");
+	for (i = 0; i < IOTRAP_MAX_QUIET && !ret; i++)
+		ret = iotrap_quiet(io, 0x2e + 0x100 * (uint64_t)i, 2);
+	TEST_ASSERT(ret == 0, "quiet range %d: %d", i, ret);
+	TEST_ASSERT(iotrap_quiet(io, 0x4e, 2) == -ENOSPC, "a 17th range");
+	log_set_level(LOG_WARN);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fileno(f), 2);
+	iotrap_dispatch(io, NULL, 0x2f, buf, 1, false);
+	iotrap_dispatch(io, NULL, 0x2e, buf + 1, 1, true);
+	iotrap_dispatch(io, NULL, 0x30, buf, 1, false);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	log_set_level(lvl);
+	rewind(f);
+	TEST_ASSERT(fread(log, 1, sizeof(log) - 1, f) > 0, "nothing logged");
+	fclose(f);
+	TEST_ASSERT(strstr(log, "0x30 ") && !strstr(log, "0x2e") &&
+			    !strstr(log, "0x2f"),
+		    "log: %s", log);
+	TEST_ASSERT(buf[0] == 0xff, "quiet read gave %#x", buf[0]);
+	TEST_ASSERT(iotrap_unclaimed(io) == 3, "unclaimed count %llu",
+		    (unsigned long long)iotrap_unclaimed(io));
+	iotrap_destroy(io);
+}
+
 static int slow_fn(struct vcpu *vcpu __attribute__((unused)),
 		   uint64_t addr __attribute__((unused)),
 		   void *data __attribute__((unused)),
@@ -161,6 +203,7 @@ static void test_iotrap_unregister_waits_for_handler(void)
 const struct test_case iotrap_tests[] = {
 	{ "dispatch_and_overlap", test_iotrap_dispatch_and_overlap },
 	{ "unclaimed_reads_ones", test_iotrap_unclaimed_reads_ones },
+	{ "quiet", test_iotrap_quiet },
 	{ "unregister_waits_for_handler",
 	  test_iotrap_unregister_waits_for_handler },
 	{ NULL, NULL },
