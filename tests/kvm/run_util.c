@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <stdio.h>
@@ -148,6 +149,94 @@ unsigned long long last_kv(const char *s, const char *prefix, const char *key)
 	if (!k || (strchr(line, '\n') && k > strchr(line, '\n')))
 		return ~0ULL;
 	return strtoull(k + strlen(pat), NULL, 0);
+}
+
+pid_t spawn_vmrun(const char *const *argv, const char *err_path, int keep_fd)
+{
+	const char *a[64] = { "vmrun" };
+	unsigned int n = 1;
+	pid_t pid;
+
+	while (*argv && n < 63)
+		a[n++] = *argv++;
+	a[n] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		int e = err_path ? open(err_path, O_CREAT | O_TRUNC | O_WRONLY,
+					0600) :
+				   -1;
+
+		/* Gone with the test process, whatever becomes of the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(e >= 0 ? e : null, 2);
+		if (keep_fd >= 0) {
+			dup2(keep_fd, 3);
+			fcntl(3, F_SETFD, 0);
+		}
+		execv(VMRUN_BIN, (char *const *)(uintptr_t)a);
+		_exit(127);
+	}
+	return pid;
+}
+
+bool wait_file(const char *path, pid_t pid, int timeout_ms)
+{
+	int i, st;
+
+	for (i = 0; i < timeout_ms / 10; i++) {
+		if (!access(path, F_OK))
+			return true;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return false;
+		usleep(10000);
+	}
+	return !access(path, F_OK);
+}
+
+bool console_scan(const char *path, struct console_scan *cs)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	size_t at = 0;
+
+	memset(cs, 0, sizeof(*cs));
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long n, w, v, mm;
+		bool wrong = false;
+		int end = -1;
+
+		line[strcspn(line, "\r\n")] = 0;
+		if (strstr(line, "GUEST FAIL")) {
+			wrong = true;
+		} else if (!strstr(line, "GUEST TICK")) {
+			continue;
+		} else if (sscanf(line,
+				  "GUEST TICK n=%llu written=%llu "
+				  "verified=%llu mismatches=%llu%n",
+				  &n, &w, &v, &mm, &end) == 4 &&
+			   end == (int)strlen(line)) {
+			if (!cs->ticks++) {
+				cs->first_n = n;
+				cs->first_verified = v;
+			}
+			cs->last_n = n;
+			cs->last_verified = v;
+			wrong = mm != 0;
+		} else {
+			cs->broken++;
+		}
+		if (wrong && cs->bad++ < 8 && at < sizeof(cs->why))
+			at += (size_t)snprintf(cs->why + at,
+					       sizeof(cs->why) - at, "\n  %s",
+					       line);
+	}
+	fclose(f);
+	return true;
 }
 
 /* Sends every frame back where it came from. */

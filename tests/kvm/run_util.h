@@ -28,10 +28,48 @@ int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
 		    int timeout_ms, int sig, run_until_t until, void *arg);
 
 /*
+ * Starts VMRUN_BIN with @argv (NULL-terminated, without argv[0]) in the
+ * background: no standard input or output, standard error into the file
+ * @err_path (or nowhere), and @keep_fd (or -1) passed on as fd 3. The
+ * process is killed when the test process dies. Returns its pid.
+ */
+#include <sys/types.h>
+pid_t spawn_vmrun(const char *const *argv, const char *err_path, int keep_fd);
+
+/*
+ * Waits (a deadline, not a window) until the file at @path exists; false
+ * if @pid exited first or the deadline passed.
+ */
+bool wait_file(const char *path, pid_t pid, int timeout_ms);
+
+/*
  * The value of " @key=" in the last line of @s that holds @prefix (a
  * console's "GUEST IO" line, say), or ~0 if there is none.
  */
 unsigned long long last_kv(const char *s, const char *prefix, const char *key);
+
+/*
+ * What a guest's console file says (the reference guest's and the Linux
+ * guest's contract, docs/guest.md). A console file is written a byte at
+ * a time, so a restore or a reset into the middle of a line splices the
+ * line it cut with the rest of the line the saved state had begun, and
+ * the last line may be cut short: such TICK lines are counted as
+ * @broken, not read. A splice never forms a whole TICK line with
+ * mismatches (the saved state's line had none to finish), so @bad holds
+ * only what the guest itself reported: FAIL lines and whole TICK lines
+ * with mismatches, the first few quoted in @why.
+ */
+struct console_scan {
+	unsigned int ticks;  /* whole TICK lines */
+	unsigned int broken; /* TICK lines not whole (splices, a cut end) */
+	unsigned int bad;
+	unsigned long long first_n, last_n; /* n= of the first, last */
+	unsigned long long first_verified, last_verified;
+	char why[1024];
+};
+
+/* Scans the console file at @path; false if it cannot be read. */
+bool console_scan(const char *path, struct console_scan *cs);
 
 /* A thread that sends every frame on @fd back where it came from. */
 struct echo {

@@ -431,53 +431,6 @@ static void wait_more_ticks(const char *path, unsigned int more)
 }
 
 /*
- * Counts what the guest's console says is wrong: FAIL lines, and TICK
- * lines with mismatches. The console file is written a byte at a time and
- * a reset puts the guest back to the checkpoint's place in its output, so
- * each reset may splice the line it cut with the rest of the line the
- * checkpoint cut, and the last line may be cut short; up to @splices
- * lines that are not well formed are taken for those (a splice never forms a whole TICK line with mismatches, since
- * the checkpoint's line had none). The lines found go into @why.
- */
-static int console_bad(const char *path, unsigned int splices, char *why,
-		       size_t len)
-{
-	FILE *f = fopen(path, "r");
-	char line[512];
-	unsigned long long n, w, v, mm;
-	unsigned int broken = 0;
-	size_t at = 0;
-	int bad = 0, end;
-
-	why[0] = 0;
-	if (!f)
-		return snprintf(why, len, "no console %s", path), 1;
-	while (fgets(line, sizeof(line), f)) {
-		bool wrong;
-
-		line[strcspn(line, "\r\n")] = 0;
-		if (strstr(line, "GUEST FAIL")) {
-			wrong = true;
-		} else if (!strstr(line, "GUEST TICK")) {
-			continue;
-		} else if (end = -1, sscanf(line,
-					    "GUEST TICK n=%llu written=%llu "
-					    "verified=%llu mismatches=%llu%n",
-					    &n, &w, &v, &mm, &end) == 4 &&
-					     end == (int)strlen(line)) {
-			wrong = mm != 0;
-		} else {
-			wrong = ++broken > splices;
-		}
-		if (wrong && bad++ < 8 && at < len)
-			at += (size_t)snprintf(why + at, len - at, "\n  %s",
-					       line);
-	}
-	fclose(f);
-	return bad;
-}
-
-/*
  * ctl checkpoint / reset on a guest writing memory all the time: every
  * reset verified against the whole checkpoint, also after a save took
  * the dirty pages for its own chain; the guest's own checks still find
@@ -487,9 +440,10 @@ static void test_fuzz_ctl_checkpoint(void)
 {
 	char *out = malloc(CAP), *err = malloc(CAP), sock[96], con[160],
 	     log[128], img[128], img2[128];
+	struct console_scan cs;
 	struct dirs d;
 	pid_t pid;
-	int rc, st, i, bad;
+	int rc, st, i;
 
 	dirs_make(&d);
 	snprintf(sock, sizeof(sock), "%s/ctl.sock", d.top);
@@ -554,9 +508,10 @@ static void test_fuzz_ctl_checkpoint(void)
 	waitpid(pid, &st, 0);
 	TEST_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "vmrun run: %d", st);
 	/* A splice for each of the 4 resets, and the line the stop cut. */
-	bad = console_bad(log, 5, err, CAP);
-	TEST_ASSERT(bad == 0, "the guest found bad memory after a reset: %s",
-		    err);
+	TEST_ASSERT(console_scan(log, &cs) && cs.bad == 0 && cs.broken <= 5,
+		    "the guest found bad memory after a reset (%u broken "
+		    "lines):%s",
+		    cs.broken, cs.why);
 	rm_tree(d.top);
 	free(out);
 	free(err);
