@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -47,6 +48,7 @@ struct stream {
 
 	int fd;
 	bool own_fd;
+	bool sock; /* writes with send(MSG_NOSIGNAL) */
 
 	/* Memory back ends. */
 	const uint8_t *mem_in;
@@ -71,7 +73,8 @@ static int fd_write_full(struct stream *s, const void *buf, size_t len)
 	const uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = write(s->fd, p, len);
+		ssize_t n = s->sock ? send(s->fd, p, len, MSG_NOSIGNAL) :
+				      write(s->fd, p, len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -225,21 +228,31 @@ int stream_open_file_write(const char *path, struct stream **out)
 	return stream_open_path(path, O_WRONLY | O_CREAT | O_TRUNC, true, out);
 }
 
-int stream_open_fd(int fd, struct stream **out)
+int stream_open_fd_dir(int fd, bool writing, struct stream **out)
 {
 	struct stream *s;
-	int flags = fcntl(fd, F_GETFL);
+	struct stat st;
 	int ret;
 
-	if (flags < 0)
+	if (fstat(fd, &st) < 0)
 		return -errno;
-	ret = stream_alloc(&fd_ops, (flags & O_ACCMODE) == O_WRONLY, true, &s);
+	ret = stream_alloc(&fd_ops, writing, true, &s);
 	if (ret < 0)
 		return ret;
 	s->fd = fd;
+	s->sock = S_ISSOCK(st.st_mode);
 	stream_probe_fd(s);
 	*out = s;
 	return 0;
+}
+
+int stream_open_fd(int fd, struct stream **out)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0)
+		return -errno;
+	return stream_open_fd_dir(fd, (flags & O_ACCMODE) == O_WRONLY, out);
 }
 
 int stream_open_mem_read(const void *buf, size_t len, struct stream **out)

@@ -51,6 +51,13 @@ int stream_open_file_write(const char *path, struct stream **out) __must_check;
  */
 int stream_open_fd(int fd, struct stream **out) __must_check;
 
+/*
+ * The same for a descriptor open both ways (a socket): @writing says
+ * which way the stream goes. Writes to a socket never raise SIGPIPE; a
+ * closed peer is -EPIPE.
+ */
+int stream_open_fd_dir(int fd, bool writing, struct stream **out) __must_check;
+
 /* Reads from @len bytes at @buf, which must outlive the stream. */
 int stream_open_mem_read(const void *buf, size_t len,
 			 struct stream **out) __must_check;

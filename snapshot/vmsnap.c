@@ -569,6 +569,65 @@ static int collect_round(struct machine *m, uint64_t *round, uint64_t *all,
 	return ret;
 }
 
+/* What a live save's last running round wrote, and how fast. */
+struct live_round {
+	uint64_t pages, bytes, ns;
+};
+
+/* Writes a live round (@dirty, or all of memory) and times it. */
+static int live_put(struct image *img, struct machine *m, struct stream *s,
+		    const uint64_t *dirty, uint64_t pages,
+		    const struct vmsnap_save_opts *o, struct live_round *lr,
+		    char *err, size_t errlen)
+{
+	uint64_t t = vmsnap_now_ns(), b = stream_bytes_written(s);
+	int ret = put_pages(img, m, dirty, o, err, errlen);
+
+	if (!ret) {
+		ret = stream_flush(s);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "writing memory: %s",
+				   strerror(-ret));
+	}
+	lr->pages = pages;
+	lr->bytes = stream_bytes_written(s) - b;
+	lr->ns = vmsnap_now_ns() - t;
+	return ret;
+}
+
+/*
+ * How many pages the frozen last round may hold: VMSNAP_LIVE_FINAL_PAGES,
+ * or with a downtime target as many as the last round's rate (its bytes
+ * per page, its bytes per second) sends in that time.
+ */
+static uint64_t final_pages(const struct vmsnap_save_opts *o,
+			    const struct live_round *lr)
+{
+	double per_page, per_s;
+
+	if (!o->downtime_ns || !lr->pages || !lr->ns)
+		return VMSNAP_LIVE_FINAL_PAGES;
+	per_page = (double)lr->bytes / (double)lr->pages;
+	per_s = (double)lr->bytes * 1e9 / (double)lr->ns;
+	if (per_page < 1)
+		per_page = 1;
+	return (uint64_t)(per_s * ((double)o->downtime_ns / 1e9) / per_page);
+}
+
+/* The image is complete: make it durable, then let the caller commit it
+ * (rename it into place, or hear the migration's destination accept
+ * it), all before the machine thaws. */
+static int sync_and_commit(struct stream *s, const struct vmsnap_save_opts *o,
+			   char *err, size_t errlen)
+{
+	int ret = stream_sync(s);
+
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "writing the image: %s",
+				  strerror(-ret));
+	return o->commit ? o->commit(o->commit_opaque, err, errlen) : 0;
+}
+
 /*
  * A live save (pre-copy into the file): memory is written while the
  * vCPUs run, then written again as far as the guest dirtied it, round
@@ -584,9 +643,12 @@ static int save_live(struct machine *m, struct stream *s,
 {
 	size_t nbits = mem_seg_pages(machine_ram(m));
 	uint64_t *round = bitmap_alloc(nbits), t1, n, prev = UINT64_MAX;
+	unsigned int r, max_rounds = o->live_max_rounds ?
+					     o->live_max_rounds :
+					     VMSNAP_LIVE_MAX_ROUNDS;
 	struct capture cs = { 0 };
+	struct live_round lr = { 0 };
 	struct image *img = NULL;
-	unsigned int r;
 	int ret;
 
 	if (!round)
@@ -598,19 +660,24 @@ static int save_live(struct machine *m, struct stream *s,
 				  errlen);
 	capture_free(&cs);
 	if (!ret)
-		ret = put_pages(img, m, o->incremental ? round : NULL, o, err,
-				errlen);
-	for (r = 1; !ret && r <= VMSNAP_LIVE_MAX_ROUNDS; r++) {
+		ret = live_put(img, m, s, o->incremental ? round : NULL,
+			       o->incremental ? bitmap_weight(round, nbits) :
+						nbits,
+			       o, &lr, err, errlen);
+	for (r = 1; !ret && r <= max_rounds; r++) {
 		ret = collect_round(m, round, all, nbits, NULL, err, errlen);
 		if (ret < 0)
 			break;
 		n = bitmap_weight(round, nbits);
+		if (o->round)
+			o->round(o->opaque, r - 1, lr.pages, lr.bytes, lr.ns,
+				 n);
 		st->rounds = r;
 		/* Small enough, or not shrinking: the rest goes frozen. */
 		if (r >= o->live_rounds &&
-		    (n <= VMSNAP_LIVE_FINAL_PAGES || n >= prev - prev / 8))
+		    (n <= final_pages(o, &lr) || n >= prev - prev / 8))
 			break;
-		ret = put_pages(img, m, round, o, err, errlen);
+		ret = live_put(img, m, s, round, n, o, &lr, err, errlen);
 		/* Written: only what comes after goes in the last round. */
 		bitmap_zero(round, nbits);
 		prev = n;
@@ -645,12 +712,8 @@ static int save_live(struct machine *m, struct stream *s,
 		ret = put_state(img, m, &cs, err, errlen);
 	if (!ret)
 		ret = end_image(img, m, s, st, err, errlen);
-	if (!ret) {
-		ret = stream_sync(s);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "writing the image: %s",
-				   strerror(-ret));
-	}
+	if (!ret)
+		ret = sync_and_commit(s, o, err, errlen);
 	machine_thaw(m);
 	st->frozen_ns = vmsnap_now_ns() - t1;
 out:
@@ -761,14 +824,104 @@ static int fsync_dir(const char *path)
 	return ret;
 }
 
+/*
+ * A save onto @s, which is open: the machine frozen (or, live, frozen at
+ * the end), the image written and synced, @o->commit asked, the machine
+ * thawed. On failure every dirty page it collected is given back, so the
+ * next save still writes them.
+ */
+static int save_on(struct machine *m, struct stream *s,
+		   const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
+		   char *err, size_t errlen)
+{
+	uint64_t *dirty = NULL, t1;
+	bool collected = false;
+	int ret = 0;
+
+	if ((o->chain || o->live) &&
+	    !(dirty = bitmap_alloc(mem_seg_pages(machine_ram(m)))))
+		return -ENOMEM;
+	/* A lazily restored VM's memory must be whole before it is read. */
+	ret = machine_mem_wait(m);
+	if (ret < 0) {
+		err_printf(
+			err, errlen, ret,
+			"the guest's memory could not be loaded from its image");
+		goto out;
+	}
+	if (o->live) {
+		/* Whatever it collected is in @dirty, to give back. */
+		collected = true;
+		ret = save_live(m, s, o, dirty, st, err, errlen);
+		goto out;
+	}
+	ret = freeze_vm(m, err, errlen);
+	if (ret < 0)
+		goto out;
+	t1 = vmsnap_now_ns();
+	if (o->chain) {
+		ret = machine_dirty_collect(m, dirty);
+		if (ret < 0)
+			err_printf(err, errlen, ret, "dirty tracking: %s",
+				   strerror(-ret));
+		collected = !ret;
+	}
+	if (!ret)
+		ret = vmsnap_save(m, s, o, o->incremental ? dirty : NULL, st,
+				  err, errlen);
+	if (!ret)
+		ret = sync_and_commit(s, o, err, errlen);
+	machine_thaw(m);
+	st->frozen_ns = vmsnap_now_ns() - t1;
+out:
+	if (ret < 0 && collected)
+		machine_dirty_return(m, dirty);
+	bitmap_free(dirty);
+	return ret;
+}
+
+int vmsnap_save_stream(struct machine *m, struct stream *s,
+		       const struct vmsnap_save_opts *o,
+		       struct vmsnap_stats *st, char *err, size_t errlen)
+{
+	uint64_t t0 = vmsnap_now_ns();
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	if (o->incremental || o->chain)
+		return err_printf(err, errlen, -EINVAL,
+				  "a stream holds a whole machine, not a link "
+				  "of a chain");
+	ret = save_on(m, s, o, st, err, errlen);
+	st->ns = vmsnap_now_ns() - t0;
+	return ret;
+}
+
+struct rename_ctx {
+	const char *tmp, *path;
+};
+
+/* The file save's commit: the complete image takes the path's place. */
+static int commit_rename(void *opaque, char *err, size_t errlen)
+{
+	const struct rename_ctx *r = opaque;
+	int ret;
+
+	if (rename(r->tmp, r->path) == 0)
+		return 0;
+	ret = -errno;
+	return err_printf(err, errlen, ret, "renaming %s to %s: %s", r->tmp,
+			  r->path, strerror(-ret));
+}
+
 int vmsnap_save_file(struct machine *m, const char *path,
 		     const struct vmsnap_save_opts *o, struct vmsnap_stats *st,
 		     char *err, size_t errlen)
 {
-	uint64_t t0 = vmsnap_now_ns(), t1;
+	uint64_t t0 = vmsnap_now_ns();
 	struct vmsnap_chain *chain = o->chain;
-	uint64_t *dirty = NULL;
-	bool collected = false;
+	struct vmsnap_save_opts fo = *o;
+	struct rename_ctx rc;
 	struct stream *s = NULL;
 	char tmp[4096];
 	struct stat sb;
@@ -786,6 +939,9 @@ int vmsnap_save_file(struct machine *m, const char *path,
 		if (ret < 0)
 			return ret;
 	}
+	if (o->live && !chain)
+		return err_printf(err, errlen, -EINVAL,
+				  "a live save needs dirty tracking");
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path,
 			     (int)getpid()) >= sizeof(tmp))
 		return err_printf(err, errlen, -ENAMETOOLONG,
@@ -794,60 +950,11 @@ int vmsnap_save_file(struct machine *m, const char *path,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s: %s", tmp,
 				  strerror(-ret));
-	if (chain && !(dirty = bitmap_alloc(mem_seg_pages(machine_ram(m))))) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* A lazily restored VM's memory must be whole before it is read. */
-	ret = machine_mem_wait(m);
-	if (ret < 0) {
-		err_printf(
-			err, errlen, ret,
-			"the guest's memory could not be loaded from its image");
-		goto out;
-	}
-	if (o->live) {
-		if (!dirty) {
-			ret = err_printf(err, errlen, -EINVAL,
-					 "a live save needs dirty tracking");
-			goto out;
-		}
-		/* Whatever it collected is in @dirty, to give back. */
-		collected = true;
-		ret = save_live(m, s, o, dirty, st, err, errlen);
-		goto written;
-	}
-	ret = freeze_vm(m, err, errlen);
-	if (ret < 0)
-		goto out;
-	t1 = vmsnap_now_ns();
-	if (chain) {
-		ret = machine_dirty_collect(m, dirty);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "dirty tracking: %s",
-				   strerror(-ret));
-		collected = !ret;
-	}
-	if (!ret)
-		ret = vmsnap_save(m, s, o, o->incremental ? dirty : NULL, st,
-				  err, errlen);
-	if (!ret) {
-		ret = stream_sync(s);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "%s: %s", tmp,
-				   strerror(-ret));
-	}
-	machine_thaw(m);
-	st->frozen_ns = vmsnap_now_ns() - t1;
-written:
-	if (!ret && rename(tmp, path) < 0) {
-		ret = -errno;
-		err_printf(err, errlen, ret, "renaming %s to %s: %s", tmp, path,
-			   strerror(-ret));
-	}
-	/* A failed save gives its pages back: the next one still has them. */
-	if (ret < 0 && collected)
-		machine_dirty_return(m, dirty);
+	rc.tmp = tmp;
+	rc.path = path;
+	fo.commit = commit_rename;
+	fo.commit_opaque = &rc;
+	ret = save_on(m, s, &fo, st, err, errlen);
 	if (!ret && fsync_dir(path) < 0)
 		pr_warn("%s: cannot sync its directory", path);
 	if (!ret && chain) {
@@ -857,11 +964,9 @@ written:
 		chain->valid = true;
 		st->links = chain->links;
 	}
-out:
 	stream_close(s);
 	if (ret < 0)
 		unlink(tmp);
-	bitmap_free(dirty);
 	st->ns = vmsnap_now_ns() - t0;
 	return ret;
 }

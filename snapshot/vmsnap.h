@@ -45,6 +45,11 @@ enum {
 /* Called between slices of memory: @done of @total pages written/read. */
 typedef void (*vmsnap_progress_t)(void *opaque, uint64_t done, uint64_t total);
 
+/* A live save's round @round: @pages written as @bytes in @ns while the
+ * vCPUs ran; @next pages are dirty again already. */
+typedef void (*vmsnap_round_t)(void *opaque, unsigned int round, uint64_t pages,
+			       uint64_t bytes, uint64_t ns, uint64_t next);
+
 struct vmsnap_stats {
 	uint64_t bytes;	     /* image bytes written or read */
 	uint64_t pages;	     /* guest pages carried, zero pages included */
@@ -99,6 +104,25 @@ struct vmsnap_save_opts {
 	 */
 	bool live;
 	unsigned int live_rounds; /* at least this many running rounds */
+	/*
+	 * Live: the last round, frozen, should take about this long at the
+	 * rate rounds were written so far (0: stop at
+	 * VMSNAP_LIVE_FINAL_PAGES); at most @live_max_rounds running rounds
+	 * (0: VMSNAP_LIVE_MAX_ROUNDS).
+	 */
+	uint64_t downtime_ns;
+	unsigned int live_max_rounds;
+	/* Live: after each round written with the vCPUs running (may be
+	 * NULL). */
+	vmsnap_round_t round;
+	/*
+	 * Called once the image is complete and synced, with the machine
+	 * still frozen (may be NULL): non-zero fails the save, which then
+	 * thaws the machine and gives its dirty pages back. A migration
+	 * waits here for its destination to accept the machine.
+	 */
+	int (*commit)(void *opaque, char *err, size_t errlen);
+	void *commit_opaque;
 	vmsnap_progress_t progress;
 	void *opaque;
 };
@@ -111,6 +135,17 @@ struct vmsnap_save_opts {
 int vmsnap_save(struct machine *m, struct stream *s,
 		const struct vmsnap_save_opts *o, const uint64_t *dirty,
 		struct vmsnap_stats *st, char *err, size_t errlen) __must_check;
+
+/*
+ * Writes @m onto the open stream @s as one whole image, live or frozen as
+ * @o says (no chain: @o->chain and @o->incremental must be unset), and
+ * asks @o->commit before the machine thaws. On failure @m runs on and
+ * the dirty pages the save collected are given back.
+ */
+int vmsnap_save_stream(struct machine *m, struct stream *s,
+		       const struct vmsnap_save_opts *o,
+		       struct vmsnap_stats *st, char *err,
+		       size_t errlen) __must_check;
 
 /*
  * Freezes @m, writes the image to a temporary file beside @path, fsyncs
@@ -159,6 +194,10 @@ struct vmsnap_restore_opts {
 	 * only the pages the guest touches are read. */
 	bool lazy_demand;
 	vmsnap_lazy_done_t lazy_done;
+	/* The machine this side was started for: memory in bytes and vCPUs
+	 * (0: whatever the image says); an image of another is refused. */
+	uint64_t want_mem;
+	unsigned int want_cpus;
 	vmsnap_progress_t progress;
 	void *opaque;
 };
@@ -175,6 +214,17 @@ struct vmsnap_restore_opts {
 int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 			struct machine **out, struct vmsnap_stats *st,
 			char *err, size_t errlen) __must_check;
+
+/*
+ * The same from the open stream @s (a migration's socket), read once in
+ * order, which it takes over (and closes; not the fd under it): a whole
+ * machine, never an incremental image, never lazily. @name is for
+ * messages.
+ */
+int vmsnap_restore_stream(struct stream *s, const char *name,
+			  const struct vmsnap_restore_opts *o,
+			  struct machine **out, struct vmsnap_stats *st,
+			  char *err, size_t errlen) __must_check;
 
 /* What an image holds (vmrun image info). */
 struct vmsnap_info {

@@ -71,6 +71,18 @@ static int on_machine(struct rctx *c, const void *data, size_t len)
 		return err_printf(c->err, c->errlen, -EINVAL,
 				  "memory of %llu bytes is out of range",
 				  (unsigned long long)mc->mem_bytes);
+	if (c->o->want_mem && c->o->want_mem != mc->mem_bytes)
+		return err_printf(
+			c->err, c->errlen, -EINVAL,
+			"the machine has %llu MiB of memory, this side "
+			"was given %llu MiB",
+			(unsigned long long)(mc->mem_bytes >> 20),
+			(unsigned long long)(c->o->want_mem >> 20));
+	if (c->o->want_cpus && c->o->want_cpus != mc->nr_vcpus)
+		return err_printf(c->err, c->errlen, -EINVAL,
+				  "the machine has %u vCPUs, this side was "
+				  "given %u",
+				  mc->nr_vcpus, c->o->want_cpus);
 	c->cpus = calloc(mc->nr_vcpus, sizeof(*c->cpus));
 	c->total_pages = mc->mem_bytes / PAGE_SIZE;
 	return c->cpus ? 0 : -ENOMEM;
@@ -559,12 +571,17 @@ static uint64_t link_size(const struct link *l)
 	return stat(l->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
-static int link_open(struct link *l, const char *path, char *err, size_t errlen)
+/* Opens the link at @path, or with @s (which it then owns) that stream,
+ * named @path in messages. */
+static int link_open(struct link *l, const char *path, struct stream *s,
+		     char *err, size_t errlen)
 {
-	int ret;
+	int ret = 0;
 
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	ret = stream_open_file_read(path, &l->s);
+	l->s = s;
+	if (!s)
+		ret = stream_open_file_read(path, &l->s);
 	if (ret < 0)
 		return err_printf(err, errlen, ret == -ENOENT ? -EINVAL : ret,
 				  "%s: %s", path, strerror(-ret));
@@ -583,15 +600,21 @@ static int link_open(struct link *l, const char *path, char *err, size_t errlen)
  * @links; checks each base is there with the content hash its successor
  * names before anything is built.
  */
-static int chain_open(const char *path, struct link *links, unsigned int *nr,
-		      char *err, size_t errlen)
+static int chain_open(const char *path, struct stream *s, struct link *links,
+		      unsigned int *nr, char *err, size_t errlen)
 {
 	char base[4096];
 	int ret;
 
 	*nr = 0;
-	ret = link_open(&links[0], path, err, errlen);
+	ret = link_open(&links[0], path, s, err, errlen);
 	*nr = 1;
+	/* A stream is read once, in order: a whole machine, no base. */
+	if (!ret && s && links[0].h->has_base)
+		return err_printf(err, errlen, -EINVAL,
+				  "%s: an incremental image, which a stream "
+				  "cannot carry",
+				  path);
 	while (!ret && links[*nr - 1].h->has_base) {
 		const struct link *l = &links[*nr - 1];
 
@@ -603,7 +626,7 @@ static int chain_open(const char *path, struct link *links, unsigned int *nr,
 				       errlen);
 		if (ret < 0)
 			break;
-		ret = link_open(&links[*nr], base, err, errlen);
+		ret = link_open(&links[*nr], base, NULL, err, errlen);
 		(*nr)++;
 	}
 	return ret;
@@ -647,9 +670,10 @@ static int read_base(struct rctx *c, struct link *l, struct machine *m,
 	return ret;
 }
 
-int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
-			struct machine **out, struct vmsnap_stats *st,
-			char *err, size_t errlen)
+/* vmsnap_restore_file(), or with @s vmsnap_restore_stream(). */
+static int restore(const char *path, struct stream *s,
+		   const struct vmsnap_restore_opts *o, struct machine **out,
+		   struct vmsnap_stats *st, char *err, size_t errlen)
 {
 	struct rctx c = { .o = o, .err = err, .errlen = errlen };
 	const struct image_sink sink = { .opaque = &c,
@@ -666,9 +690,11 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 
 	memset(st, 0, sizeof(*st));
 	err[0] = 0;
-	if (!links)
+	if (!links) {
+		stream_close(s);
 		return -ENOMEM;
-	ret = chain_open(path, links, &nr, err, errlen);
+	}
+	ret = chain_open(path, s, links, &nr, err, errlen);
 	img = links[0].img;
 	if (!ret)
 		c.live = links[0].h->flags & VMSNAP_FLAG_LIVE;
@@ -792,4 +818,24 @@ int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
 	st->ns = vmsnap_now_ns() - t0;
 	*out = m;
 	return 0;
+}
+
+int vmsnap_restore_file(const char *path, const struct vmsnap_restore_opts *o,
+			struct machine **out, struct vmsnap_stats *st,
+			char *err, size_t errlen)
+{
+	return restore(path, NULL, o, out, st, err, errlen);
+}
+
+int vmsnap_restore_stream(struct stream *s, const char *name,
+			  const struct vmsnap_restore_opts *o,
+			  struct machine **out, struct vmsnap_stats *st,
+			  char *err, size_t errlen)
+{
+	if (o->lazy) {
+		stream_close(s);
+		return err_printf(err, errlen, -EINVAL,
+				  "a stream cannot be restored lazily");
+	}
+	return restore(name, s, o, out, st, err, errlen);
 }
