@@ -14,6 +14,7 @@
 #include "kernel/machine.h"
 #include "kernel/util/log.h"
 #include "vmrun/ctl.h"
+#include "vmrun/migrate_cmd.h"
 #include "vmrun/vmrun.h"
 
 #define DEFAULT_CMDLINE "work=dirty mib=64 rate=200 pattern=seq tick_ms=1000"
@@ -47,6 +48,12 @@ static void run_usage(FILE *f)
 		"  --rng              add a virtio-rng device\n"
 		"  --console SPEC     stdio (default), file:PATH or none\n"
 		"  --ctl PATH         serve a control socket at PATH (see vmrun ctl)\n"
+		"  --incoming URI     run no kernel: wait for a live migration on URI\n"
+		"                     (tcp:HOST:PORT, tcp port 0 for any free one,\n"
+		"                     unix:PATH, or fd:N, a connected socket) and run\n"
+		"                     the machine that arrives, with this command\n"
+		"                     line's --console, --disk and --net back ends;\n"
+		"                     --mem and --cpus, if given, must match it\n"
 		"  --dirty-ring       use the dirty ring (not the dirty log) for tracking\n"
 		"  --track-dirty MS   track dirty pages from the start and harvest them\n"
 		"                     every MS ms, as a live migration would (to\n"
@@ -242,6 +249,7 @@ int cmd_run(int argc, char **argv)
 		{ "ctl", required_argument, NULL, 'C' },
 		{ "dirty-ring", no_argument, NULL, 'R' },
 		{ "track-dirty", required_argument, NULL, 'T' },
+		{ "incoming", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -249,8 +257,10 @@ int cmd_run(int argc, char **argv)
 	struct machine_config cfg = { .mem = 256ULL << 20,
 				      .cpus = 1,
 				      .console = "stdio" };
-	const char *kernel_path = NULL, *ctl_path = NULL, *initrd_path = NULL;
-	bool cmdline_set = false, linux_guest = false;
+	const char *kernel_path = NULL, *ctl_path = NULL, *initrd_path = NULL,
+		   *incoming = NULL;
+	bool cmdline_set = false, linux_guest = false, mem_set = false,
+	     cpus_set = false, others = false;
 	struct machine *m;
 	void *kdata = NULL, *idata = NULL;
 	size_t ksize = 0, isize = 0;
@@ -263,18 +273,26 @@ int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'k':
 			kernel_path = optarg;
+			others = true;
 			break;
 		case 'i':
 			initrd_path = optarg;
+			others = true;
 			break;
 		case 'L':
 			linux_guest = true;
+			others = true;
 			break;
 		case 'c':
 			cfg.cmdline = optarg;
 			cmdline_set = true;
+			others = true;
+			break;
+		case 'I':
+			incoming = optarg;
 			break;
 		case 'm':
+			mem_set = true;
 			if (parse_size(optarg, &cfg.mem) < 0) {
 				die_msg("--mem '%s': expected a size such as 512M or 2G",
 					optarg);
@@ -282,6 +300,7 @@ int cmd_run(int argc, char **argv)
 			}
 			break;
 		case 'p':
+			cpus_set = true;
 			if (parse_uint(optarg, MACHINE_MAX_CPUS, &cfg.cpus)) {
 				die_msg("--cpus '%s': expected 1..%d", optarg,
 					MACHINE_MAX_CPUS);
@@ -306,6 +325,7 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'r':
 			cfg.rng = true;
+			others = true;
 			break;
 		case 'o':
 			cfg.console = optarg;
@@ -315,8 +335,10 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'R':
 			cfg.dirty = DIRTY_MODE_RING;
+			others = true;
 			break;
 		case 'T':
+			others = true;
 			if (parse_uint(optarg, 60000, &cfg.track_ms)) {
 				die_msg("--track-dirty '%s': expected 1..60000 (ms)",
 					optarg);
@@ -340,6 +362,13 @@ int cmd_run(int argc, char **argv)
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 
+	if (incoming && others) {
+		die_msg("--incoming: the kernel, its command line and the devices come with the machine; only --mem, --cpus, --disk, --net, --console and --ctl go with it");
+		return EXIT_USAGE;
+	}
+	if (incoming)
+		return run_incoming(incoming, &cfg, mem_set, cpus_set,
+				    ctl_path);
 	if (linux_guest) {
 		if (kernel_path || initrd_path) {
 			die_msg("--linux brings its own kernel and initramfs: no --kernel or --initrd with it");

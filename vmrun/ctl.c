@@ -18,6 +18,7 @@
 #include "kernel/vm.h"
 #include "snapshot/checkpoint.h"
 #include "snapshot/vmsnap.h"
+#include "vmrun/migrate_cmd.h"
 #include "vmrun/vmrun.h"
 
 #define CTL_MAX_CONNS 8
@@ -49,6 +50,8 @@ struct ctl {
 	struct vmsnap_chain chain; /* the last save: the next one's base */
 	struct checkpoint *ck;	   /* CHECKPOINT's, for RESET */
 	Vmrun__CtlResetResult reset;
+	Vmrun__CtlMigrateResult migrate;
+	char migrate_uri[512];
 	int cur_fd; /* the connection being answered */
 	uint64_t last_progress_ns;
 	struct ctl_conn conns[CTL_MAX_CONNS];
@@ -71,6 +74,8 @@ static int op_checkpoint(struct ctl *c, const Vmrun__CtlRequest *q,
 			 Vmrun__CtlReply *r);
 static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
 		    Vmrun__CtlReply *r);
+static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
+		      Vmrun__CtlReply *r);
 
 /* The command table: op, handler, what the dispatcher must take first. */
 static const struct {
@@ -85,6 +90,7 @@ static const struct {
 	{ VMRUN__CTL_OP__CTL_OP_SAVE, op_save, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_CHECKPOINT, op_checkpoint, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_RESET, op_reset, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_MIGRATE, op_migrate, NEEDS_NONE },
 };
 
 static const char *state_name(struct ctl *c)
@@ -320,6 +326,42 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 	c->save.live = q->live;
 	c->save.rounds = st.rounds;
 	r->save = &c->save;
+	return 0;
+}
+
+static void migrate_progress(void *opaque, unsigned long long done,
+			     unsigned long long total)
+{
+	save_progress(opaque, done, total);
+}
+
+/*
+ * Live migration (vmrun/migrate_cmd.c). Like a save it runs on the event
+ * loop; on success the VM is stopped, so vmrun exits once this reply has
+ * gone out.
+ */
+static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
+		      Vmrun__CtlReply *r)
+{
+	int ret;
+
+	if (vm_wait(machine_vm(c->m), 0) != VM_EXIT_NONE) {
+		r->message = "the VM is stopping";
+		return -ESRCH;
+	}
+	if (c->pauses) {
+		r->message = "the VM is paused: resume it first";
+		return -EBUSY;
+	}
+	ret = ctl_migrate(c->m, q, &c->migrate, c->migrate_uri,
+			  sizeof(c->migrate_uri),
+			  q->progress ? migrate_progress : NULL, c, c->msg,
+			  sizeof(c->msg));
+	if (ret < 0) {
+		r->message = c->msg;
+		return ret;
+	}
+	r->migrate = &c->migrate;
 	return 0;
 }
 
@@ -561,6 +603,8 @@ static void ctl_usage(FILE *f)
 		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
 		"                                  [--incremental] [--live]\n"
 		"                                  [--live-rounds N] [--json]\n"
+		"       vmrun ctl SOCKET migrate URI [--downtime MS]\n"
+		"                                    [--compress lz4|zstd|none] [--json]\n"
 		"\n"
 		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
 		"restore --ctl SOCKET').\n"
@@ -588,6 +632,19 @@ static void ctl_usage(FILE *f)
 		"                 end of the save. Can be combined with --incremental.\n"
 		"  --live-rounds N  live, with at least N (1 to 8) rounds while the\n"
 		"                 vCPUs run, however small they get\n"
+		"  --json         print the result as one JSON object\n"
+		"\n"
+		"migrate moves the running VM to a 'vmrun run --incoming URI' on\n"
+		"this or another host (URI: tcp:HOST:PORT, unix:PATH, or fd:N of\n"
+		"the VM's process): memory is sent while the vCPUs run, in rounds,\n"
+		"then the vCPUs are frozen for the last pages and the state. The\n"
+		"VM stops here only once the destination has loaded all of it and\n"
+		"said so; vmrun then exits 0. On any failure before that (refused,\n"
+		"connection lost or stalled for 60 s) the VM runs on here untouched.\n"
+		"  --downtime MS  the target for the frozen end (default 300): rounds\n"
+		"                 go on while what is left would take longer to send\n"
+		"                 at the rate measured, and stop shrinking\n"
+		"  --compress C   lz4 (default), zstd or none\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"checkpoint keeps the VM's memory and state in memory (replacing an\n"
@@ -744,6 +801,7 @@ int cmd_ctl(int argc, char **argv)
 		{ "save", VMRUN__CTL_OP__CTL_OP_SAVE },
 		{ "checkpoint", VMRUN__CTL_OP__CTL_OP_CHECKPOINT },
 		{ "reset", VMRUN__CTL_OP__CTL_OP_RESET },
+		{ "migrate", VMRUN__CTL_OP__CTL_OP_MIGRATE },
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmrun__CtlRequest req;
@@ -779,6 +837,11 @@ int cmd_ctl(int argc, char **argv)
 		if (status)
 			return status;
 		/* A bar for a person at a terminal; scripts get one reply. */
+		req.progress = !json && isatty(STDERR_FILENO);
+	} else if (req.op == VMRUN__CTL_OP__CTL_OP_MIGRATE) {
+		status = ctl_migrate_parse(argc, argv, &req, &json);
+		if (status)
+			return status;
 		req.progress = !json && isatty(STDERR_FILENO);
 	} else if (req.op == VMRUN__CTL_OP__CTL_OP_RESET && argc == 4 &&
 		   !strcmp(argv[3], "--verify")) {
@@ -848,6 +911,8 @@ int cmd_ctl(int argc, char **argv)
 	}
 	if (r->save) {
 		print_save(r->save, json);
+	} else if (r->migrate) {
+		ctl_migrate_print(r->migrate, json);
 	} else if (r->reset) {
 		if (req.op == VMRUN__CTL_OP__CTL_OP_CHECKPOINT)
 			printf("checkpoint: %llu pages in %.3f ms\n",

@@ -16,5 +16,6 @@ extern const struct test_case state_tests[];
 extern const struct test_case snapshot_tests[];
 extern const struct test_case fuzz_tests[];
 extern const struct test_case linux_tests[];
+extern const struct test_case migrate_tests[];
 
 #endif /* VMM_TESTS_KVM_TESTS_H */

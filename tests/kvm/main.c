@@ -14,6 +14,7 @@ static const struct test_suite suites[] = {
 	{ "state", state_tests, NULL, NULL },
 	{ "snapshot", snapshot_tests, NULL, NULL },
 	{ "fuzz", fuzz_tests, NULL, NULL },
+	{ "migrate", migrate_tests, NULL, NULL },
 	{ "linux", linux_tests, NULL, NULL },
 };
 

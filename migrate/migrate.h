@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VMM_MIGRATE_MIGRATE_H
+#define VMM_MIGRATE_MIGRATE_H
+
+/*
+ * Live migration (docs/migration-protocol.md): a running machine moves
+ * over one connection as the snapshot stream of a live save (pre-copy
+ * rounds while its vCPUs run, then the last pages and all state with
+ * them frozen), framed by a handshake before it and the destination's
+ * acceptance after it. The source stops only once the destination has
+ * loaded everything and said so; until then any failure (a refusal, a
+ * closed or stalled connection) leaves the source running, untouched.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernel/util/compiler.h"
+#include "snapshot/image.h"
+
+struct machine;
+struct vmsnap_restore_opts;
+struct vmsnap_stats;
+
+/* Protocol version this vmrun speaks (the handshake's). */
+#define MIGRATE_VERSION 1
+/* Default for a stalled connection: no byte moves for this long. */
+#define MIGRATE_IO_TIMEOUT_MS 60000
+
+/* Where a migration goes: tcp:HOST:PORT, unix:PATH or fd:N. */
+struct migrate_uri {
+	enum { MIGRATE_TCP, MIGRATE_UNIX, MIGRATE_FD } kind;
+	char host[256];
+	char port[16];
+	char path[108];
+	int fd;
+};
+
+/* Parses @uri; -EINVAL with a reason in @err if it is none of the above. */
+int migrate_uri_parse(const char *uri, struct migrate_uri *u, char *err,
+		      size_t errlen) __must_check;
+
+/*
+ * The source's end: a connection to @u (fd: the descriptor itself) with
+ * send and receive time-outs of @timeout_ms. Returns the fd or -errno.
+ */
+int migrate_connect(const struct migrate_uri *u, int timeout_ms, char *err,
+		    size_t errlen) __must_check;
+
+/*
+ * The destination's end, in two steps so that the caller can say where
+ * it listens before it blocks: migrate_listen() binds @u (tcp or unix;
+ * tcp port 0 takes a free port, written back into @u->port) and returns
+ * the listening fd; migrate_accept() takes the one connection, closes
+ * the listener and returns the connection with receive and send
+ * time-outs of @timeout_ms. For fd:N there is nothing to listen on:
+ * migrate_accept() checks and returns N. Both return -errno on failure.
+ */
+int migrate_listen(struct migrate_uri *u, char *err,
+		   size_t errlen) __must_check;
+int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
+		   char *err, size_t errlen) __must_check;
+
+struct migrate_opts {
+	enum image_codec codec;
+	uint64_t downtime_ns;	 /* the frozen last round's target */
+	unsigned int max_rounds; /* running rounds at most */
+	/* A progress frame for a client: @done of @total pages this pass. */
+	void (*progress)(void *opaque, uint64_t done, uint64_t total);
+	void *opaque;
+};
+
+struct migrate_stats {
+	uint64_t bytes;	     /* on the wire */
+	uint64_t pages;	     /* sent, zero pages included */
+	uint64_t zero_pages; /* of which sent as zero (no data) */
+	uint64_t mem_bytes;
+	uint64_t ns;	     /* the whole migration */
+	uint64_t frozen_ns;  /* the source's vCPUs frozen at the end */
+	unsigned int rounds; /* rounds written with the vCPUs running */
+	uint64_t last_round_pages, last_round_ns, last_round_bytes;
+};
+
+/*
+ * Migrates @m over the connected socket @fd: handshake, live save,
+ * acceptance. On success the VM has been stopped (vm_stop, reason
+ * requested, detail naming @peer) while still frozen, so its vCPUs never
+ * run again here; on failure it runs on as before, and @err says why
+ * (the destination's own reason when it gave one).
+ */
+int migrate_send(struct machine *m, int fd, const char *peer,
+		 const struct migrate_opts *o, struct migrate_stats *st,
+		 char *err, size_t errlen) __must_check;
+
+/*
+ * The destination's side over the connected socket @fd: handshake, the
+ * machine read and loaded (@o as for a restore), acceptance sent, and
+ * the source's go-ahead awaited. Returns the machine, ready to run, or
+ * -errno with @err saying why: -EINVAL/-EBADMSG/-EPROTONOSUPPORT for a
+ * stream refused (nothing ran), others for a failure of the link or of
+ * this host.
+ */
+int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
+		 struct machine **out, struct vmsnap_stats *st, char *err,
+		 size_t errlen) __must_check;
+
+#endif /* VMM_MIGRATE_MIGRATE_H */

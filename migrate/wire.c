@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/* The frames around a migration's image stream (migrate_priv.h). */
+#include "migrate/migrate_priv.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kernel/util/log.h"
+#include "migrate/migrate.h"
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Exactly @len bytes; -ECONNRESET at a clean end, -ETIMEDOUT on a stall. */
+static int recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int wire_send_hello(int fd)
+{
+	uint8_t b[16];
+
+	memcpy(b, "VMRUNMIG", 8);
+	put32(b + 8, MIGRATE_VERSION);
+	put32(b + 12, 0);
+	return send_all(fd, b, sizeof(b));
+}
+
+int wire_recv_hello(int fd, uint32_t *version, char *err, size_t errlen)
+{
+	uint8_t b[16];
+	int ret = recv_all(fd, b, sizeof(b));
+
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "reading the handshake: %s",
+				  strerror(-ret));
+	if (memcmp(b, "VMRUNMIG", 8))
+		return err_printf(
+			err, errlen, -EPROTO,
+			"not a vmrun migration stream (no handshake)");
+	*version = get32(b + 8);
+	return 0;
+}
+
+int wire_send_reply(int fd, int status, const char *msg)
+{
+	size_t n = strnlen(msg, WIRE_MAX_MESSAGE);
+	uint8_t b[12 + WIRE_MAX_MESSAGE];
+
+	memcpy(b, "VMRR", 4);
+	put32(b + 4, (uint32_t)status);
+	put32(b + 8, (uint32_t)n);
+	memcpy(b + 12, msg, n);
+	return send_all(fd, b, 12 + n);
+}
+
+int wire_recv_reply(int fd, int *status, char *msg, size_t len)
+{
+	uint8_t b[12];
+	char text[WIRE_MAX_MESSAGE + 1];
+	uint32_t n;
+	int ret = recv_all(fd, b, sizeof(b));
+
+	if (ret < 0)
+		return ret;
+	n = get32(b + 8);
+	if (memcmp(b, "VMRR", 4) || n > WIRE_MAX_MESSAGE || get32(b + 4) > 4095)
+		return -EPROTO;
+	ret = recv_all(fd, text, n);
+	if (ret < 0)
+		return ret;
+	text[n] = 0;
+	snprintf(msg, len, "%s", text);
+	*status = (int)get32(b + 4);
+	return 0;
+}
+
+int wire_send_go(int fd)
+{
+	return send_all(fd, "VMGO", 4);
+}
+
+int wire_recv_go(int fd)
+{
+	uint8_t b[4];
+	int ret = recv_all(fd, b, sizeof(b));
+
+	return ret < 0 ? ret : memcmp(b, "VMGO", 4) ? -EPROTO : 0;
+}
+
+int wire_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+
+	do
+		n = poll(&p, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n > 0;
+}

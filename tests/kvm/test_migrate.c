@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration between two vmrun processes over loopback: the
+ * reference guest writing memory as fast as it can (with a disk and an
+ * rng) moves and moves back, its counter continuing and no page lost;
+ * a destination that refuses, dies or is no vmrun leaves the source
+ * running, untouched, and able to migrate again; streams that are not
+ * migrations, or broken ones, are refused by the destination, which then
+ * runs nothing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/kvm/kvm_tests.h"
+#include "tests/kvm/run_util.h"
+
+#define CAP (1 << 20)
+#define DEADLINE_MS 300000
+/* Writing all the time: every round finds pages written again. */
+#define CMDLINE "work=dirty mib=16 rate=0 tick_ms=100"
+/* One verification pass of that workload. */
+#define WORK_PAGES 4096ull
+
+static char out[CAP], err[CAP], top[64];
+
+static void setup(void)
+{
+	snprintf(top, sizeof(top), "/tmp/vmrun-mig-%d", (int)getpid());
+	mkdir(top, 0700);
+}
+
+static void cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", top);
+	TEST_CHECK(system(cmd) == 0, "%s", cmd);
+}
+
+static char *slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t r = fd >= 0 ? read(fd, buf, len - 1) : 0;
+
+	if (fd >= 0)
+		close(fd);
+	buf[r > 0 ? r : 0] = 0;
+	return buf;
+}
+
+struct vmp {
+	pid_t pid;
+	char con[128], sock[128], errf[128];
+};
+
+static void names(struct vmp *v, const char *name)
+{
+	snprintf(v->con, sizeof(v->con), "%s/%s.con", top, name);
+	snprintf(v->sock, sizeof(v->sock), "%s/%s.sock", top, name);
+	snprintf(v->errf, sizeof(v->errf), "%s/%s.err", top, name);
+}
+
+/* The source: the reference guest running @cmdline, with an rng and,
+ * unless @disk is NULL, a disk. */
+static void start_source(struct vmp *v, const char *disk, const char *cmdline)
+{
+	char con[160];
+	const char *a[] = { "run",	 "--cpus", "2",		"--mem",
+			    "128M",	 "--rng",  "--ctl",	v->sock,
+			    "--console", con,	   "--cmdline", cmdline,
+			    "--disk",	 disk,	   NULL };
+
+	if (!disk)
+		a[12] = NULL;
+	snprintf(con, sizeof(con), "file:%s", v->con);
+	unlink(v->sock);
+	v->pid = spawn_vmrun(a, v->errf, -1);
+	TEST_ASSERT(v->pid > 0 && wait_file(v->sock, v->pid, DEADLINE_MS),
+		    "the source did not start: %s", slurp(v->errf, err, CAP));
+}
+
+/*
+ * A destination on a free loopback port (tcp:127.0.0.1:0) with @extra
+ * options; returns once it says where it listens, the URI in @uri.
+ */
+static void start_dest(struct vmp *v, const char *const *extra, char *uri,
+		       size_t len)
+{
+	char con[160];
+	const char *a[24] = { "run",   "--incoming", "tcp:127.0.0.1:0",
+			      "--ctl", v->sock,	     "--console",
+			      con };
+	unsigned int n = 7, i;
+	const char *p = NULL;
+
+	snprintf(con, sizeof(con), "file:%s", v->con);
+	while (extra && *extra)
+		a[n++] = *extra++;
+	a[n] = NULL;
+	unlink(v->sock);
+	v->pid = spawn_vmrun(a, v->errf, -1);
+	TEST_ASSERT(v->pid > 0, "fork");
+	for (i = 0; i < DEADLINE_MS / 10; i++) {
+		p = strstr(slurp(v->errf, err, CAP), "on tcp:");
+		if (p && strchr(p, '\n'))
+			break;
+		usleep(10000);
+	}
+	TEST_ASSERT(p && strchr(p, '\n'), "the destination did not listen: %s",
+		    err);
+	snprintf(uri, len, "%.*s", (int)(strchr(p, '\n') - p - 3), p + 3);
+}
+
+static int reap(struct vmp *v)
+{
+	int st;
+
+	waitpid(v->pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int ctl_migrate(const struct vmp *v, const char *uri)
+{
+	const char *a[] = { "ctl", v->sock, "migrate", uri, "--json", NULL };
+
+	return run_vmrun(a, out, err, CAP, DEADLINE_MS);
+}
+
+/*
+ * Waits (a deadline) until @v's console has @ticks more whole ticks than
+ * @from holds and a whole verification pass since its first tick; checks
+ * the guest never reported anything wrong. @splices: lines a migration
+ * may have cut (console_scan()).
+ */
+static struct console_scan wait_guest(const struct vmp *v, unsigned int ticks,
+				      bool pass, unsigned int splices)
+{
+	struct console_scan cs;
+	unsigned int i;
+
+	for (i = 0; i < DEADLINE_MS / 20; i++) {
+		console_scan(v->con, &cs);
+		if (cs.bad || (cs.ticks >= ticks &&
+			       (!pass || cs.last_verified - cs.first_verified >=
+						 WORK_PAGES)))
+			break;
+		usleep(20000);
+	}
+	TEST_ASSERT(cs.bad == 0 && cs.broken <= splices,
+		    "%s: the guest reported (%u broken lines):%s", v->con,
+		    cs.broken, cs.why);
+	TEST_ASSERT(cs.ticks >= ticks &&
+			    (!pass || cs.last_verified - cs.first_verified >=
+					      WORK_PAGES),
+		    "%s: %u ticks (want %u), %llu pages verified", v->con,
+		    cs.ticks, ticks, cs.last_verified - cs.first_verified);
+	return cs;
+}
+
+/* @to went on exactly where @from stopped. */
+static void check_continues(const struct vmp *from, const struct vmp *to)
+{
+	struct console_scan a, b;
+
+	console_scan(from->con, &a);
+	b = wait_guest(to, 3, true, 2);
+	/* The first whole tick is the next one, or the one after if the
+	 * freeze cut a line (the destination finishes it first). */
+	TEST_ASSERT(b.first_n == a.last_n + 1 || b.first_n == a.last_n + 2,
+		    "the destination's first tick is n=%llu after n=%llu",
+		    b.first_n, a.last_n);
+}
+
+static void make_disk(const char *path)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4 << 20) == 0, "disk %s", path);
+	close(fd);
+}
+
+/*
+ * The busy guest migrates, then migrates again from where it arrived;
+ * each source exits 0 once the destination runs, every destination goes
+ * on from the exact tick and verifies all its memory without a mismatch,
+ * disk traffic included (the disk is shared, as on shared storage).
+ */
+static void test_migrate_loopback(void)
+{
+	struct vmp v[3];
+	char disk[128], uri[128];
+	const char *extra[] = { "--disk", disk, NULL };
+	unsigned int i;
+	int rc;
+
+	setup();
+	snprintf(disk, sizeof(disk), "%s/disk.img", top);
+	make_disk(disk);
+	names(&v[0], "src");
+	start_source(&v[0], disk, CMDLINE);
+	wait_guest(&v[0], 4, false, 1);
+	for (i = 1; i < 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "dst%u", i);
+		names(&v[i], name);
+		start_dest(&v[i], extra, uri, sizeof(uri));
+		rc = ctl_migrate(&v[i - 1], uri);
+		TEST_ASSERT(rc == 0 && strstr(out, "\"migrated\""),
+			    "migrate %u: exit %d: %s %s", i, rc, out, err);
+		TEST_ASSERT(strstr(out, "\"rounds\":"), "%s", out);
+		rc = reap(&v[i - 1]);
+		TEST_ASSERT(rc == 0, "the source %u exited %d: %s", i - 1, rc,
+			    slurp(v[i - 1].errf, err, CAP));
+		check_continues(&v[i - 1], &v[i]);
+	}
+	{
+		const char *a[] = { "ctl", v[2].sock, "stop", NULL };
+
+		run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	rc = reap(&v[2]);
+	TEST_ASSERT(rc == 0, "the last destination exited %d: %s", rc,
+		    slurp(v[2].errf, err, CAP));
+	wait_guest(&v[2], 3, true, 2);
+	cleanup();
+}
+
+/*
+ * A destination that refuses the machine (another memory size), and one
+ * that dies after it has read it all but before it accepts it: the source
+ * says why, runs on without a mismatch, and then migrates for real.
+ */
+static void test_migrate_failures_lose_nothing(void)
+{
+	struct vmp src, dst;
+	char disk[128], uri[128], errbuf[4096];
+	const char *small[] = { "--mem", "64M", NULL };
+	const char *dies[] = { "--disk", disk, NULL };
+	struct console_scan cs;
+	int rc;
+
+	setup();
+	snprintf(disk, sizeof(disk), "%s/disk.img", top);
+	make_disk(disk);
+	names(&src, "src");
+	start_source(&src, disk, CMDLINE);
+	cs = wait_guest(&src, 3, false, 0);
+
+	names(&dst, "small");
+	start_dest(&dst, small, uri, sizeof(uri));
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 1 && strstr(err, "128 MiB of memory, this side was "
+					   "given 64 MiB"),
+		    "migrating to a 64 MiB destination: exit %d: %s %s", rc,
+		    out, err);
+	rc = reap(&dst);
+	TEST_ASSERT(rc == 2, "the refusing destination exited %d: %s", rc,
+		    slurp(dst.errf, errbuf, sizeof(errbuf)));
+	cs = wait_guest(&src, cs.ticks + 3, false, 0);
+
+	/* Gone in the middle of the stream. */
+	names(&dst, "midway");
+	setenv("VMRUN_TEST_MIGRATE_FAULT", "mid-stream", 1);
+	start_dest(&dst, dies, uri, sizeof(uri));
+	unsetenv("VMRUN_TEST_MIGRATE_FAULT");
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 1,
+		    "migrating to a destination gone midway: exit "
+		    "%d: %s %s",
+		    rc, out, err);
+	TEST_ASSERT(reap(&dst) != 0, "the destination gone midway exited 0");
+	cs = wait_guest(&src, cs.ticks + 3, false, 0);
+
+	/* Killed with the whole machine read, before it said so. */
+	names(&dst, "dies");
+	setenv("VMRUN_TEST_MIGRATE_FAULT", "before-accept", 1);
+	start_dest(&dst, dies, uri, sizeof(uri));
+	unsetenv("VMRUN_TEST_MIGRATE_FAULT");
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 1 && strstr(err, "did not accept"),
+		    "migrating to a destination that dies: exit %d: %s %s", rc,
+		    out, err);
+	rc = reap(&dst);
+	TEST_ASSERT(rc != 0, "the dying destination exited 0");
+	TEST_ASSERT(access(dst.con, F_OK) || !console_scan(dst.con, &cs) ||
+			    cs.ticks == 0,
+		    "the dying destination ran the guest");
+	/* A whole pass after the failures: nothing was lost. */
+	cs = wait_guest(&src, cs.ticks + 3, true, 0);
+
+	names(&dst, "good");
+	start_dest(&dst, dies, uri, sizeof(uri));
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 0, "migrating after the failures: exit %d: %s %s", rc,
+		    out, err);
+	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
+	check_continues(&src, &dst);
+	{
+		const char *a[] = { "ctl", dst.sock, "stop", NULL };
+
+		run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&dst);
+	cleanup();
+}
+
+/*
+ * vmrun run --incoming fd:3 on one end of a socket pair: the test writes
+ * @data, and with @go answers the destination's acceptance with the
+ * go-ahead as a source would; returns the exit status.
+ */
+static int feed(const void *data, size_t len, bool go, char *errbuf,
+		size_t errlen)
+{
+	char errf[128];
+	const char *a[] = { "run",	 "--incoming", "fd:3",
+			    "--console", "none",       NULL };
+	uint8_t reply[12 + 1024];
+	int sv[2], st;
+	pid_t pid;
+
+	snprintf(errf, sizeof(errf), "%s/feed.err", top);
+	TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	pid = spawn_vmrun(a, errf, sv[1]);
+	close(sv[1]);
+	/* It may stop reading at any point: a short write is fine. */
+	(void)!send(sv[0], data, len, MSG_NOSIGNAL);
+	if (go) {
+		/* The handshake's answer, then the acceptance. */
+		TEST_ASSERT(recv(sv[0], reply, 12, MSG_WAITALL) == 12 &&
+				    recv(sv[0], reply, 12, MSG_WAITALL) == 12 &&
+				    !memcmp(reply, "VMRR", 4) && !reply[4],
+			    "no acceptance");
+		if (reply[8])
+			(void)!recv(sv[0], reply + 12, reply[8], MSG_WAITALL);
+		(void)!send(sv[0], "VMGO", 4, MSG_NOSIGNAL);
+	}
+	shutdown(sv[0], SHUT_WR);
+	waitpid(pid, &st, 0);
+	close(sv[0]);
+	slurp(errf, errbuf, errlen);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/*
+ * What is not a migration, or a broken one: refused with exit 2 and a
+ * reason, nothing run. The stream is a real image after a real handshake,
+ * truncated or with a byte flipped; and the same image whole is taken.
+ */
+static void test_migrate_bad_streams(void)
+{
+	static const char hello[] = "VMRUNMIG\x01\0\0\0\0\0\0\0";
+	char img[128], errbuf[4096];
+	uint8_t *buf, *data;
+	struct stat sb;
+	int fd, rc;
+	size_t n;
+
+	setup();
+	rc = feed("GET / HTTP/1.0\r\n\r\n", 18, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "not a vmrun migration stream"),
+		    "an HTTP request: exit %d: %s", rc, errbuf);
+	rc = feed("VMRUNMIG\x63\0\0\0\0\0\0\0", 16, false, errbuf,
+		  sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "protocol version 99"),
+		    "version 99: exit %d: %s", rc, errbuf);
+	rc = feed(hello, 16, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
+		    "a handshake and nothing: exit %d: %s", rc, errbuf);
+
+	/* A real machine image after the handshake: the guest powers off
+	 * after 30 ticks, so a destination that runs it ends by itself. */
+	snprintf(img, sizeof(img), "%s/vm.vmsnap", top);
+	{
+		struct vmp v;
+		const char *save[] = { "ctl", v.sock, "save", img, NULL };
+		const char *stop[] = { "ctl", v.sock, "stop", NULL };
+
+		names(&v, "img");
+		start_source(&v, NULL, CMDLINE " ticks=30");
+		wait_guest(&v, 2, false, 0);
+		rc = run_vmrun(save, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 0, "save: %d %s", rc, err);
+		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
+		reap(&v);
+	}
+	fd = open(img, O_RDONLY);
+	TEST_ASSERT(fd >= 0 && fstat(fd, &sb) == 0, "%s", img);
+	n = (size_t)sb.st_size;
+	buf = malloc(16 + n);
+	TEST_ASSERT(buf && read(fd, buf + 16, n) == (ssize_t)n, "reading %s",
+		    img);
+	close(fd);
+	memcpy(buf, hello, 16);
+	data = buf + 16;
+
+	/* Cut short. */
+	rc = feed(buf, 16 + n / 2, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
+		    "a truncated stream: exit %d: %s", rc, errbuf);
+	/* A byte flipped in the pages. */
+	data[n / 2] ^= 0x40;
+	rc = feed(buf, 16 + n, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
+		    "a corrupt stream: exit %d: %s", rc, errbuf);
+	data[n / 2] ^= 0x40;
+	/* Whole, but the go-ahead never comes: loaded, never run. */
+	rc = feed(buf, 16 + n, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 1 && strstr(errbuf, "did not confirm"),
+		    "no go-ahead: exit %d: %s", rc, errbuf);
+	/* Whole, with the go-ahead: it runs to its power-off. */
+	rc = feed(buf, 16 + n, true, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 0 && strstr(errbuf, "migrated in"),
+		    "the whole stream: exit %d: %s", rc, errbuf);
+	free(buf);
+	cleanup();
+}
+
+/* Wrong arguments, each refused with exit 2 and a reason. */
+static void test_migrate_bad_arguments(void)
+{
+	static const struct {
+		const char *argv[8];
+		const char *want;
+	} cases[] = {
+		{ { "run", "--incoming", "tcp:nowhere", NULL },
+		  "expected tcp:HOST:PORT" },
+		{ { "run", "--incoming", "tcp:127.0.0.1:0", "--kernel", "k",
+		    NULL },
+		  "come with the machine" },
+		{ { "run", "--incoming", "fd:999", NULL },
+		  "not an open stream socket" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "udp:1.2.3.4:5",
+		    NULL },
+		  "expected tcp:HOST:PORT" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "tcp:127.0.0.1:9",
+		    "--downtime", "0", NULL },
+		  "--downtime 0" },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		int rc = run_vmrun(cases[i].argv, out, err, CAP, 60000);
+
+		TEST_ASSERT(rc == 2 && strstr(err, cases[i].want),
+			    "case %u: exit %d, stderr lacks '%s': %s", i, rc,
+			    cases[i].want, err);
+	}
+}
+
+const struct test_case migrate_tests[] = {
+	{ "loopback", test_migrate_loopback },
+	{ "failures_lose_nothing", test_migrate_failures_lose_nothing },
+	{ "bad_streams", test_migrate_bad_streams },
+	{ "bad_arguments", test_migrate_bad_arguments },
+	{ NULL, NULL },
+};

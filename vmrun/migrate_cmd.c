@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration on the command line: vmrun run --incoming URI (the
+ * destination) and vmrun ctl SOCKET migrate URI (the source, through the
+ * running VM's control socket). See docs/migration-protocol.md.
+ */
+#include "vmrun/migrate_cmd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernel/machine.h"
+#include "kernel/util/log.h"
+#include "migrate/migrate.h"
+#include "snapshot/vmsnap.h"
+#include "vmrun/vmrun.h"
+
+/* Where a destination listens, as the source must name it. */
+static void uri_text(const struct migrate_uri *u, char *buf, size_t len)
+{
+	if (u->kind == MIGRATE_TCP)
+		snprintf(buf, len, "tcp:%s%s%s:%s",
+			 strchr(u->host, ':') ? "[" : "", u->host,
+			 strchr(u->host, ':') ? "]" : "", u->port);
+	else if (u->kind == MIGRATE_UNIX)
+		snprintf(buf, len, "unix:%s", u->path);
+	else
+		snprintf(buf, len, "fd:%d", u->fd);
+}
+
+int run_incoming(const char *uri, const struct machine_config *cfg,
+		 bool mem_set, bool cpus_set, const char *ctl_path)
+{
+	struct vmsnap_restore_opts o = { 0 };
+	struct migrate_uri u;
+	struct vmsnap_stats st;
+	struct machine *m;
+	char err[512], where[400];
+	unsigned int i;
+	int lfd = -1, fd, ret;
+
+	if (migrate_uri_parse(uri, &u, err, sizeof(err)) < 0) {
+		die_msg("--incoming %s", err);
+		return EXIT_USAGE;
+	}
+	if (u.kind != MIGRATE_FD) {
+		lfd = migrate_listen(&u, err, sizeof(err));
+		if (lfd < 0) {
+			die_msg("--incoming: %s", err);
+			return lfd == -EINVAL ? EXIT_USAGE : EXIT_VMM_ERROR;
+		}
+	}
+	uri_text(&u, where, sizeof(where));
+	/* The line an operator (or a test) waits for before migrating. */
+	fprintf(stderr, "vmrun: waiting for a migration on %s\n", where);
+	fd = migrate_accept(lfd, &u, MIGRATE_IO_TIMEOUT_MS, err, sizeof(err));
+	if (fd < 0) {
+		die_msg("--incoming: %s", err);
+		return fd == -EINVAL ? EXIT_USAGE : EXIT_VMM_ERROR;
+	}
+	o.console = cfg->console;
+	for (i = 0; i < cfg->nr_disks; i++)
+		o.disks[i] = cfg->disks[i];
+	for (i = 0; i < cfg->nr_nets; i++)
+		o.nets[i] = cfg->nets[i];
+	o.want_mem = mem_set ? cfg->mem : 0;
+	o.want_cpus = cpus_set ? cfg->cpus : 0;
+	/* It may move on again: saves and migrations track dirty pages. */
+	o.track_dirty = ctl_path != NULL;
+	ret = migrate_recv(fd, where, &o, &m, &st, err, sizeof(err));
+	if (u.kind != MIGRATE_FD)
+		close(fd);
+	if (ret < 0) {
+		die_msg("incoming migration: %s", err);
+		return ret == -EINVAL || ret == -EBADMSG ||
+				       ret == -EPROTONOSUPPORT ?
+			       EXIT_USAGE :
+			       EXIT_VMM_ERROR;
+	}
+	fprintf(stderr,
+		"vmrun: migrated in on %s: %llu MiB of guest memory, %llu pages (%llu zero), %.1f MiB received in %.0f ms\n",
+		where, (unsigned long long)(st.mem_bytes >> 20),
+		(unsigned long long)st.pages, (unsigned long long)st.zero_pages,
+		(double)st.bytes / 1048576.0, (double)st.ns / 1e6);
+	return vmrun_serve(m, ctl_path, NULL);
+}
+
+struct progress_fwd {
+	void (*fn)(void *opaque, unsigned long long done,
+		   unsigned long long total);
+	void *opaque;
+};
+
+static void forward_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	const struct progress_fwd *p = opaque;
+
+	p->fn(p->opaque, done, total);
+}
+
+int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
+		Vmrun__CtlMigrateResult *res, char *uri_buf, size_t uri_len,
+		void (*progress)(void *opaque, unsigned long long done,
+				 unsigned long long total),
+		void *opaque, char *msg, size_t msglen)
+{
+	struct progress_fwd pf = { progress, opaque };
+	struct migrate_opts o = { .codec = IMAGE_CODEC_LZ4 };
+	struct migrate_stats st;
+	struct migrate_uri u;
+	unsigned int downtime =
+		q->downtime_ms ? q->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+	int fd, ret;
+
+	msg[0] = 0;
+	if (!strcmp(q->codec, "zstd"))
+		o.codec = IMAGE_CODEC_ZSTD;
+	else if (!strcmp(q->codec, "none"))
+		o.codec = IMAGE_CODEC_NONE;
+	else if (q->codec[0] && strcmp(q->codec, "lz4"))
+		return err_printf(msg, msglen, -EINVAL,
+				  "codec: expected lz4, zstd or none");
+	ret = migrate_uri_parse(q->uri, &u, msg, msglen);
+	if (ret < 0)
+		return ret;
+	o.downtime_ns = (uint64_t)downtime * 1000000ULL;
+	o.max_rounds = 30;
+	if (progress) {
+		o.progress = forward_progress;
+		o.opaque = &pf;
+	}
+	fd = migrate_connect(&u, MIGRATE_IO_TIMEOUT_MS, msg, msglen);
+	if (fd < 0)
+		return fd;
+	snprintf(uri_buf, uri_len, "%s", q->uri);
+	ret = migrate_send(m, fd, uri_buf, &o, &st, msg, msglen);
+	if (u.kind != MIGRATE_FD)
+		close(fd);
+	if (ret < 0)
+		return ret;
+	vmrun__ctl_migrate_result__init(res);
+	res->uri = uri_buf;
+	res->bytes = st.bytes;
+	res->pages = st.pages;
+	res->zero_pages = st.zero_pages;
+	res->mem_bytes = st.mem_bytes;
+	res->ns = st.ns;
+	res->frozen_ns = st.frozen_ns;
+	res->rounds = st.rounds;
+	res->codec = (char *)(uintptr_t)image_codec_name(o.codec);
+	res->downtime_ms = downtime;
+	return 0;
+}
+
+int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
+{
+	char err[256];
+	struct migrate_uri u;
+	int i;
+
+	if (argc < 4) {
+		die_msg("ctl migrate: expected a URI (tcp:HOST:PORT, unix:PATH or fd:N)");
+		return EXIT_USAGE;
+	}
+	if (migrate_uri_parse(argv[3], &u, err, sizeof(err)) < 0) {
+		die_msg("ctl migrate: %s", err);
+		return EXIT_USAGE;
+	}
+	req->uri = argv[3];
+	for (i = 4; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			*json = true;
+		} else if (!strcmp(argv[i], "--downtime") && i + 1 < argc) {
+			if (parse_uint(argv[++i], 60000, &req->downtime_ms)) {
+				die_msg("--downtime %s: expected 1 to 60000 (ms)",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
+			req->codec = argv[++i];
+			if (strcmp(req->codec, "lz4") &&
+			    strcmp(req->codec, "zstd") &&
+			    strcmp(req->codec, "none")) {
+				die_msg("--compress %s: expected lz4, zstd or none",
+					req->codec);
+				return EXIT_USAGE;
+			}
+		} else {
+			die_msg("ctl migrate: unexpected argument '%s'",
+				argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
+{
+	double mib = (double)r->bytes / 1048576.0, s = (double)r->ns / 1e9;
+
+	if (json) {
+		printf("{\"migrated\":");
+		json_str(stdout, r->uri);
+		printf(",\"codec\":\"%s\",\"bytes\":%llu,\"mem_bytes\":%llu,"
+		       "\"pages\":%llu,\"zero_pages\":%llu,\"ms\":%.3f,"
+		       "\"downtime_ms\":%.3f,\"downtime_target_ms\":%u,"
+		       "\"rounds\":%u,\"mib_per_s\":%.1f}\n",
+		       r->codec, (unsigned long long)r->bytes,
+		       (unsigned long long)r->mem_bytes,
+		       (unsigned long long)r->pages,
+		       (unsigned long long)r->zero_pages, (double)r->ns / 1e6,
+		       (double)r->frozen_ns / 1e6, r->downtime_ms, r->rounds,
+		       s > 0 ? mib / s : 0);
+		return;
+	}
+	printf("migrated to %s: %llu MiB of guest memory, %llu pages (%llu "
+	       "zero) in %u rounds with the vCPUs running and one frozen, "
+	       "%.1f MiB sent (%s, %.1f MiB/s), %.0f ms (vCPUs frozen %.1f ms, "
+	       "target %u ms)\n",
+	       r->uri, (unsigned long long)(r->mem_bytes >> 20),
+	       (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
+	       r->rounds, mib, r->codec, s > 0 ? mib / s : 0,
+	       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6, r->downtime_ms);
+}
