@@ -35,6 +35,15 @@ static const uint32_t clock_msrs[] = {
 	0x40000020, /* Hyper-V's reference time counter */
 };
 #define LAPIC_TMCCT 0x390u /* the timer's current count */
+/*
+ * SYSENTER_ESP and SYSENTER_EIP: for a guest whose CPUID says AMD, KVM on
+ * AMD lets the guest's WRMSR reach the VMCB whole but keeps only the low
+ * half when it sets them itself, so a reset cannot put back the high half
+ * a Linux guest wrote there (an AMD CPU in long mode never uses it: it
+ * has no SYSENTER there). The verify compares the low halves.
+ */
+#define MSR_SYSENTER_ESP 0x175u
+#define MSR_SYSENTER_EIP 0x176u
 
 struct dev_blob {
 	uint8_t *data;
@@ -438,6 +447,13 @@ static void mask_vcpu(Vmrun__VcpuState *now, const Vmrun__VcpuState *ck)
 		for (j = 0; clock && j < ck->n_msrs; j++)
 			if (ck->msrs[j]->index == idx)
 				now->msrs[i]->value = ck->msrs[j]->value;
+		for (j = 0;
+		     (idx == MSR_SYSENTER_ESP || idx == MSR_SYSENTER_EIP) &&
+		     j < ck->n_msrs;
+		     j++)
+			if (ck->msrs[j]->index == idx &&
+			    (uint32_t)ck->msrs[j]->value == now->msrs[i]->value)
+				now->msrs[i]->value = ck->msrs[j]->value;
 	}
 	if (now->lapic.len == ck->lapic.len && now->lapic.len > LAPIC_TMCCT + 4)
 		memcpy(now->lapic.data + LAPIC_TMCCT,
@@ -591,7 +607,7 @@ int checkpoint_attach(struct checkpoint *c, struct machine *m, char *err,
 	for (i = 0; i < c->nr_cpus; i++) {
 		struct x86_vcpu_reload *r;
 
-		ret = x86_vcpu_state_load(vm_vcpu(vm, i), c->cpus[i]);
+		ret = x86_vcpu_state_load_keep_mem(vm_vcpu(vm, i), c->cpus[i]);
 		if (!ret)
 			ret = x86_vcpu_reload_prepare(vm_vcpu(vm, i),
 						      c->cpus[i], &r);

@@ -41,6 +41,14 @@ int x86_vcpu_state_save(struct vcpu *vcpu, Vmrun__VcpuState **out) __must_check;
 int x86_vcpu_state_load(struct vcpu *vcpu,
 			const Vmrun__VcpuState *st) __must_check;
 
+/*
+ * The same, but nothing KVM would write into guest memory on the way (the
+ * wall clock its MSRs point at): for a VM whose memory must stay exactly
+ * a checkpoint's.
+ */
+int x86_vcpu_state_load_keep_mem(struct vcpu *vcpu,
+				 const Vmrun__VcpuState *st) __must_check;
+
 /* Only the checks of x86_vcpu_state_load(); changes nothing. */
 int x86_vcpu_state_check(struct vcpu *vcpu,
 			 const Vmrun__VcpuState *st) __must_check;

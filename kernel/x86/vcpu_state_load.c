@@ -336,6 +336,42 @@ void x86_vcpu_reload_free(struct x86_vcpu_reload *r)
 	free(r);
 }
 
+/*
+ * KVM's wall clock MSRs are no state but a command: writing one makes KVM
+ * write the host's wall clock into guest memory at that address, there
+ * and then. A reload (a reset to a checkpoint) must not: it would put a
+ * page back and then change it, under the reset's own feet (a verified
+ * reset of a Linux guest found that page differing). Only a load into a
+ * new VM passes them on (x86_vcpu_state_load()), as the guest's own
+ * write would, so that the guest's wall clock address is KVM's.
+ */
+static bool wall_clock_msr(uint32_t index)
+{
+	return index == 0x11 /* MSR_KVM_WALL_CLOCK */ ||
+	       index == 0x4b564d00; /* MSR_KVM_WALL_CLOCK_NEW */
+}
+
+/* Writes @st's wall clock MSRs (see wall_clock_msr()). */
+static int load_wall_clock(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[2];
+	} m = { 0 };
+	size_t i;
+	int ret;
+
+	for (i = 0; i < st->n_msrs && m.h.nmsrs < 2; i++)
+		if (wall_clock_msr(st->msrs[i]->index) && st->msrs[i]->value) {
+			m.e[m.h.nmsrs].index = st->msrs[i]->index;
+			m.e[m.h.nmsrs++].data = st->msrs[i]->value;
+		}
+	if (!m.h.nmsrs)
+		return 0;
+	ret = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, &m);
+	return ret < 0 ? ret : (uint32_t)ret < m.h.nmsrs ? -EIO : 0;
+}
+
 int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 			    struct x86_vcpu_reload **out)
 {
@@ -353,6 +389,7 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 	ret = load_build(vcpu, st, &r->l);
 	for (pos = 0; !ret && pos < r->l.msrs->nmsrs; pos += k) {
 		struct kvm_msrs *b;
+		size_t j;
 
 		k = MIN(r->l.msrs->nmsrs - pos, (size_t)MSR_BATCH);
 		b = calloc(1, sizeof(*b) + k * sizeof(b->entries[0]));
@@ -360,9 +397,10 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 			ret = -ENOMEM;
 			break;
 		}
-		b->nmsrs = (uint32_t)k;
-		memcpy(b->entries, &r->l.msrs->entries[pos],
-		       k * sizeof(b->entries[0]));
+		for (j = 0; j < k; j++)
+			if (!wall_clock_msr(r->l.msrs->entries[pos + j].index))
+				b->entries[b->nmsrs++] =
+					r->l.msrs->entries[pos + j];
 		r->batch[r->nr_batches++] = b;
 	}
 	if (ret < 0) {
@@ -458,7 +496,8 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 	return ret < 0 ? ret : 0;
 }
 
-int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+static int state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st,
+		      bool wall_clock)
 {
 	struct x86_vcpu_reload *r;
 	const char *step = "KVM_SET_CPUID2";
@@ -479,6 +518,22 @@ int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
 		       strerror(-ret));
 	else
 		ret = x86_vcpu_reload(vcpu, r);
+	if (!ret && wall_clock) {
+		ret = load_wall_clock(vcpu, st);
+		if (ret < 0)
+			pr_err("vCPU %u: loading state, the wall clock MSRs: %s",
+			       vcpu->id, strerror(-ret));
+	}
 	x86_vcpu_reload_free(r);
 	return ret < 0 ? ret : 0;
+}
+
+int x86_vcpu_state_load(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	return state_load(vcpu, st, true);
+}
+
+int x86_vcpu_state_load_keep_mem(struct vcpu *vcpu, const Vmrun__VcpuState *st)
+{
+	return state_load(vcpu, st, false);
 }
