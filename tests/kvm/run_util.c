@@ -182,6 +182,29 @@ pid_t spawn_vmrun(const char *const *argv, const char *err_path, int keep_fd)
 	return pid;
 }
 
+long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int reap_vmrun(pid_t pid, int timeout_ms)
+{
+	int i, st;
+
+	for (i = 0; i < timeout_ms / 10; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) :
+					       128 + WTERMSIG(st);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
 bool wait_file(const char *path, pid_t pid, int timeout_ms)
 {
 	int i, st;
@@ -211,6 +234,7 @@ bool console_scan(const char *path, struct console_scan *cs)
 		int end = -1;
 
 		line[strcspn(line, "\r\n")] = 0;
+		snprintf(cs->last_line, sizeof(cs->last_line), "%.159s", line);
 		if (strstr(line, "GUEST FAIL")) {
 			wrong = true;
 		} else if (!strstr(line, "GUEST TICK")) {
@@ -227,8 +251,9 @@ bool console_scan(const char *path, struct console_scan *cs)
 			cs->last_n = n;
 			cs->last_verified = v;
 			wrong = mm != 0;
-		} else {
-			cs->broken++;
+		} else if (cs->broken++ < 3) {
+			snprintf(cs->broken_line[cs->broken - 1],
+				 sizeof(cs->broken_line[0]), "%.159s", line);
 		}
 		if (wrong && cs->bad++ < 8 && at < sizeof(cs->why))
 			at += (size_t)snprintf(cs->why + at,

@@ -37,6 +37,14 @@ int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
 pid_t spawn_vmrun(const char *const *argv, const char *err_path, int keep_fd);
 
 /*
+ * Waits (a deadline, not a window) for @pid to exit and returns its exit
+ * status (128 + N for signal N); past @timeout_ms it kills it with
+ * SIGKILL and returns -1, so a process that hangs fails the test instead
+ * of hanging it.
+ */
+int reap_vmrun(pid_t pid, int timeout_ms);
+
+/*
  * Waits (a deadline, not a window) until the file at @path exists; false
  * if @pid exited first or the deadline passed.
  */
@@ -66,7 +74,12 @@ struct console_scan {
 	unsigned long long first_n, last_n; /* n= of the first, last */
 	unsigned long long first_verified, last_verified;
 	char why[1024];
+	char broken_line[3][160]; /* the first broken lines, for messages */
+	char last_line[160];	  /* the file's last line, for messages */
 };
+
+/* Monotonic milliseconds, for deadlines. */
+long long now_ms(void);
 
 /* Scans the console file at @path; false if it cannot be read. */
 bool console_scan(const char *path, struct console_scan *cs);

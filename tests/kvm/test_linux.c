@@ -514,23 +514,27 @@ static struct console_scan wait_console(const char *con, unsigned int ticks,
 					unsigned int splices)
 {
 	struct console_scan cs;
-	unsigned int i;
+	long long end = now_ms() + DEADLINE_MS;
 
-	for (i = 0; i < DEADLINE_MS / 20; i++) {
+	for (;;) {
 		console_scan(con, &cs);
-		if (cs.bad || (cs.ticks >= ticks &&
-			       cs.last_verified - cs.first_verified >= pages))
+		if (cs.bad ||
+		    (cs.ticks >= ticks &&
+		     cs.last_verified - cs.first_verified >= pages) ||
+		    now_ms() > end)
 			break;
 		usleep(20000);
 	}
 	TEST_ASSERT(cs.bad == 0 && cs.broken <= splices,
-		    "%s: the guest reported (%u broken lines):%s", con,
-		    cs.broken, cs.why);
+		    "%s: the guest reported (%u broken lines: '%s' '%s'):%s",
+		    con, cs.broken, cs.broken_line[0], cs.broken_line[1],
+		    cs.why);
 	TEST_ASSERT(cs.ticks >= ticks &&
 			    cs.last_verified - cs.first_verified >= pages,
-		    "%s: %u ticks, %llu pages verified (want %u, %llu)", con,
-		    cs.ticks, cs.last_verified - cs.first_verified, ticks,
-		    pages);
+		    "%s: %u ticks, %llu pages verified (want %u, %llu); last "
+		    "line '%s'",
+		    con, cs.ticks, cs.last_verified - cs.first_verified, ticks,
+		    pages, cs.last_line);
 	return cs;
 }
 
@@ -547,8 +551,9 @@ static void ctl_ok(const char *sock, const char *op, const char *arg,
 /*
  * A Linux guest writing and verifying its memory on 2 vCPUs: put back to
  * a checkpoint twice (each reset verified against the whole checkpoint),
- * then saved, killed and restored in a new process; its kernel, timers
- * and workload go on and it finds nothing wrong at any point.
+ * then saved, killed and restored in a new process, then migrated live to
+ * a third; its kernel, timers and workload go on and it finds nothing
+ * wrong at any point.
  */
 static void test_linux_checkpoint_and_restore(void)
 {
@@ -596,7 +601,7 @@ static void test_linux_checkpoint_and_restore(void)
 	last = cs.last_n;
 	ctl_ok(sock, "save", img, "saved ");
 	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
+	reap_vmrun(pid, DEADLINE_MS);
 
 	snprintf(con, sizeof(con), "%s/con1.txt", tmp);
 	snprintf(spec, sizeof(spec), "file:%s", con);
@@ -612,10 +617,54 @@ static void test_linux_checkpoint_and_restore(void)
 	TEST_ASSERT(cs.first_n > last && cs.first_n <= last + 2,
 		    "the restored guest's first tick is n=%llu after n=%llu",
 		    cs.first_n, last);
+
+	/* Then live to another process, which goes on from the freeze. */
+	{
+		char errf[96], sock2[96], con2[96], spec2[128], uri[128];
+		const char *p = NULL;
+		const char *const a[] = {
+			"run",	 "--incoming", "tcp:127.0.0.1:0",
+			"--ctl", sock2,	       "--console",
+			spec2,	 NULL
+		};
+		pid_t dst;
+
+		snprintf(errf, sizeof(errf), "%s/dst.err", tmp);
+		snprintf(sock2, sizeof(sock2), "%s/dst.sock", tmp);
+		snprintf(con2, sizeof(con2), "%s/con2.txt", tmp);
+		snprintf(spec2, sizeof(spec2), "file:%s", con2);
+		dst = spawn_vmrun(a, errf, -1);
+		for (i = 0; i < DEADLINE_MS / 10 && !(p && strchr(p, '\n'));
+		     i++) {
+			int fd = open(errf, O_RDONLY);
+			ssize_t r = fd >= 0 ? read(fd, err, 4096) : 0;
+
+			if (fd >= 0)
+				close(fd);
+			err[r > 0 ? r : 0] = 0;
+			p = strstr(err, "on tcp:");
+			usleep(10000);
+		}
+		TEST_ASSERT(p && strchr(p, '\n'), "no destination: %s", err);
+		snprintf(uri, sizeof(uri), "%.*s",
+			 (int)(strchr(p, '\n') - p - 3), p + 3);
+		ctl_ok(sock, "migrate", uri, "migrated to ");
+		st = reap_vmrun(pid, DEADLINE_MS);
+		TEST_ASSERT(st == 0, "the migrated source: exit %d", st);
+		console_scan(con, &cs);
+		last = cs.last_n;
+		cs = wait_console(con2, 3, pass, 1);
+		TEST_ASSERT(cs.first_n > last && cs.first_n <= last + 2,
+			    "the migrated guest's first tick is n=%llu after "
+			    "n=%llu",
+			    cs.first_n, last);
+		pid = dst;
+		snprintf(sock, sizeof(sock), "%s", sock2);
+		snprintf(con, sizeof(con), "%s", con2);
+	}
 	ctl_ok(sock, "stop", NULL, "");
-	waitpid(pid, &st, 0);
-	TEST_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		    "vmrun restore: status %#x", st);
+	st = reap_vmrun(pid, DEADLINE_MS);
+	TEST_ASSERT(st == 0, "the last vmrun: exit %d", st);
 	wait_console(con, 3, pass, 2);
 	snprintf(cmdline, sizeof(cmdline), "rm -rf %s", tmp);
 	TEST_CHECK(system(cmdline) == 0, "%s", cmdline);

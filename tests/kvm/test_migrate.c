@@ -122,10 +122,7 @@ static void start_dest(struct vmp *v, const char *const *extra, char *uri,
 
 static int reap(struct vmp *v)
 {
-	int st;
-
-	waitpid(v->pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return reap_vmrun(v->pid, DEADLINE_MS);
 }
 
 static int ctl_migrate(const struct vmp *v, const char *uri)
@@ -145,24 +142,29 @@ static struct console_scan wait_guest(const struct vmp *v, unsigned int ticks,
 				      bool pass, unsigned int splices)
 {
 	struct console_scan cs;
-	unsigned int i;
+	long long end = now_ms() + DEADLINE_MS;
 
-	for (i = 0; i < DEADLINE_MS / 20; i++) {
+	for (;;) {
 		console_scan(v->con, &cs);
-		if (cs.bad || (cs.ticks >= ticks &&
-			       (!pass || cs.last_verified - cs.first_verified >=
-						 WORK_PAGES)))
+		if (cs.bad ||
+		    (cs.ticks >= ticks &&
+		     (!pass ||
+		      cs.last_verified - cs.first_verified >= WORK_PAGES)) ||
+		    now_ms() > end)
 			break;
 		usleep(20000);
 	}
 	TEST_ASSERT(cs.bad == 0 && cs.broken <= splices,
-		    "%s: the guest reported (%u broken lines):%s", v->con,
-		    cs.broken, cs.why);
+		    "%s: the guest reported (%u broken lines: '%s' '%s'):%s",
+		    v->con, cs.broken, cs.broken_line[0], cs.broken_line[1],
+		    cs.why);
 	TEST_ASSERT(cs.ticks >= ticks &&
 			    (!pass || cs.last_verified - cs.first_verified >=
 					      WORK_PAGES),
-		    "%s: %u ticks (want %u), %llu pages verified", v->con,
-		    cs.ticks, ticks, cs.last_verified - cs.first_verified);
+		    "%s: %u ticks (want %u), %llu pages verified; last line "
+		    "'%s'",
+		    v->con, cs.ticks, ticks,
+		    cs.last_verified - cs.first_verified, cs.last_line);
 	return cs;
 }
 
@@ -346,10 +348,10 @@ static int feed(const void *data, size_t len, bool go, char *errbuf,
 		(void)!send(sv[0], "VMGO", 4, MSG_NOSIGNAL);
 	}
 	shutdown(sv[0], SHUT_WR);
-	waitpid(pid, &st, 0);
+	st = reap_vmrun(pid, DEADLINE_MS);
 	close(sv[0]);
 	slurp(errf, errbuf, errlen);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return st;
 }
 
 /*
