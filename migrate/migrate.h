@@ -78,6 +78,7 @@ struct migrate_stats {
 	uint64_t mem_bytes;
 	uint64_t ns;	     /* the whole migration */
 	uint64_t frozen_ns;  /* the source's vCPUs frozen at the end */
+	uint64_t accept_ns;  /* of which waiting for the destination to load */
 	unsigned int rounds; /* rounds written with the vCPUs running */
 	uint64_t last_round_pages, last_round_ns, last_round_bytes;
 };

@@ -23,6 +23,16 @@ int wire_recv_hello(int fd, uint32_t *version, char *err, size_t errlen);
 int wire_send_reply(int fd, int status, const char *msg);
 int wire_recv_reply(int fd, int *status, char *msg, size_t len);
 
+/*
+ * PROGRESS: "VMRP", u64 bytes of the image read so far: the destination's
+ * pace, which the source waits on after each running round. The source
+ * reads any frame with wire_recv_frame(); wire_recv_reply() skips these.
+ */
+int wire_send_progress(int fd, uint64_t bytes);
+enum wire_kind { WIRE_REPLY, WIRE_PROGRESS };
+int wire_recv_frame(int fd, enum wire_kind *kind, int *status, uint64_t *bytes,
+		    char *msg, size_t len);
+
 /* GO: "VMGO", the source's go-ahead once it has stopped for good. */
 int wire_send_go(int fd);
 int wire_recv_go(int fd);

@@ -54,10 +54,30 @@ static int migrate_fault(void)
 					     0;
 }
 
+struct recv_ctx {
+	int fd;
+	uint64_t reported;
+};
+
+/* Tells the source how far the image has been read (its drain waits on
+ * it), at most every 16 KiB of the stream. */
+static void on_consumed(void *opaque, uint64_t bytes)
+{
+	struct recv_ctx *r = opaque;
+
+	if (bytes < r->reported + (16u << 10))
+		return;
+	r->reported = bytes;
+	/* A link gone shows in the stream's next read. */
+	(void)wire_send_progress(r->fd, bytes);
+}
+
 int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 		 struct machine **out, struct vmsnap_stats *st, char *err,
 		 size_t errlen)
 {
+	struct recv_ctx rc = { .fd = fd };
+	struct vmsnap_restore_opts ro;
 	struct machine *m = NULL;
 	struct stream *s;
 	uint32_t version;
@@ -91,7 +111,10 @@ int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 	ret = stream_open_fd_dir(fd, false, &s);
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s", strerror(-ret));
-	ret = vmsnap_restore_stream(s, peer, o, &m, st, err, errlen);
+	ro = *o;
+	ro.consumed = on_consumed;
+	ro.consumed_opaque = &rc;
+	ret = vmsnap_restore_stream(s, peer, &ro, &m, st, err, errlen);
 	if (!ret && migrate_fault() == 2) {
 		machine_destroy(m);
 		return err_printf(err, errlen, -ECONNABORTED,

@@ -25,10 +25,14 @@ struct send_ctx {
 	const char *peer;
 	const struct migrate_opts *o;
 	struct migrate_stats *st;
+	/* The image bytes the destination has read, as it last said. */
+	uint64_t consumed;
 	/* The destination's refusal, when it gave one. */
 	int refused;
 	char why[WIRE_MAX_MESSAGE + 1];
 };
+
+static int read_frame(struct send_ctx *x, int *status);
 
 /*
  * Between slices of memory: the client's progress, and a look for a
@@ -42,14 +46,60 @@ static void on_progress(void *opaque, uint64_t done, uint64_t total)
 
 	if (x->o->progress)
 		x->o->progress(x->o->opaque, done, total);
-	if (x->refused || !wire_readable(x->fd, 0))
-		return;
-	if (wire_recv_reply(x->fd, &status, x->why, sizeof(x->why)) < 0) {
-		status = ECONNABORTED;
+	while (!x->refused && wire_readable(x->fd, 0) &&
+	       read_frame(x, &status) == 0)
+		;
+}
+
+/*
+ * Reads one frame from the destination: its progress, or a reply, which
+ * at this point can only be a refusal (then the stream is failed at once
+ * and -ECONNABORTED returned). The link's failures are -errno.
+ */
+static int read_frame(struct send_ctx *x, int *status)
+{
+	enum wire_kind kind;
+	uint64_t bytes = 0;
+	int ret = wire_recv_frame(x->fd, &kind, status, &bytes, x->why,
+				  sizeof(x->why));
+
+	if (!ret && kind == WIRE_PROGRESS) {
+		if (bytes > x->consumed)
+			x->consumed = bytes;
+		return 0;
+	}
+	if (ret < 0) {
+		*status = ECONNABORTED;
 		snprintf(x->why, sizeof(x->why), "it closed the connection");
 	}
-	x->refused = status ? status : EPROTO;
+	x->refused = *status ? *status : EPROTO;
 	stream_set_error(x->s, -ECONNABORTED);
+	return -ECONNABORTED;
+}
+
+/* Bytes of a round the destination may not have said it read yet: what
+ * follows its last page section (frame ends). */
+#define DRAIN_SLACK (64u << 10)
+
+/*
+ * After a running round: waits (the vCPUs run) until the destination has
+ * read about all that was sent, so that the round's rate is the whole
+ * pipeline's (sending, its decompressing and faulting pages in) and the
+ * frozen end does not wait behind a backlog.
+ */
+static int on_drain(void *opaque, struct stream *s, char *err, size_t errlen)
+{
+	struct send_ctx *x = opaque;
+	uint64_t sent = stream_bytes_written(s);
+	int status = 0, ret = 0;
+
+	while (!ret && x->consumed + DRAIN_SLACK < sent)
+		ret = read_frame(x, &status);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "the destination refused the machine: %s",
+				  x->why);
+	return 0;
 }
 
 static void on_round(void *opaque, unsigned int round, uint64_t pages,
@@ -74,9 +124,11 @@ static void on_round(void *opaque, unsigned int round, uint64_t pages,
 static int on_commit(void *opaque, char *err, size_t errlen)
 {
 	struct send_ctx *x = opaque;
+	uint64_t t0 = vmsnap_now_ns();
 	int status = 0, ret;
 
 	ret = wire_recv_reply(x->fd, &status, x->why, sizeof(x->why));
+	x->st->accept_ns = vmsnap_now_ns() - t0;
 	if (ret < 0)
 		return err_printf(err, errlen, ret,
 				  "the destination did not accept the "
@@ -114,6 +166,7 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 		.downtime_ns = o->downtime_ns,
 		.live_max_rounds = o->max_rounds,
 		.round = on_round,
+		.drain = on_drain,
 		.commit = on_commit,
 		.commit_opaque = &x,
 		.progress = on_progress,

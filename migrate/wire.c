@@ -101,7 +101,18 @@ int wire_send_reply(int fd, int status, const char *msg)
 	return send_all(fd, b, 12 + n);
 }
 
-int wire_recv_reply(int fd, int *status, char *msg, size_t len)
+int wire_send_progress(int fd, uint64_t bytes)
+{
+	uint8_t b[12];
+
+	memcpy(b, "VMRP", 4);
+	put32(b + 4, (uint32_t)bytes);
+	put32(b + 8, (uint32_t)(bytes >> 32));
+	return send_all(fd, b, sizeof(b));
+}
+
+int wire_recv_frame(int fd, enum wire_kind *kind, int *status, uint64_t *bytes,
+		    char *msg, size_t len)
 {
 	uint8_t b[12];
 	char text[WIRE_MAX_MESSAGE + 1];
@@ -110,6 +121,11 @@ int wire_recv_reply(int fd, int *status, char *msg, size_t len)
 
 	if (ret < 0)
 		return ret;
+	if (!memcmp(b, "VMRP", 4)) {
+		*kind = WIRE_PROGRESS;
+		*bytes = get32(b + 4) | (uint64_t)get32(b + 8) << 32;
+		return 0;
+	}
 	n = get32(b + 8);
 	if (memcmp(b, "VMRR", 4) || n > WIRE_MAX_MESSAGE || get32(b + 4) > 4095)
 		return -EPROTO;
@@ -118,8 +134,21 @@ int wire_recv_reply(int fd, int *status, char *msg, size_t len)
 		return ret;
 	text[n] = 0;
 	snprintf(msg, len, "%s", text);
+	*kind = WIRE_REPLY;
 	*status = (int)get32(b + 4);
 	return 0;
+}
+
+int wire_recv_reply(int fd, int *status, char *msg, size_t len)
+{
+	enum wire_kind kind;
+	uint64_t bytes;
+	int ret;
+
+	do
+		ret = wire_recv_frame(fd, &kind, status, &bytes, msg, len);
+	while (!ret && kind == WIRE_PROGRESS);
+	return ret;
 }
 
 int wire_send_go(int fd)

@@ -589,6 +589,8 @@ static int live_put(struct image *img, struct machine *m, struct stream *s,
 			err_printf(err, errlen, ret, "writing memory: %s",
 				   strerror(-ret));
 	}
+	if (!ret && o->drain)
+		ret = o->drain(o->opaque, s, err, errlen);
 	lr->pages = pages;
 	lr->bytes = stream_bytes_written(s) - b;
 	lr->ns = vmsnap_now_ns() - t;

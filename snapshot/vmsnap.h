@@ -116,6 +116,13 @@ struct vmsnap_save_opts {
 	 * NULL). */
 	vmsnap_round_t round;
 	/*
+	 * Live: after each running round is written, before it is timed
+	 * (may be NULL): a migration waits here until its destination has
+	 * caught up, so that the rate measured is the whole pipeline's and
+	 * no backlog is left for the frozen end. Non-zero fails the save.
+	 */
+	int (*drain)(void *opaque, struct stream *s, char *err, size_t errlen);
+	/*
 	 * Called once the image is complete and synced, with the machine
 	 * still frozen (may be NULL): non-zero fails the save, which then
 	 * thaws the machine and gives its dirty pages back. A migration
@@ -198,6 +205,11 @@ struct vmsnap_restore_opts {
 	 * (0: whatever the image says); an image of another is refused. */
 	uint64_t want_mem;
 	unsigned int want_cpus;
+	/* After each section of pages is in memory: the stream's bytes read
+	 * so far (a migration's destination tells its source how far it
+	 * is). May be NULL. */
+	void (*consumed)(void *opaque, uint64_t bytes);
+	void *consumed_opaque;
 	vmsnap_progress_t progress;
 	void *opaque;
 };

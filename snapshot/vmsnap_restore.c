@@ -187,6 +187,9 @@ static int on_pages(void *opaque, uint32_t seg __unused,
 	struct rctx *c = opaque;
 
 	c->pages += nr;
+	if (c->o->consumed)
+		c->o->consumed(c->o->consumed_opaque,
+			       stream_bytes_read(c->cur));
 	if (c->o->progress && c->pages >= c->next_report) {
 		uint64_t at = c->bytes_before + stream_bytes_read(c->cur);
 
