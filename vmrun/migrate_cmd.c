@@ -68,10 +68,9 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 		o.nets[i] = cfg->nets[i];
 	o.want_mem = mem_set ? cfg->mem : 0;
 	o.want_cpus = cpus_set ? cfg->cpus : 0;
-	/* No dirty tracking yet: it costs the downtime (on PVM enabling the
-	 * dirty log of 256 MiB takes most of 100 ms), and a later save or
-	 * migration starts it itself; there is no image to be incremental
-	 * over. */
+	/* No dirty tracking yet: starting it would come before the guest
+	 * runs, in the downtime, and a later save or migration starts it
+	 * itself; there is no image to be incremental over. */
 	o.track_dirty = false;
 	ret = migrate_recv(fd, where, &o, &m, &st, err, sizeof(err));
 	if (u.kind != MIGRATE_FD)
