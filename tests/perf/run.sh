@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks (dirty_perf, guest_perf, snapshot_perf, fuzz_perf,
-# linux_boot) on every KVM this host reaches:
+# migrate_perf, linux_boot) on every KVM this host reaches:
 # its own /dev/kvm when usable, and the emulated hardware-virtualisation
 # host (tests/kvmhost/). Figures from the emulated host are for ratios
 # between rows, not for absolute speed. Record them in docs/benchmarks.md
@@ -26,7 +26,7 @@ for a in "$@"; do
 	esac
 done
 
-benches="build/tests/perf/dirty_perf ${quick[*]} --markdown && build/tests/perf/guest_perf ${quick[*]} && bash tests/perf/snapshot_perf.sh ${quick[*]} && bash tests/perf/fuzz_perf.sh ${quick[*]}"
+benches="build/tests/perf/dirty_perf ${quick[*]} --markdown && build/tests/perf/guest_perf ${quick[*]} && bash tests/perf/snapshot_perf.sh ${quick[*]} && bash tests/perf/fuzz_perf.sh ${quick[*]} && bash tests/perf/migrate_perf.sh ${quick[*]}"
 # Debian's kernel and the Linux test guest, beside QEMU microvm: on a KVM
 # that runs stock kernels (not PVM), and in an emulated host of one CPU
 # (with more, the kernel hangs there; docs/linux-guest.md).
