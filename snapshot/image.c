@@ -77,6 +77,21 @@ const char *image_error(const struct image *img)
 	return img->err;
 }
 
+int image_codec_parse(const char *name, enum image_codec *out)
+{
+	static const enum image_codec all[] = { IMAGE_CODEC_LZ4,
+						IMAGE_CODEC_ZSTD,
+						IMAGE_CODEC_NONE };
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(all); i++)
+		if (!strcmp(name, image_codec_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
 const char *image_codec_name(enum image_codec codec)
 {
 	switch (codec) {

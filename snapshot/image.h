@@ -257,6 +257,8 @@ const char *image_error(const struct image *img);
 void image_destroy(struct image *img);
 
 const char *image_codec_name(enum image_codec codec);
+/* The codec named "lz4", "zstd" or "none" into *@out; else -EINVAL. */
+int image_codec_parse(const char *name, enum image_codec *out) __must_check;
 
 /* True if the 4 KiB page at @page is all zero; stops at the first non-zero. */
 bool image_page_is_zero(const void *page);

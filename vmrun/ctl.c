@@ -292,14 +292,11 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 		r->message = "live rounds: 1 to 8, with --live";
 		return -EINVAL;
 	}
-	if (!strcmp(q->codec, "zstd"))
-		o.codec = IMAGE_CODEC_ZSTD;
-	else if (!strcmp(q->codec, "none"))
-		o.aligned = true, o.codec = IMAGE_CODEC_NONE;
-	else if (q->codec[0] && strcmp(q->codec, "lz4")) {
+	if (q->codec[0] && image_codec_parse(q->codec, &o.codec) < 0) {
 		r->message = "codec: expected lz4, zstd or none";
 		return -EINVAL;
 	}
+	o.aligned = o.codec == IMAGE_CODEC_NONE;
 	if (vm_wait(machine_vm(c->m), 0) != VM_EXIT_NONE) {
 		r->message = "the VM is stopping";
 		return -ESRCH;
@@ -771,10 +768,10 @@ static int parse_save(int argc, char **argv, Vmrun__CtlRequest *req, char *path,
 			req->live = true;
 			req->live_rounds = (uint32_t)n;
 		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
+			enum image_codec codec;
+
 			req->codec = argv[++i];
-			if (strcmp(req->codec, "lz4") &&
-			    strcmp(req->codec, "zstd") &&
-			    strcmp(req->codec, "none")) {
+			if (image_codec_parse(req->codec, &codec) < 0) {
 				die_msg("--compress %s: expected lz4, zstd or none",
 					req->codec);
 				return EXIT_USAGE;

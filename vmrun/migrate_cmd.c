@@ -118,11 +118,7 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	int fd, ret;
 
 	msg[0] = 0;
-	if (!strcmp(q->codec, "zstd"))
-		o.codec = IMAGE_CODEC_ZSTD;
-	else if (!strcmp(q->codec, "none"))
-		o.codec = IMAGE_CODEC_NONE;
-	else if (q->codec[0] && strcmp(q->codec, "lz4"))
+	if (q->codec[0] && image_codec_parse(q->codec, &o.codec) < 0)
 		return err_printf(msg, msglen, -EINVAL,
 				  "codec: expected lz4, zstd or none");
 	ret = migrate_uri_parse(q->uri, &u, msg, msglen);
@@ -183,10 +179,10 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
+			enum image_codec codec;
+
 			req->codec = argv[++i];
-			if (strcmp(req->codec, "lz4") &&
-			    strcmp(req->codec, "zstd") &&
-			    strcmp(req->codec, "none")) {
+			if (image_codec_parse(req->codec, &codec) < 0) {
 				die_msg("--compress %s: expected lz4, zstd or none",
 					req->codec);
 				return EXIT_USAGE;
