@@ -574,14 +574,22 @@ struct live_round {
 	uint64_t pages, bytes, ns;
 };
 
-/* Writes a live round (@dirty, or all of memory) and times it. */
+/*
+ * Writes a live round (@dirty, or all of memory) and times it; @lr->pages
+ * counts the pages that went as data, since zero pages cost next to
+ * nothing and would make the rate per page look far better than what is
+ * dirty (pages the guest wrote) will cost.
+ */
 static int live_put(struct image *img, struct machine *m, struct stream *s,
-		    const uint64_t *dirty, uint64_t pages,
-		    const struct vmsnap_save_opts *o, struct live_round *lr,
-		    char *err, size_t errlen)
+		    const uint64_t *dirty, const struct vmsnap_save_opts *o,
+		    struct live_round *lr, char *err, size_t errlen)
 {
-	uint64_t t = vmsnap_now_ns(), b = stream_bytes_written(s);
-	int ret = put_pages(img, m, dirty, o, err, errlen);
+	uint64_t t = vmsnap_now_ns(), b = stream_bytes_written(s), p0, z0, p1,
+		 z1;
+	int ret;
+
+	image_counts(img, &p0, &z0);
+	ret = put_pages(img, m, dirty, o, err, errlen);
 
 	if (!ret) {
 		ret = stream_flush(s);
@@ -591,7 +599,8 @@ static int live_put(struct image *img, struct machine *m, struct stream *s,
 	}
 	if (!ret && o->drain)
 		ret = o->drain(o->opaque, s, err, errlen);
-	lr->pages = pages;
+	image_counts(img, &p1, &z1);
+	lr->pages = (p1 - p0) - (z1 - z0);
 	lr->bytes = stream_bytes_written(s) - b;
 	lr->ns = vmsnap_now_ns() - t;
 	return ret;
@@ -662,10 +671,8 @@ static int save_live(struct machine *m, struct stream *s,
 				  errlen);
 	capture_free(&cs);
 	if (!ret)
-		ret = live_put(img, m, s, o->incremental ? round : NULL,
-			       o->incremental ? bitmap_weight(round, nbits) :
-						nbits,
-			       o, &lr, err, errlen);
+		ret = live_put(img, m, s, o->incremental ? round : NULL, o, &lr,
+			       err, errlen);
 	for (r = 1; !ret && r <= max_rounds; r++) {
 		ret = collect_round(m, round, all, nbits, NULL, err, errlen);
 		if (ret < 0)
@@ -679,7 +686,7 @@ static int save_live(struct machine *m, struct stream *s,
 		if (r >= o->live_rounds &&
 		    (n <= final_pages(o, &lr) || n >= prev - prev / 8))
 			break;
-		ret = live_put(img, m, s, round, n, o, &lr, err, errlen);
+		ret = live_put(img, m, s, round, o, &lr, err, errlen);
 		/* Written: only what comes after goes in the last round. */
 		bitmap_zero(round, nbits);
 		prev = n;
