@@ -74,6 +74,19 @@ count_output() {
 	count "$label" "$p" "$f"
 }
 
+# The linux suite of the plain build on a one-CPU emulated host, in the
+# background; its output is shown and counted at the end.
+linux_label="kvm_amd npt, 1 CPU (emulated)"
+start_linux() {
+	[ -n "${linux_pid:-}" ] || [ ! -x build/tests/kvm/kvm_tests ] && return
+	echo "--- build: the linux suite on a one-CPU emulated host ($linux_label): in the background ---"
+	linux_out=$(mktemp)
+	linux_t0=$SECONDS
+	bash tests/kvmhost/kvmhost.sh --npt "$npt" --cpus 1 --timeout 900 \
+		-- build/tests/kvm/kvm_tests linux >"$linux_out" 2>&1 &
+	linux_pid=$!
+}
+
 build() { # dir [meson options...]
 	local dir=$1
 	shift
@@ -130,7 +143,8 @@ for dir in "${configs[@]}"; do
 	case "$dir" in
 	build-asan)
 		build "$dir" -Db_sanitize=address,undefined -Db_lundef=false ||
-			{ status=1; count "" 0 1; continue; }
+			{ status=1; count "" 0 1; start_linux; continue; }
+		start_linux
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 		;;
@@ -191,15 +205,11 @@ for dir in "${configs[@]}"; do
 	# Debian's kernel boots reliably only in an emulated host of one CPU
 	# (docs/linux-guest.md), so the linux suite's boots run in one of
 	# those (in the run above they skip): in the background, beside the
-	# sanitizer builds, as it keeps one core busy for minutes.
+	# sanitizer builds' suites, as it keeps one core busy for minutes;
+	# started once the ASan build is compiled (or now, with --quick).
 	if [ "$dir" = build ]; then
-		echo "--- $dir: the linux suite on a one-CPU emulated host ($label): in the background ---"
-		linux_out=$(mktemp)
-		linux_t0=$SECONDS
 		linux_label="$label, 1 CPU (emulated)"
-		bash tests/kvmhost/kvmhost.sh --npt "$npt" --cpus 1 --timeout 900 \
-			-- "$dir/tests/kvm/kvm_tests" linux >"$linux_out" 2>&1 &
-		linux_pid=$!
+		((quick)) && start_linux
 	fi
 	unset ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
 done
