@@ -79,7 +79,7 @@ count_output() {
 linux_label="kvm_amd npt, 1 CPU (emulated)"
 start_linux() {
 	[ -n "${linux_pid:-}" ] || [ ! -x build/tests/kvm/kvm_tests ] && return
-	echo "--- build: the linux suite on a one-CPU emulated host ($linux_label): in the background ---"
+	echo "--- build: the linux suite on a one-CPU emulated host, in the background ---"
 	linux_out=$(mktemp)
 	linux_t0=$SECONDS
 	bash tests/kvmhost/kvmhost.sh --npt "$npt" --cpus 1 --timeout 900 \
