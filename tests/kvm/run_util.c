@@ -233,6 +233,13 @@ bool console_scan(const char *path, struct console_scan *cs)
 		bool wrong = false;
 		int end = -1;
 
+		/* The last line without its newline is still being written
+		 * (or was cut by a stop): not read until it is whole. */
+		if (!strchr(line, '\n') && feof(f)) {
+			snprintf(cs->last_line, sizeof(cs->last_line), "%.159s",
+				 line);
+			break;
+		}
 		line[strcspn(line, "\r\n")] = 0;
 		snprintf(cs->last_line, sizeof(cs->last_line), "%.159s", line);
 		if (strstr(line, "GUEST FAIL")) {

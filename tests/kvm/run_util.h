@@ -60,9 +60,9 @@ unsigned long long last_kv(const char *s, const char *prefix, const char *key);
  * What a guest's console file says (the reference guest's and the Linux
  * guest's contract, docs/guest.md). A console file is written a byte at
  * a time, so a restore or a reset into the middle of a line splices the
- * line it cut with the rest of the line the saved state had begun, and
- * the last line may be cut short: such TICK lines are counted as
- * @broken, not read. A splice never forms a whole TICK line with
+ * line it cut with the rest of the line the saved state had begun: such
+ * TICK lines are counted as @broken, not read. A last line without its
+ * newline (still being written, or cut by a stop) is not read at all. A splice never forms a whole TICK line with
  * mismatches (the saved state's line had none to finish), so @bad holds
  * only what the guest itself reported: FAIL lines and whole TICK lines
  * with mismatches, the first few quoted in @why.
