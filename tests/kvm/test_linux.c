@@ -125,29 +125,10 @@ static void parse_ticks(const char *s, struct ticks *t)
 /*
  * Boots the guest with @cpus vCPUs and @extra on its command line (after
  * the kernel's options), plus @args (NULL-terminated, may be NULL) for
- * vmrun; returns vmrun's exit status. The guest ends itself (ticks=N).
- */
-static int boot(const char *cpus, const char *extra, const char *const *args)
-{
-	char cmdline[1024];
-	const char *a[32] = { "run",  "--kernel",  boot_kernel, "--initrd",
-			      initrd, "--cpus",	   cpus,	"--mem",
-			      "512M", "--console", "stdio",	"--cmdline",
-			      cmdline };
-	unsigned int n = 13;
-
-	snprintf(cmdline, sizeof(cmdline),
-		 "console=ttyS0 panic=-1 quiet loglevel=4 %s", extra);
-	while (args && *args && n < ARRAY_SIZE(a) - 1)
-		a[n++] = *args++;
-	a[n] = NULL;
-	return run_vmrun(a, out, err, CAP, DEADLINE_MS);
-}
-
-/*
- * Boots as boot() does, but the guest runs until @until says the output
- * shows what the test waits for (a deadline, not a window), and is then
- * stopped with SIGTERM: vmrun exits 128 + SIGTERM.
+ * vmrun; returns vmrun's exit status. With @until (may be NULL) the guest
+ * runs until @until says the output shows what the test waits for (a
+ * deadline, not a window) and is then stopped with SIGTERM: vmrun exits
+ * 128 + SIGTERM. Without, the guest ends itself (ticks=N).
  */
 static int boot_until(const char *cpus, const char *extra,
 		      const char *const *args, run_until_t until)
@@ -166,6 +147,11 @@ static int boot_until(const char *cpus, const char *extra,
 	a[n] = NULL;
 	return run_vmrun_until(a, out, err, CAP, DEADLINE_MS, SIGTERM, until,
 			       NULL);
+}
+
+static int boot(const char *cpus, const char *extra, const char *const *args)
+{
+	return boot_until(cpus, extra, args, NULL);
 }
 
 /* Disk traffic both ways: sectors written and read back. */
