@@ -64,6 +64,11 @@ struct machine {
 	struct netif *netifs[MACHINE_MAX_NETS];
 	unsigned int nr_nets;
 	int ep; /* the event loop's epoll fd */
+	/* While machine_run()'s loop runs: its signalfd and where it says
+	 * which signal stopped the VM (machine_poll() needs both). */
+	int loop_sfd;
+	int *loop_signo;
+	bool polling; /* inside machine_poll() */
 	struct {
 		int fd; /* -1: free */
 		machine_fd_fn_t fn;
@@ -805,6 +810,7 @@ parsed:
 		return -ENOMEM;
 	}
 	m->track_fd = -1;
+	m->loop_sfd = -1;
 	m->track_ms = cfg->track_ms;
 	for (unsigned int w = 0; w < MACHINE_MAX_WATCH; w++)
 		m->watch[w].fd = -1;
@@ -1118,6 +1124,8 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 			       strerror(-ret));
 		goto out;
 	}
+	m->loop_sfd = sfd;
+	m->loop_signo = signo;
 	while (!done) {
 		/* With a back end paused, retry every 100 ms regardless. */
 		n = epoll_wait(ep, evs, ARRAY_SIZE(evs), m->nr_nets ? 100 : -1);
@@ -1130,11 +1138,31 @@ enum vm_exit_reason machine_run(struct machine *m, int *signo)
 					      signo);
 	}
 out:
+	m->loop_sfd = -1;
+	m->loop_signo = NULL;
 	ret = vm_wait(m->vm, -1);
 	if (sfd >= 0)
 		close(sfd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return (enum vm_exit_reason)ret;
+}
+
+bool machine_poll(struct machine *m, int timeout_ms)
+{
+	struct epoll_event evs[8];
+	int n, i;
+
+	if (!m->loop_signo || m->polling)
+		return vm_wait(m->vm, 0) != VM_EXIT_NONE;
+	m->polling = true;
+	n = epoll_wait(m->ep, evs, ARRAY_SIZE(evs), timeout_ms);
+	for (i = 0; i < n; i++)
+		/* The loop's own end (EV_STOP) waits for the loop. */
+		if (evs[i].data.u64 != EV_STOP)
+			machine_event(m, m->ep, m->loop_sfd, evs[i].data.u64,
+				      m->loop_signo);
+	m->polling = false;
+	return vm_wait(m->vm, 0) != VM_EXIT_NONE;
 }
 
 void machine_destroy(struct machine *m)

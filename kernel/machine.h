@@ -83,6 +83,16 @@ int machine_watch_fd(struct machine *m, int fd, machine_fd_fn_t fn,
 		     void *opaque) __must_check;
 void machine_unwatch_fd(struct machine *m, int fd);
 
+/*
+ * One pass of machine_run()'s loop from inside a callback that runs long
+ * on the loop's own thread (a migration): waits up to @timeout_ms for
+ * events and handles them as the loop does (network back ends, watched
+ * fds, console input, signals, which stop the VM); the loop itself ends
+ * only once the callback has returned. Not nested: a call from inside a
+ * callback it runs handles nothing. Returns true if the VM is stopping.
+ */
+bool machine_poll(struct machine *m, int timeout_ms);
+
 struct vm *machine_vm(struct machine *m);
 
 /*

@@ -254,6 +254,7 @@ void vm_destroy(struct vm *vm)
 
 	if (!vm)
 		return;
+	vm_throttle_destroy(vm);
 	vm_stop(vm, VM_EXIT_REQUESTED);
 	join_threads(vm);
 	for (i = 0; i < vm->nr_vcpus; i++)

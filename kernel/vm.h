@@ -66,6 +66,17 @@ int vm_pause(struct vm *vm) __must_check;
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
+/*
+ * Throttles the vCPUs: each is paused @pct percent (at most
+ * VM_THROTTLE_MAX) of every VM_THROTTLE_PERIOD_MS, by a thread of its own
+ * taking ordinary nested pauses; 0 lets them run freely again. Called
+ * from one thread (the owner's); vm_destroy() ends it. 0 or -errno.
+ */
+#define VM_THROTTLE_PERIOD_MS 20
+#define VM_THROTTLE_MAX 99
+int vm_throttle(struct vm *vm, unsigned int pct) __must_check;
+unsigned int vm_throttle_level(const struct vm *vm);
+
 /* True while a pause or stop waits for vCPUs: long handlers must return. */
 bool vm_yield_pending(struct vm *vm);
 

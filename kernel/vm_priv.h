@@ -22,6 +22,7 @@ struct mem_map;
  * [l] vm->lock                 [r] vcpu->ring_lock
  * [d] vm->dirty_lock
  * [F] writes need all vCPUs frozen (or not started)
+ * [o] the VM's owner thread only (the one calling vm_throttle())
  */
 
 struct vcpu {
@@ -78,10 +79,14 @@ struct vm {
 	size_t dirty_scratch_words; /* [d] */
 	vm_guest_stop_fn_t guest_stop_fn; /* [l] */
 	void *guest_stop_opaque;	  /* [l] */
+	struct throttle *throttle;	  /* [o] vm_throttle()'s, or NULL */
 };
 
 /* vm.c */
 bool vm_vcpus_may_run(struct vm *vm);
+
+/* throttle.c */
+void vm_throttle_destroy(struct vm *vm);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **out);

@@ -24,7 +24,7 @@ struct vmsnap_restore_opts;
 struct vmsnap_stats;
 
 /* Protocol version this vmrun speaks (the handshake's). */
-#define MIGRATE_VERSION 1
+#define MIGRATE_VERSION 2
 /* Default for a stalled connection: no byte moves for this long. */
 #define MIGRATE_IO_TIMEOUT_MS 60000
 
@@ -62,25 +62,67 @@ int migrate_listen(struct migrate_uri *u, char *err,
 int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
 		   char *err, size_t errlen) __must_check;
 
+/* Running rounds at most before a migration that does not converge
+ * gives up (the source runs on). */
+#define MIGRATE_MAX_ROUNDS 100
+/* Auto-converge: the first throttle, and the step for each round that
+ * does not shrink (percent of the vCPUs' time taken away). */
+#define MIGRATE_THROTTLE_FIRST 20
+#define MIGRATE_THROTTLE_STEP 10
+
 struct migrate_opts {
 	enum image_codec codec;
-	uint64_t downtime_ns;	 /* the frozen last round's target */
-	unsigned int max_rounds; /* running rounds at most */
+	uint64_t downtime_ns;	 /* the frozen end's target */
+	uint64_t bandwidth;	 /* bytes/s while the vCPUs run (0: no cap) */
+	uint64_t max_ns;	 /* give up after this long (0: never) */
+	unsigned int max_rounds; /* running rounds at most (0: the default) */
+	/* Throttle the vCPUs, more each round, while rounds do not shrink. */
+	bool auto_converge;
 	/* A progress frame for a client: @done of @total pages this pass. */
 	void (*progress)(void *opaque, uint64_t done, uint64_t total);
+	/*
+	 * The caller's event loop, run between slices and while the
+	 * migration waits for its destination (may be NULL): it serves the
+	 * control socket (status, cancel) and the back ends. -errno cancels
+	 * the migration, which then leaves the VM running untouched, up to
+	 * the moment the destination is told to go.
+	 */
+	int (*service)(void *opaque);
 	void *opaque;
 };
 
+enum migrate_phase {
+	MIGRATE_HANDSHAKE, /* hello, then the machine's check on the far side */
+	MIGRATE_ROUNDS,	   /* memory sent while the vCPUs run */
+	MIGRATE_FINAL,	   /* the vCPUs frozen: the last pages and the state */
+	MIGRATE_ACCEPT,	   /* waiting for the destination to load it */
+	MIGRATE_DONE,
+	MIGRATE_FAILED,
+};
+
+const char *migrate_phase_name(enum migrate_phase p);
+
+/* Kept up to date while the migration runs: the caller's service()
+ * may read it (same thread). */
 struct migrate_stats {
+	enum migrate_phase phase;
+	unsigned int round;  /* the running round under way (0: all memory) */
 	uint64_t bytes;	     /* on the wire */
-	uint64_t pages;	     /* sent, zero pages included */
+	uint64_t pages;	     /* sent, zero pages included (at the end) */
 	uint64_t zero_pages; /* of which sent as zero (no data) */
+	uint64_t data_pages; /* sent as data (at the end) */
 	uint64_t mem_bytes;
-	uint64_t ns;	     /* the whole migration */
+	uint64_t pass_done, pass_total; /* pages of the pass under way */
+	uint64_t ns;			/* so far, or the whole migration */
 	uint64_t frozen_ns;  /* the source's vCPUs frozen at the end */
 	uint64_t accept_ns;  /* of which waiting for the destination to load */
 	unsigned int rounds; /* rounds written with the vCPUs running */
+	/* The last running round's: what it sent, how fast, how fast the
+	 * guest dirtied memory meanwhile (bytes/s), what is dirty now and
+	 * how long sending it frozen would take at that rate. */
 	uint64_t last_round_pages, last_round_ns, last_round_bytes;
+	uint64_t bandwidth, dirty_rate, remaining_pages, expected_downtime_ns;
+	unsigned int throttle, throttle_max; /* percent: now, highest */
 };
 
 /*

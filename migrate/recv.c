@@ -41,7 +41,7 @@ static void refuse(int fd, int ret, const char *why)
 /*
  * Fault injection for the tests that prove a failed migration loses
  * nothing: VMRUN_TEST_MIGRATE_FAULT=mid-stream drops the connection after
- * 64 KiB of the image, =before-accept once the whole machine is loaded
+ * 64 KiB of the image (pages under way), =before-accept once the whole machine is loaded
  * but before saying so.
  */
 static int migrate_fault(void)
@@ -54,9 +54,28 @@ static int migrate_fault(void)
 					     0;
 }
 
+/*
+ * For the tests that cancel a migration in a chosen phase:
+ * VMRUN_TEST_MIGRATE_HOLD=ready|accept holds the destination before it
+ * says it can build the machine, or that it has loaded it, while the
+ * file VMRUN_TEST_MIGRATE_HOLD_FILE exists (60 s at most).
+ */
+static void migrate_hold(const char *where)
+{
+	const char *e = getenv("VMRUN_TEST_MIGRATE_HOLD");
+	const char *f = getenv("VMRUN_TEST_MIGRATE_HOLD_FILE");
+	int i;
+
+	if (!e || !f || strcmp(e, where))
+		return;
+	for (i = 0; i < 6000 && access(f, F_OK) == 0; i++)
+		usleep(10000);
+}
+
 struct recv_ctx {
 	int fd;
 	uint64_t reported;
+	bool fault; /* injected: the link dropped */
 };
 
 /* Tells the source how far the image has been read (its drain waits on
@@ -65,11 +84,27 @@ static void on_consumed(void *opaque, uint64_t bytes)
 {
 	struct recv_ctx *r = opaque;
 
+	if (migrate_fault() == 1 && bytes > (64u << 10)) {
+		/* Gone mid-stream: the next read ends the restore. */
+		shutdown(r->fd, SHUT_RDWR);
+		r->fault = true;
+		return;
+	}
 	if (bytes < r->reported + (16u << 10))
 		return;
 	r->reported = bytes;
 	/* A link gone shows in the stream's next read. */
 	(void)wire_send_progress(r->fd, bytes);
+}
+
+/* The machine is built and fits this host: the source may send pages. */
+static void on_built(void *opaque)
+{
+	struct recv_ctx *r = opaque;
+
+	migrate_hold("ready");
+	/* A link gone shows in the stream's next read. */
+	(void)wire_send_reply(r->fd, 0, "ready");
 }
 
 int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
@@ -101,31 +136,29 @@ int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "answering %s: %s", peer,
 				  strerror(-ret));
-	if (migrate_fault() == 1) {
-		char sink[65536];
-
-		(void)!recv(fd, sink, sizeof(sink), MSG_WAITALL);
-		return err_printf(err, errlen, -ECONNABORTED,
-				  "fault injected: gone mid-stream");
-	}
 	ret = stream_open_fd_dir(fd, false, &s);
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s", strerror(-ret));
 	ro = *o;
 	ro.consumed = on_consumed;
 	ro.consumed_opaque = &rc;
+	ro.built = on_built;
 	ret = vmsnap_restore_stream(s, peer, &ro, &m, st, err, errlen);
 	if (!ret && migrate_fault() == 2) {
 		machine_destroy(m);
 		return err_printf(err, errlen, -ECONNABORTED,
 				  "fault injected: gone before accepting");
 	}
+	if (ret < 0 && rc.fault)
+		return err_printf(err, errlen, -ECONNABORTED,
+				  "fault injected: gone mid-stream");
 	if (ret < 0) {
 		/* A stalled or closed link is no refusal: nobody listens. */
 		if (ret != -ETIMEDOUT && ret != -ECONNRESET && ret != -EPIPE)
 			refuse(fd, ret, err);
 		return ret;
 	}
+	migrate_hold("accept");
 	ret = wire_send_reply(fd, 0, "loaded");
 	if (!ret)
 		ret = wire_recv_go(fd);

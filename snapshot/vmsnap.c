@@ -23,8 +23,9 @@
 #include "snapshot/stream.h"
 #include "snapshot/vmsnap_priv.h"
 
-/* Pages per slice between progress reports (64 MiB). */
-#define SLICE_PAGES 16384u
+/* Pages per slice between progress reports (16 MiB): a migration's
+ * bandwidth cap and cancel act between slices. */
+#define SLICE_PAGES 4096u
 
 uint64_t vmsnap_now_ns(void)
 {
@@ -659,7 +660,9 @@ static int save_live(struct machine *m, struct stream *s,
 					     VMSNAP_LIVE_MAX_ROUNDS;
 	struct capture cs = { 0 };
 	struct live_round lr = { 0 };
+	struct vmsnap_round ri;
 	struct image *img = NULL;
+	bool end;
 	int ret;
 
 	if (!round)
@@ -670,6 +673,8 @@ static int save_live(struct machine *m, struct stream *s,
 		ret = begin_image(m, s, o, o->incremental, true, &cs, &img, err,
 				  errlen);
 	capture_free(&cs);
+	if (!ret && o->begun)
+		ret = o->begun(o->opaque, s, err, errlen);
 	if (!ret)
 		ret = live_put(img, m, s, o->incremental ? round : NULL, o, &lr,
 			       err, errlen);
@@ -678,13 +683,25 @@ static int save_live(struct machine *m, struct stream *s,
 		if (ret < 0)
 			break;
 		n = bitmap_weight(round, nbits);
-		if (o->round)
-			o->round(o->opaque, r - 1, lr.pages, lr.bytes, lr.ns,
-				 n);
+		ri = (struct vmsnap_round){ .round = r - 1,
+					    .pages = lr.pages,
+					    .bytes = lr.bytes,
+					    .ns = lr.ns,
+					    .next = n,
+					    .final_pages = final_pages(o, &lr),
+					    .shrinking = n < prev - prev / 8 };
 		st->rounds = r;
 		/* Small enough, or not shrinking: the rest goes frozen. */
-		if (r >= o->live_rounds &&
-		    (n <= final_pages(o, &lr) || n >= prev - prev / 8))
+		end = r >= o->live_rounds &&
+		      (n <= ri.final_pages || !ri.shrinking);
+		ret = o->round ? o->round(o->opaque, &ri, err, errlen) :
+				 VMSNAP_ROUND_AUTO;
+		if (ret < 0)
+			break;
+		if (ret != VMSNAP_ROUND_AUTO)
+			end = ret == VMSNAP_ROUND_FINAL;
+		ret = 0;
+		if (end)
 			break;
 		ret = live_put(img, m, s, round, o, &lr, err, errlen);
 		/* Written: only what comes after goes in the last round. */

@@ -45,10 +45,30 @@ enum {
 /* Called between slices of memory: @done of @total pages written/read. */
 typedef void (*vmsnap_progress_t)(void *opaque, uint64_t done, uint64_t total);
 
-/* A live save's round @round: @pages written as @bytes in @ns while the
- * vCPUs ran; @next pages are dirty again already. */
-typedef void (*vmsnap_round_t)(void *opaque, unsigned int round, uint64_t pages,
-			       uint64_t bytes, uint64_t ns, uint64_t next);
+/* A live save's running round, as its round callback hears of it. */
+struct vmsnap_round {
+	unsigned int round; /* 0: all of memory */
+	/* Written: pages as data (zero pages not counted), stream bytes,
+	 * time (a migration's drain included). */
+	uint64_t pages, bytes, ns;
+	uint64_t next;	      /* pages dirtied meanwhile: the next round */
+	uint64_t final_pages; /* what the frozen end may hold (downtime) */
+	bool shrinking;	      /* @next is at least an eighth below the last */
+};
+
+/* What comes after a running round: the save's own choice (the frozen
+ * end once the rest fits or stops shrinking), another running round, or
+ * the frozen end now. */
+enum vmsnap_round_next {
+	VMSNAP_ROUND_AUTO,
+	VMSNAP_ROUND_MORE,
+	VMSNAP_ROUND_FINAL,
+};
+
+/* Returns an enum vmsnap_round_next, or -errno (with @err) to fail the
+ * save. */
+typedef int (*vmsnap_round_t)(void *opaque, const struct vmsnap_round *r,
+			      char *err, size_t errlen);
 
 struct vmsnap_stats {
 	uint64_t bytes;	     /* image bytes written or read */
@@ -112,6 +132,14 @@ struct vmsnap_save_opts {
 	 */
 	uint64_t downtime_ns;
 	unsigned int live_max_rounds;
+	/*
+	 * Live: once the header, the machine section and the memory layout
+	 * are written, before the first page (may be NULL): a migration
+	 * waits here for its destination to say it can build that machine,
+	 * so that a refusal comes before any page moves. Non-zero fails the
+	 * save.
+	 */
+	int (*begun)(void *opaque, struct stream *s, char *err, size_t errlen);
 	/* Live: after each round written with the vCPUs running (may be
 	 * NULL). */
 	vmsnap_round_t round;
@@ -210,6 +238,10 @@ struct vmsnap_restore_opts {
 	 * is). May be NULL. */
 	void (*consumed)(void *opaque, uint64_t bytes);
 	void *consumed_opaque;
+	/* Once the machine is built and checked against this host, before
+	 * any page is read (not lazy; may be NULL): a migration's
+	 * destination tells its source to send the pages. */
+	void (*built)(void *opaque);
 	vmsnap_progress_t progress;
 	void *opaque;
 };

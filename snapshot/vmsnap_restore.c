@@ -724,6 +724,8 @@ static int restore(const char *path, struct stream *s,
 			if (!ret)
 				ret = check_machine_features(links[0].h, m, err,
 							     errlen);
+			if (!ret && !o->lazy && o->built)
+				o->built(o->consumed_opaque);
 			if (!ret)
 				ret = image_add_segment(
 					img, 0, c.mc->mem_bytes / PAGE_SIZE,

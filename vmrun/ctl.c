@@ -16,6 +16,7 @@
 #include "kernel/util/log.h"
 #include "kernel/vcpu.h"
 #include "kernel/vm.h"
+#include "migrate/migrate.h"
 #include "snapshot/checkpoint.h"
 #include "snapshot/vmsnap.h"
 #include "vmrun/migrate_cmd.h"
@@ -26,7 +27,8 @@
 /* What a command needs the dispatcher to take before calling it. */
 enum ctl_needs {
 	NEEDS_NONE,
-	NEEDS_FREEZE_ALL, /* every vCPU paused around the handler */
+	NEEDS_FREEZE_ALL,   /* every vCPU paused around the handler */
+	NEEDS_NONE_ANYTIME, /* served during a migration too */
 };
 
 struct ctl;
@@ -52,6 +54,13 @@ struct ctl {
 	Vmrun__CtlResetResult reset;
 	Vmrun__CtlMigrateResult migrate;
 	char migrate_uri[512];
+	/* A migration under way (MIGRATE runs nested requests meanwhile). */
+	const Vmrun__CtlRequest *migrating;
+	bool migrate_cancel;
+	uint64_t migrate_t0;
+	struct migrate_stats migrate_st;
+	Vmrun__CtlMigrateResult migrate_live;
+	char migrate_msg[512];
 	int cur_fd; /* the connection being answered */
 	uint64_t last_progress_ns;
 	struct ctl_conn conns[CTL_MAX_CONNS];
@@ -76,6 +85,8 @@ static int op_reset(struct ctl *c, const Vmrun__CtlRequest *q,
 		    Vmrun__CtlReply *r);
 static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
 		      Vmrun__CtlReply *r);
+static int op_migrate_cancel(struct ctl *c, const Vmrun__CtlRequest *q,
+			     Vmrun__CtlReply *r);
 
 /* The command table: op, handler, what the dispatcher must take first. */
 static const struct {
@@ -83,14 +94,16 @@ static const struct {
 	ctl_fn_t fn;
 	enum ctl_needs needs;
 } ctl_table[] = {
-	{ VMRUN__CTL_OP__CTL_OP_STATUS, op_status, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_STATUS, op_status, NEEDS_NONE_ANYTIME },
 	{ VMRUN__CTL_OP__CTL_OP_PAUSE, op_pause, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_RESUME, op_resume, NEEDS_NONE },
-	{ VMRUN__CTL_OP__CTL_OP_STOP, op_stop, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_STOP, op_stop, NEEDS_NONE_ANYTIME },
 	{ VMRUN__CTL_OP__CTL_OP_SAVE, op_save, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_CHECKPOINT, op_checkpoint, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_RESET, op_reset, NEEDS_NONE },
 	{ VMRUN__CTL_OP__CTL_OP_MIGRATE, op_migrate, NEEDS_NONE },
+	{ VMRUN__CTL_OP__CTL_OP_MIGRATE_CANCEL, op_migrate_cancel,
+	  NEEDS_NONE_ANYTIME },
 };
 
 static const char *state_name(struct ctl *c)
@@ -112,6 +125,12 @@ static int op_status(struct ctl *c, const Vmrun__CtlRequest *q __unused,
 	r->mem_bytes = c->mem_bytes;
 	r->mem_loading = machine_mem_loading(c->m, &r->mem_loaded_pages,
 					     &r->mem_data_pages);
+	if (c->migrating) {
+		c->migrate_st.ns = vmsnap_now_ns() - c->migrate_t0;
+		ctl_migrate_fill(&c->migrate_live, &c->migrate_st, c->migrating,
+				 c->migrate_uri);
+		r->migrating = &c->migrate_live;
+	}
 	r->vcpus = calloc(n, sizeof(*r->vcpus));
 	if (!r->vcpus)
 		return -ENOMEM;
@@ -332,14 +351,44 @@ static void migrate_progress(void *opaque, unsigned long long done,
 	save_progress(opaque, done, total);
 }
 
+/* While a migration runs: the event loop, once, and whether to stop. */
+static int migrate_service(void *opaque)
+{
+	struct ctl *c = opaque;
+	bool stopping = machine_poll(c->m, 0);
+
+	return c->migrate_cancel ? -ECANCELED : stopping ? -ESRCH : 0;
+}
+
+static struct ctl_conn *conn_of(struct ctl *c, int fd)
+{
+	unsigned int i;
+
+	for (i = 0; i < CTL_MAX_CONNS; i++)
+		if (c->conns[i].fd == fd)
+			return &c->conns[i];
+	return NULL;
+}
+
+static void conn_readable(struct machine *m, int fd, void *opaque);
+
 /*
- * Live migration (vmrun/migrate_cmd.c). Like a save it runs on the event
- * loop; on success the VM is stopped, so vmrun exits once this reply has
- * gone out.
+ * Live migration (vmrun/migrate_cmd.c). It runs on the event loop's
+ * thread, which it keeps serving between slices and while it waits:
+ * other connections may ask for STATUS, MIGRATE_CANCEL or STOP
+ * meanwhile (this one is not read until the reply). On success the VM
+ * is stopped, so vmrun exits once this reply has gone out.
  */
 static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
 		      Vmrun__CtlReply *r)
 {
+	struct ctl_migrate_hooks h = {
+		.progress = q->progress ? migrate_progress : NULL,
+		.service = migrate_service,
+		.opaque = c,
+		.live = &c->migrate_st,
+	};
+	struct ctl_conn *cn = conn_of(c, c->cur_fd);
 	int ret;
 
 	if (vm_wait(machine_vm(c->m), 0) != VM_EXIT_NONE) {
@@ -350,15 +399,33 @@ static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
 		r->message = "the VM is paused: resume it first";
 		return -EBUSY;
 	}
+	if (cn)
+		machine_unwatch_fd(c->m, cn->fd);
+	c->migrating = q;
+	c->migrate_cancel = false;
+	c->migrate_t0 = vmsnap_now_ns();
 	ret = ctl_migrate(c->m, q, &c->migrate, c->migrate_uri,
-			  sizeof(c->migrate_uri),
-			  q->progress ? migrate_progress : NULL, c, c->msg,
-			  sizeof(c->msg));
+			  sizeof(c->migrate_uri), &h, c->migrate_msg,
+			  sizeof(c->migrate_msg));
+	c->migrating = NULL;
+	if (cn && machine_watch_fd(c->m, cn->fd, conn_readable, cn) < 0)
+		pr_warn("control socket: cannot watch a connection again");
 	if (ret < 0) {
-		r->message = c->msg;
+		r->message = c->migrate_msg;
 		return ret;
 	}
 	r->migrate = &c->migrate;
+	return 0;
+}
+
+static int op_migrate_cancel(struct ctl *c, const Vmrun__CtlRequest *q __unused,
+			     Vmrun__CtlReply *r)
+{
+	if (!c->migrating) {
+		r->message = "no migration is under way";
+		return -EINVAL;
+	}
+	c->migrate_cancel = true;
 	return 0;
 }
 
@@ -419,6 +486,12 @@ static void dispatch(struct ctl *c, const uint8_t *msg, size_t len,
 	for (i = 0; i < ARRAY_SIZE(ctl_table); i++) {
 		if (ctl_table[i].op != req->op)
 			continue;
+		if (c->migrating && ctl_table[i].needs != NEEDS_NONE_ANYTIME) {
+			r->message = "a migration is under way (migrate-cancel "
+				     "ends it)";
+			ret = -EBUSY;
+			break;
+		}
 		if (ctl_table[i].needs == NEEDS_FREEZE_ALL) {
 			ret = vm_pause(vm);
 			if (ret < 0)
@@ -451,6 +524,7 @@ static void conn_readable(struct machine *m __unused, int fd, void *opaque)
 	struct ctl_conn *cn = opaque;
 	ssize_t n = recv(fd, cn->buf + cn->len, sizeof(cn->buf) - cn->len,
 			 MSG_DONTWAIT);
+	int saved_fd;
 
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -477,8 +551,11 @@ static void conn_readable(struct machine *m __unused, int fd, void *opaque)
 		}
 		if (cn->len < 4 + flen)
 			return;
+		/* Nested inside a migration's, restore the one it answers. */
+		saved_fd = cn->ctl->cur_fd;
 		cn->ctl->cur_fd = fd;
 		dispatch(cn->ctl, cn->buf + 4, flen, &r);
+		cn->ctl->cur_fd = saved_fd;
 		r.state = (char *)(uintptr_t)state_name(cn->ctl);
 		if (send_reply(fd, &r) < 0) {
 			reply_free(&r);
@@ -595,12 +672,13 @@ void ctl_close(struct ctl *c)
 static void ctl_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vmrun ctl SOCKET status|pause|resume|stop|checkpoint\n"
+		"usage: vmrun ctl SOCKET status|pause|resume|stop|checkpoint|migrate-cancel\n"
 		"       vmrun ctl SOCKET reset [--verify]\n"
 		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
 		"                                  [--incremental] [--live]\n"
 		"                                  [--live-rounds N] [--json]\n"
-		"       vmrun ctl SOCKET migrate URI [--downtime MS]\n"
+		"       vmrun ctl SOCKET migrate URI [--downtime MS] [--bandwidth MB/s]\n"
+		"                                    [--max-time S] [--no-auto-converge]\n"
 		"                                    [--compress lz4|zstd|none] [--json]\n"
 		"\n"
 		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
@@ -633,16 +711,34 @@ static void ctl_usage(FILE *f)
 		"\n"
 		"migrate moves the running VM to a 'vmrun run --incoming URI' on\n"
 		"this or another host (URI: tcp:HOST:PORT, unix:PATH, or fd:N of\n"
-		"the VM's process): memory is sent while the vCPUs run, in rounds,\n"
-		"then the vCPUs are frozen for the last pages and the state. The\n"
-		"VM stops here only once the destination has loaded all of it and\n"
-		"said so; vmrun then exits 0. On any failure before that (refused,\n"
-		"connection lost or stalled for 60 s) the VM runs on here untouched.\n"
-		"  --downtime MS  the target for the frozen end (default 300): rounds\n"
-		"                 go on while what is left would take longer to send\n"
-		"                 at the rate measured, and stop shrinking\n"
+		"the VM's process): the destination first checks that it can\n"
+		"build this machine (memory, vCPUs, CPU features, devices) and\n"
+		"refuses before any page is sent if not; then memory is sent\n"
+		"while the vCPUs run, in rounds, until what is left fits the\n"
+		"downtime target, and the vCPUs are frozen for the last pages\n"
+		"and the state. The VM stops here only once the destination has\n"
+		"loaded all of it and said so; vmrun then exits 0. On any\n"
+		"failure before that (refused, connection lost or stalled for\n"
+		"60 s, cancelled, out of time or rounds) the VM runs on here\n"
+		"untouched. While it runs, 'status' on another connection shows\n"
+		"its phase, rates and throttle, and 'migrate-cancel' ends it.\n"
+		"  --downtime MS  the target for the frozen end (default 300); it is\n"
+		"                 never knowingly exceeded: a migration that cannot\n"
+		"                 get there in 100 rounds gives up instead\n"
+		"  --bandwidth MB/s  cap the rate while the vCPUs run (the frozen\n"
+		"                 end goes at full speed)\n"
+		"  --max-time S   give up after S seconds\n"
+		"  --no-auto-converge  never throttle the vCPUs; by default, each\n"
+		"                 round that does not shrink the dirty memory by an\n"
+		"                 eighth takes 20%%, then 10%% more (up to 99%%) of\n"
+		"                 the vCPUs' time until it does\n"
 		"  --compress C   lz4 (default), zstd or none\n"
 		"  --json         print the result as one JSON object\n"
+		"\n"
+		"migrate-cancel gives up the migration under way; it is answered at\n"
+		"once, and the migration's own reply says it was cancelled. Up to\n"
+		"the moment the destination is told to run the guest, the VM runs\n"
+		"on here as if nothing had happened.\n"
 		"\n"
 		"checkpoint keeps the VM's memory and state in memory (replacing an\n"
 		"earlier checkpoint); reset puts the VM back to it, copying back only\n"
@@ -799,6 +895,7 @@ int cmd_ctl(int argc, char **argv)
 		{ "checkpoint", VMRUN__CTL_OP__CTL_OP_CHECKPOINT },
 		{ "reset", VMRUN__CTL_OP__CTL_OP_RESET },
 		{ "migrate", VMRUN__CTL_OP__CTL_OP_MIGRATE },
+		{ "migrate-cancel", VMRUN__CTL_OP__CTL_OP_MIGRATE_CANCEL },
 	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	Vmrun__CtlRequest req;
@@ -935,6 +1032,8 @@ int cmd_ctl(int argc, char **argv)
 			       (unsigned long long)r->vcpus[n]->exits,
 			       (unsigned long long)r->vcpus[n]->io_exits,
 			       (unsigned long long)r->vcpus[n]->mmio_exits);
+		if (r->migrating)
+			ctl_migrate_print_status(r->migrating);
 	}
 	status = r->error ? EXIT_VMM_ERROR : 0;
 	if (r->error && json) {

@@ -91,33 +91,79 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 }
 
 struct progress_fwd {
-	void (*fn)(void *opaque, unsigned long long done,
-		   unsigned long long total);
-	void *opaque;
+	const struct ctl_migrate_hooks *h;
 };
 
 static void forward_progress(void *opaque, uint64_t done, uint64_t total)
 {
-	const struct progress_fwd *p = opaque;
+	const struct ctl_migrate_hooks *h = opaque;
 
-	p->fn(p->opaque, done, total);
+	if (h->progress)
+		h->progress(h->opaque, done, total);
+}
+
+static int forward_service(void *opaque)
+{
+	const struct ctl_migrate_hooks *h = opaque;
+
+	return h->service ? h->service(h->opaque) : 0;
+}
+
+/* The request's codec (lz4 when it names none). */
+static enum image_codec req_codec(const Vmrun__CtlRequest *q)
+{
+	enum image_codec c = IMAGE_CODEC_LZ4;
+
+	if (q->codec[0] && image_codec_parse(q->codec, &c) < 0)
+		c = IMAGE_CODEC_LZ4;
+	return c;
+}
+
+void ctl_migrate_fill(Vmrun__CtlMigrateResult *res,
+		      const struct migrate_stats *st,
+		      const Vmrun__CtlRequest *q, const char *uri)
+{
+	vmrun__ctl_migrate_result__init(res);
+	res->uri = (char *)(uintptr_t)uri;
+	res->bytes = st->bytes;
+	res->pages = st->pages;
+	res->zero_pages = st->zero_pages;
+	res->data_pages = st->data_pages;
+	res->mem_bytes = st->mem_bytes;
+	res->ns = st->ns;
+	res->frozen_ns = st->frozen_ns;
+	res->accept_ns = st->accept_ns;
+	res->rounds = st->rounds;
+	res->codec = (char *)(uintptr_t)image_codec_name(req_codec(q));
+	res->downtime_ms =
+		q->downtime_ms ? q->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+	res->phase = (char *)(uintptr_t)migrate_phase_name(st->phase);
+	res->round = st->round;
+	res->bandwidth = st->bandwidth;
+	res->dirty_rate = st->dirty_rate;
+	res->remaining_pages = st->remaining_pages;
+	res->expected_downtime_ns = st->expected_downtime_ns;
+	res->throttle = st->throttle;
+	res->throttle_max = st->throttle_max;
+	res->pass_done = st->pass_done;
+	res->pass_total = st->pass_total;
+	res->bandwidth_mbs = q->bandwidth_mbs;
+	res->max_time_s = q->max_time_s;
+	res->auto_converge = !q->no_auto_converge;
 }
 
 int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 		Vmrun__CtlMigrateResult *res, char *uri_buf, size_t uri_len,
-		void (*progress)(void *opaque, unsigned long long done,
-				 unsigned long long total),
-		void *opaque, char *msg, size_t msglen)
+		const struct ctl_migrate_hooks *h, char *msg, size_t msglen)
 {
-	struct progress_fwd pf = { progress, opaque };
-	struct migrate_opts o = { .codec = IMAGE_CODEC_LZ4 };
-	struct migrate_stats st;
+	struct migrate_opts o = { .codec = req_codec(q) };
 	struct migrate_uri u;
 	unsigned int downtime =
 		q->downtime_ms ? q->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
 	int fd, ret;
 
 	msg[0] = 0;
+	memset(h->live, 0, sizeof(*h->live));
 	if (q->codec[0] && image_codec_parse(q->codec, &o.codec) < 0)
 		return err_printf(msg, msglen, -EINVAL,
 				  "codec: expected lz4, zstd or none");
@@ -125,32 +171,22 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	if (ret < 0)
 		return ret;
 	o.downtime_ns = (uint64_t)downtime * 1000000ULL;
-	o.max_rounds = 30;
-	if (progress) {
-		o.progress = forward_progress;
-		o.opaque = &pf;
-	}
+	o.bandwidth = (uint64_t)q->bandwidth_mbs * 1000000ULL;
+	o.max_ns = (uint64_t)q->max_time_s * 1000000000ULL;
+	o.auto_converge = !q->no_auto_converge;
+	o.progress = forward_progress;
+	o.service = forward_service;
+	o.opaque = (void *)(uintptr_t)h;
+	snprintf(uri_buf, uri_len, "%s", q->uri);
 	fd = migrate_connect(&u, MIGRATE_IO_TIMEOUT_MS, msg, msglen);
 	if (fd < 0)
 		return fd;
-	snprintf(uri_buf, uri_len, "%s", q->uri);
-	ret = migrate_send(m, fd, uri_buf, &o, &st, msg, msglen);
+	ret = migrate_send(m, fd, uri_buf, &o, h->live, msg, msglen);
 	if (u.kind != MIGRATE_FD)
 		close(fd);
 	if (ret < 0)
 		return ret;
-	vmrun__ctl_migrate_result__init(res);
-	res->uri = uri_buf;
-	res->bytes = st.bytes;
-	res->pages = st.pages;
-	res->zero_pages = st.zero_pages;
-	res->mem_bytes = st.mem_bytes;
-	res->ns = st.ns;
-	res->frozen_ns = st.frozen_ns;
-	res->accept_ns = st.accept_ns;
-	res->rounds = st.rounds;
-	res->codec = (char *)(uintptr_t)image_codec_name(o.codec);
-	res->downtime_ms = downtime;
+	ctl_migrate_fill(res, h->live, q, uri_buf);
 	return 0;
 }
 
@@ -178,6 +214,21 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 					argv[i]);
 				return EXIT_USAGE;
 			}
+		} else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc) {
+			if (parse_uint(argv[++i], 1000000,
+				       &req->bandwidth_mbs)) {
+				die_msg("--bandwidth %s: expected 1 to 1000000 (MB/s)",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--max-time") && i + 1 < argc) {
+			if (parse_uint(argv[++i], 604800, &req->max_time_s)) {
+				die_msg("--max-time %s: expected 1 to 604800 (s)",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--no-auto-converge")) {
+			req->no_auto_converge = true;
 		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
 			enum image_codec codec;
 
@@ -196,6 +247,12 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 	return 0;
 }
 
+/* Guest bytes sent as data per byte on the wire. */
+static double ratio(const Vmrun__CtlMigrateResult *r)
+{
+	return r->bytes ? (double)r->data_pages * 4096.0 / (double)r->bytes : 0;
+}
+
 void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 {
 	double mib = (double)r->bytes / 1048576.0, s = (double)r->ns / 1e9;
@@ -204,25 +261,49 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		printf("{\"migrated\":");
 		json_str(stdout, r->uri);
 		printf(",\"codec\":\"%s\",\"bytes\":%llu,\"mem_bytes\":%llu,"
-		       "\"pages\":%llu,\"zero_pages\":%llu,\"ms\":%.3f,"
-		       "\"downtime_ms\":%.3f,\"accept_ms\":%.3f,"
+		       "\"pages\":%llu,\"zero_pages\":%llu,\"ratio\":%.2f,"
+		       "\"ms\":%.3f,\"downtime_ms\":%.3f,\"accept_ms\":%.3f,"
 		       "\"downtime_target_ms\":%u,"
-		       "\"rounds\":%u,\"mib_per_s\":%.1f}\n",
+		       "\"rounds\":%u,\"mib_per_s\":%.1f,"
+		       "\"throttle_max\":%u,\"bandwidth_cap_mbs\":%u}\n",
 		       r->codec, (unsigned long long)r->bytes,
 		       (unsigned long long)r->mem_bytes,
 		       (unsigned long long)r->pages,
-		       (unsigned long long)r->zero_pages, (double)r->ns / 1e6,
-		       (double)r->frozen_ns / 1e6, (double)r->accept_ns / 1e6,
-		       r->downtime_ms, r->rounds, s > 0 ? mib / s : 0);
+		       (unsigned long long)r->zero_pages, ratio(r),
+		       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
+		       (double)r->accept_ns / 1e6, r->downtime_ms, r->rounds,
+		       s > 0 ? mib / s : 0, r->throttle_max, r->bandwidth_mbs);
 		return;
 	}
 	printf("migrated to %s: %llu MiB of guest memory, %llu pages (%llu "
 	       "zero) in %u rounds with the vCPUs running and one frozen, "
-	       "%.1f MiB sent (%s, %.1f MiB/s), %.0f ms (vCPUs frozen %.1f ms, "
-	       "%.1f of them for the destination to load; target %u ms)\n",
+	       "%.1f MiB sent (%s, ratio %.2f, %.1f MiB/s), %.0f ms (vCPUs "
+	       "frozen %.1f ms, %.1f of them for the destination to load; "
+	       "target %u ms)",
 	       r->uri, (unsigned long long)(r->mem_bytes >> 20),
 	       (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
-	       r->rounds, mib, r->codec, s > 0 ? mib / s : 0,
+	       r->rounds, mib, r->codec, ratio(r), s > 0 ? mib / s : 0,
 	       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
 	       (double)r->accept_ns / 1e6, r->downtime_ms);
+	if (r->throttle_max)
+		printf("; auto-converge throttled the vCPUs up to %u%%",
+		       r->throttle_max);
+	printf("\n");
+}
+
+void ctl_migrate_print_status(const Vmrun__CtlMigrateResult *r)
+{
+	printf("migration to %s: phase %s, round %u, %llu of %llu pages this "
+	       "pass, %.1f MiB sent in %.1f s\n",
+	       r->uri, r->phase, r->round, (unsigned long long)r->pass_done,
+	       (unsigned long long)r->pass_total, (double)r->bytes / 1048576.0,
+	       (double)r->ns / 1e9);
+	printf("migration rate %.1f MiB/s, guest dirtying %.1f MiB/s, %llu "
+	       "pages dirty, expected downtime %.1f ms (target %u ms), "
+	       "throttle %u%%\n",
+	       (double)r->bandwidth / 1048576.0,
+	       (double)r->dirty_rate / 1048576.0,
+	       (unsigned long long)r->remaining_pages,
+	       (double)r->expected_downtime_ns / 1e6, r->downtime_ms,
+	       r->throttle);
 }

@@ -254,9 +254,11 @@ bool console_scan(const char *path, struct console_scan *cs)
 			if (!cs->ticks++) {
 				cs->first_n = n;
 				cs->first_verified = v;
+				cs->first_written = w;
 			}
 			cs->last_n = n;
 			cs->last_verified = v;
+			cs->last_written = w;
 			wrong = mm != 0;
 		} else if (cs->broken++ < 3) {
 			snprintf(cs->broken_line[cs->broken - 1],

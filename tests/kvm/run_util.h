@@ -73,6 +73,7 @@ struct console_scan {
 	unsigned int bad;
 	unsigned long long first_n, last_n; /* n= of the first, last */
 	unsigned long long first_verified, last_verified;
+	unsigned long long first_written, last_written;
 	char why[1024];
 	char broken_line[3][160]; /* the first broken lines, for messages */
 	char last_line[160];	  /* the file's last line, for messages */

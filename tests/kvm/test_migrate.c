@@ -261,8 +261,13 @@ static void test_migrate_failures_lose_nothing(void)
 	names(&dst, "small");
 	start_dest(&dst, small, uri, sizeof(uri));
 	rc = ctl_migrate(&src, uri);
-	TEST_ASSERT(rc == 1 && strstr(err, "128 MiB of memory, this side was "
-					   "given 64 MiB"),
+	/* Refused at the check before the pages ("URI refused the machine"),
+	 * not by the stream once pages were on their way. */
+	TEST_ASSERT(rc == 1 &&
+			    strstr(err, "refused the machine: the machine "
+					"has 128 MiB of memory, this side "
+					"was given 64 MiB") &&
+			    strstr(err, uri),
 		    "migrating to a 64 MiB destination: exit %d: %s %s", rc,
 		    out, err);
 	rc = reap(&dst);
@@ -316,6 +321,238 @@ static void test_migrate_failures_lose_nothing(void)
 	cleanup();
 }
 
+/* `ctl status` of @v, until it shows a migration in @phase (a deadline). */
+static void wait_phase(const struct vmp *v, const char *phase)
+{
+	const char *a[] = { "ctl", v->sock, "status", NULL };
+	long long end = now_ms() + DEADLINE_MS;
+	char want[64];
+	int rc;
+
+	snprintf(want, sizeof(want), "phase %s,", phase);
+	for (;;) {
+		rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+		if (rc == 0 && strstr(out, want))
+			return;
+		TEST_ASSERT(now_ms() < end,
+			    "no migration in phase %s: exit %d: %s %s", phase,
+			    rc, out, err);
+		usleep(20000);
+	}
+}
+
+/* A migration of @v to @uri in the background, its client's stderr in
+ * @errf; @extra options after the URI. */
+static pid_t spawn_migrate(const struct vmp *v, const char *uri,
+			   const char *errf, const char *const *extra)
+{
+	const char *a[16] = { "ctl", v->sock, "migrate", uri };
+	unsigned int n = 4;
+
+	while (extra && *extra && n < 15)
+		a[n++] = *extra++;
+	a[n] = NULL;
+	return spawn_vmrun(a, errf, -1);
+}
+
+/*
+ * migrate-cancel in each phase (the destination held before it says it
+ * can build the machine, or before it says it loaded it, or the rounds
+ * slowed by a bandwidth cap): the migration fails saying so, the
+ * destination never runs the guest, the source runs on without a
+ * mismatch, and a last migration succeeds. `status` shows each phase.
+ */
+static void test_migrate_cancel(void)
+{
+	static const struct {
+		const char *hold, *phase;
+	} cases[] = {
+		{ "ready", "handshake" },
+		{ NULL, "rounds" },
+		{ "accept", "accept" },
+	};
+	const char *slow[] = { "--bandwidth", "1", NULL };
+	char uri[128], hold[128], errf[128], errbuf[4096];
+	struct vmp src, dst;
+	struct console_scan cs, d;
+	unsigned int i;
+	pid_t pid;
+	int rc;
+
+	setup();
+	snprintf(hold, sizeof(hold), "%s/hold", top);
+	snprintf(errf, sizeof(errf), "%s/migrate.err", top);
+	names(&src, "src");
+	start_source(&src, NULL, CMDLINE);
+	cs = wait_guest(&src, 3, false, 0);
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *a[] = { "ctl", src.sock, "migrate-cancel", NULL };
+
+		names(&dst, cases[i].phase);
+		if (cases[i].hold) {
+			close(open(hold, O_CREAT | O_WRONLY, 0600));
+			setenv("VMRUN_TEST_MIGRATE_HOLD", cases[i].hold, 1);
+			setenv("VMRUN_TEST_MIGRATE_HOLD_FILE", hold, 1);
+		}
+		start_dest(&dst, NULL, uri, sizeof(uri));
+		unsetenv("VMRUN_TEST_MIGRATE_HOLD");
+		pid = spawn_migrate(&src, uri, errf,
+				    cases[i].hold ? NULL : slow);
+		wait_phase(&src, cases[i].phase);
+		TEST_ASSERT(strstr(out, "expected downtime"),
+			    "status shows no migration figures: %s", out);
+		rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 0, "migrate-cancel in %s: exit %d: %s",
+			    cases[i].phase, rc, err);
+		unlink(hold);
+		rc = reap_vmrun(pid, DEADLINE_MS);
+		slurp(errf, errbuf, sizeof(errbuf));
+		TEST_ASSERT(rc == 1 && strstr(errbuf, "cancelled"),
+			    "the migration cancelled in %s: exit %d: %s",
+			    cases[i].phase, rc, errbuf);
+		rc = reap(&dst);
+		TEST_ASSERT(rc != 0,
+			    "the destination of a migration cancelled "
+			    "in %s exited 0",
+			    cases[i].phase);
+		TEST_ASSERT(access(dst.con, F_OK) ||
+				    !console_scan(dst.con, &d) || d.ticks == 0,
+			    "the destination ran the guest (cancelled in %s)",
+			    cases[i].phase);
+		/* The accept phase froze it: a line may be cut there. */
+		cs = wait_guest(&src, cs.ticks + 3, i + 1 == ARRAY_SIZE(cases),
+				1);
+	}
+	{
+		const char *a[] = { "ctl", src.sock, "migrate-cancel", NULL };
+
+		rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(rc == 1 && strstr(err, "no migration"),
+			    "migrate-cancel with none under way: exit %d: %s",
+			    rc, err);
+	}
+	names(&dst, "good");
+	start_dest(&dst, NULL, uri, sizeof(uri));
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 0, "migrating after the cancels: exit %d: %s %s", rc,
+		    out, err);
+	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
+	check_continues(&src, &dst);
+	{
+		const char *a[] = { "ctl", dst.sock, "stop", NULL };
+
+		run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&dst);
+	cleanup();
+}
+
+/* The spin the converge test's guest does per page written: enough that
+ * its writing is bound by it, not by dirty tracking's write faults. */
+#define SPIN "200000"
+
+/*
+ * Pages per second a guest bound by its CPU (spin=) writes here, from
+ * its ticks: what the converge test sizes its link and memory by.
+ */
+static unsigned long long pages_per_s(void)
+{
+	struct vmp v;
+	struct console_scan cs;
+	const char *stop[] = { "ctl", v.sock, "stop", NULL };
+	unsigned long long w;
+
+	names(&v, "calib");
+	start_source(&v, NULL,
+		     "work=dirty mib=1 rate=0 tick_ms=100 spin=" SPIN);
+	wait_guest(&v, 8, false, 0);
+	run_vmrun(stop, out, err, CAP, DEADLINE_MS);
+	reap(&v);
+	console_scan(v.con, &cs);
+	/* Between the first and the last tick: the fill before the first
+	 * went unspun. */
+	TEST_ASSERT(cs.ticks >= 8 && cs.last_n > cs.first_n, "calibration");
+	w = (cs.last_written - cs.first_written) * 10 /
+	    (cs.last_n - cs.first_n);
+	TEST_ASSERT(w >= 300, "the guest writes only %llu pages/s here", w);
+	return w;
+}
+
+/*
+ * A guest whose memory is written eight times as fast as the link takes
+ * it (a bandwidth cap of an eighth of what it writes, its memory a
+ * sixteenth of a second of its writing) never converges by itself: the
+ * vCPUs are throttled (the default, auto-converge) until the rounds
+ * shrink, and the guest arrives whole. Before that, a migration that
+ * cannot be done in its time limit (1 s for 1 MB/s of a guest with more
+ * than 1 MB to send, uncompressed) gives up, and the source runs on.
+ */
+static void test_migrate_converge(void)
+{
+	struct vmp src, dst;
+	char uri[128], cmdline[128], mbs[16];
+	const char *limited[] = { "--bandwidth", "1",	 "--max-time", "1",
+				  "--compress",	 "none", "--json",     NULL };
+	const char *a[] = { "ctl",	   src.sock, NULL,	   NULL,
+			    "--bandwidth", mbs,	     "--compress", "none",
+			    "--downtime",  "10",     "--json",	   NULL };
+	unsigned long long w, mib, cap;
+	struct console_scan cs;
+	const char *p;
+	int rc;
+
+	setup();
+	w = pages_per_s();
+	mib = MIN(MAX(w / 16 / 256, 1ull), 64ull);
+	cap = MAX(w * 4096 / 8 / 1000000, 1ull);
+	snprintf(mbs, sizeof(mbs), "%llu", cap);
+	snprintf(cmdline, sizeof(cmdline),
+		 "work=dirty mib=%llu rate=0 tick_ms=100 spin=" SPIN, mib);
+	names(&src, "src");
+	start_source(&src, NULL, cmdline);
+	cs = wait_guest(&src, 3, false, 0);
+
+	names(&dst, "limited");
+	start_dest(&dst, NULL, uri, sizeof(uri));
+	{
+		pid_t pid;
+		char errf[128], errbuf[4096];
+
+		snprintf(errf, sizeof(errf), "%s/limited.err", top);
+		pid = spawn_migrate(&src, uri, errf, limited);
+		rc = reap_vmrun(pid, DEADLINE_MS);
+		slurp(errf, errbuf, sizeof(errbuf));
+		TEST_ASSERT(rc == 1 && strstr(errbuf, "time limit"),
+			    "1 MB/s, 1 s: exit %d: %s", rc, errbuf);
+	}
+	TEST_ASSERT(reap(&dst) != 0, "the destination of a migration out of "
+				     "time exited 0");
+	cs = wait_guest(&src, cs.ticks + 3, false, 0);
+
+	names(&dst, "dst");
+	start_dest(&dst, NULL, uri, sizeof(uri));
+	a[2] = "migrate";
+	a[3] = uri;
+	rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	TEST_ASSERT(rc == 0,
+		    "%llu pages/s, %llu MiB, %llu MB/s: exit %d: %s %s", w, mib,
+		    cap, rc, out, err);
+	p = strstr(out, "\"throttle_max\":");
+	TEST_ASSERT(p && atoi(p + 15) > 0,
+		    "converged without a throttle (%llu pages/s, %llu MiB, "
+		    "%llu MB/s): %s",
+		    w, mib, cap, out);
+	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
+	check_continues(&src, &dst);
+	{
+		const char *stop[] = { "ctl", dst.sock, "stop", NULL };
+
+		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&dst);
+	cleanup();
+}
+
 /*
  * vmrun run --incoming fd:3 on one end of a socket pair: the test writes
  * @data, and with @go answers the destination's acceptance with the
@@ -339,16 +576,21 @@ static int feed(const void *data, size_t len, bool go, char *errbuf,
 	(void)!send(sv[0], data, len, MSG_NOSIGNAL);
 	if (go) {
 		/* The handshake's answer, then the acceptance after the
-		 * destination's progress frames (VMRP, 12 bytes each). */
-		bool ok = recv(sv[0], reply, 12, MSG_WAITALL) == 12;
+		 * destination's progress frames (VMRP, 12 bytes each) and
+		 * its "ready" (a reply with status 0 before the pages). */
+		bool ok = recv(sv[0], reply, 12, MSG_WAITALL) == 12, more;
 
-		do
+		do {
 			ok = ok && recv(sv[0], reply, 12, MSG_WAITALL) == 12;
-		while (ok && !memcmp(reply, "VMRP", 4));
+			more = ok && !memcmp(reply, "VMRP", 4);
+			if (ok && !more && reply[8])
+				ok = recv(sv[0], reply + 12, reply[8],
+					  MSG_WAITALL) == reply[8];
+			if (ok && !more && !reply[4])
+				more = !memcmp(reply + 12, "ready", 5);
+		} while (more);
 		TEST_ASSERT(ok && !memcmp(reply, "VMRR", 4) && !reply[4],
 			    "no acceptance");
-		if (reply[8])
-			(void)!recv(sv[0], reply + 12, reply[8], MSG_WAITALL);
 		(void)!send(sv[0], "VMGO", 4, MSG_NOSIGNAL);
 	}
 	shutdown(sv[0], SHUT_WR);
@@ -365,7 +607,7 @@ static int feed(const void *data, size_t len, bool go, char *errbuf,
  */
 static void test_migrate_bad_streams(void)
 {
-	static const char hello[] = "VMRUNMIG\x01\0\0\0\0\0\0\0";
+	static const char hello[] = "VMRUNMIG\x02\0\0\0\0\0\0\0";
 	char img[128], errbuf[4096];
 	uint8_t *buf, *data;
 	struct stat sb;
@@ -467,6 +709,8 @@ static void test_migrate_bad_arguments(void)
 const struct test_case migrate_tests[] = {
 	{ "loopback", test_migrate_loopback },
 	{ "failures_lose_nothing", test_migrate_failures_lose_nothing },
+	{ "cancel", test_migrate_cancel },
+	{ "converge", test_migrate_converge },
 	{ "bad_streams", test_migrate_bad_streams },
 	{ "bad_arguments", test_migrate_bad_arguments },
 	{ NULL, NULL },

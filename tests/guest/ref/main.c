@@ -208,6 +208,8 @@ static void parse_cmdline(void)
 			arg_number(v, &cfg.mib);
 		else if ((v = arg_match(s, "rate=")))
 			arg_number(v, &cfg.rate);
+		else if ((v = arg_match(s, "spin=")))
+			arg_number(v, &cfg.spin);
 		else if ((v = arg_match(s, "ticks=")))
 			arg_number(v, &cfg.ticks);
 		else if ((v = arg_match(s, "tick_ms=")))

@@ -42,6 +42,7 @@ static struct {
 	unsigned int pattern;
 	bool unlimited;
 	uint64_t credit_per_jiffy, credit_cap;
+	uint64_t spin;
 } w;
 
 static struct cpu_work cw[REF_MAX_CPUS];
@@ -70,6 +71,7 @@ uint64_t work_setup(const struct ref_cfg *cfg, uint64_t base, uint64_t end,
 	w.dirty = cfg->dirty;
 	w.pattern = cfg->pattern;
 	w.unlimited = !cfg->rate;
+	w.spin = cfg->spin;
 	w.credit_per_jiffy = cfg->rate * 256 * CREDIT_ONE / REF_HZ / ncpus;
 	/* At most a quarter second of catch-up after a stall. */
 	w.credit_cap = MAX(w.credit_per_jiffy * REF_HZ / 4,
@@ -180,6 +182,14 @@ static bool page_check(struct cpu_work *c, uint64_t page)
 	return false;
 }
 
+/* CPU work between writes (spin=N): a guest whose dirtying is bound by
+ * its CPU time, as throttling a migration's source assumes. */
+static void spin(uint64_t n)
+{
+	while (n--)
+		__asm__ volatile("" ::: "memory");
+}
+
 static void count(uint64_t *ctr, uint64_t n)
 {
 	__atomic_store_n(ctr, *ctr + n, __ATOMIC_RELAXED);
@@ -198,8 +208,10 @@ static bool step_write(struct cpu_work *c, uint64_t j)
 		n = MIN(n, c->credit / CREDIT_ONE);
 		c->credit -= n * CREDIT_ONE;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		page_write(c->first + pick(c));
+		spin(w.spin);
+	}
 	count(&c->written, n);
 	return n > 0;
 }
