@@ -1234,6 +1234,22 @@ void machine_unwatch_fd(struct machine *m, int fd)
 	}
 }
 
+unsigned int machine_announce(struct machine *m)
+{
+	unsigned int k, sent = 0;
+
+	for (k = 0; k < m->nr_nets; k++) {
+		int ret = virtio_net_announce(m->nets[k]);
+
+		if (ret < 0)
+			pr_warn("net %u: announcing the guest: %s", k,
+				strerror(-ret));
+		else
+			sent++;
+	}
+	return sent;
+}
+
 struct vm *machine_vm(struct machine *m)
 {
 	return m->vm;

@@ -93,6 +93,11 @@ void machine_unwatch_fd(struct machine *m, int fd);
  */
 bool machine_poll(struct machine *m, int timeout_ms);
 
+/* After a migration: each network card announces the guest's MAC on its
+ * back end (RARP), so that the network learns where it lives now.
+ * Returns the cards that did. */
+unsigned int machine_announce(struct machine *m);
+
 struct vm *machine_vm(struct machine *m);
 
 /*

@@ -82,6 +82,8 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 			       EXIT_USAGE :
 			       EXIT_VMM_ERROR;
 	}
+	/* Where the guest lives now, before it runs: switches learn it. */
+	machine_announce(m);
 	fprintf(stderr,
 		"vmrun: migrated in on %s: %llu MiB of guest memory, %llu pages (%llu zero), %.1f MiB received in %.0f ms\n",
 		where, (unsigned long long)(st.mem_bytes >> 20),

@@ -96,6 +96,10 @@ int virtio_net_create_mmio(const struct virtio_mmio_conf *mc,
 /* The back end's fd, for the event loop (-1 if it has none). */
 int virtio_net_fd(struct dev *dev);
 
+/* Sends a RARP announcement of the card's MAC on its back end (after a
+ * migration). 0 or -errno. */
+int virtio_net_announce(struct dev *dev);
+
 /* Frames virtio_net_rx_poll() takes from the back end per call, at most. */
 #define VIRTIO_NET_RX_BUDGET 64
 

@@ -332,6 +332,29 @@ int virtio_net_rx_poll(struct dev *dev)
 	return ret;
 }
 
+/*
+ * A RARP request (ethertype 0x8035, as QEMU's announce-self sends) from
+ * the guest's MAC to everyone: switches and bridges learn where that
+ * address lives now, without waiting for the guest to send something.
+ */
+int virtio_net_announce(struct dev *dev)
+{
+	struct virtio_net *n = to_net(virtio_mmio_from_dev(dev));
+	uint8_t f[NET_HDR_LEN + 60] = { 0 }, *e = f + NET_HDR_LEN;
+	uint32_t hl = n->be_ops->hdr_len;
+	struct iovec iov = { .iov_base = e - hl, .iov_len = hl + 60 };
+	static const uint8_t rarp[] = { 0x80, 0x35, 0x00, 0x01, 0x08,
+					0x00, 6,    4,	  0x00, 0x03 };
+
+	assert(dev->ops == &virtio_net_dev_ops);
+	memset(e, 0xff, 6);
+	memcpy(e + 6, n->config, 6);
+	memcpy(e + 12, rarp, sizeof(rarp));
+	memcpy(e + 22, n->config, 6); /* sender: the guest, address unknown */
+	memcpy(e + 32, n->config, 6); /* target: the same */
+	return n->be_ops->send(n->be, &iov, 1);
+}
+
 int virtio_net_fd(struct dev *dev)
 {
 	struct virtio_net *n = to_net(virtio_mmio_from_dev(dev));

@@ -287,6 +287,12 @@ void *echo_thread(void *arg)
 		n = recv(e->fd, buf, sizeof(buf), 0);
 		if (n <= 0)
 			continue;
+		/* An announcement (RARP) is counted, not echoed. */
+		if (n >= 42 && buf[12] == 0x80 && buf[13] == 0x35) {
+			memcpy(e->rarp_mac, buf + 6, 6);
+			__atomic_add_fetch(&e->rarps, 1, __ATOMIC_SEQ_CST);
+			continue;
+		}
 		if (send(e->fd, buf, (size_t)n, 0) == n)
 			e->frames++;
 	}

@@ -85,11 +85,14 @@ long long now_ms(void);
 /* Scans the console file at @path; false if it cannot be read. */
 bool console_scan(const char *path, struct console_scan *cs);
 
-/* A thread that sends every frame on @fd back where it came from. */
+/* A thread that sends every frame on @fd back where it came from, except
+ * RARP announcements, which it counts (the last one's source MAC kept). */
 struct echo {
 	int fd;
 	volatile int stop;
 	unsigned int frames;
+	unsigned int rarps;
+	unsigned char rarp_mac[6]; /* written before rarps is bumped */
 };
 
 void *echo_thread(void *arg);

@@ -31,6 +31,8 @@
 #define WORK_PAGES 4096ull
 
 static char out[CAP], err[CAP], top[64];
+/* Passed as fd 3 to the next destination started (-1: none). */
+static int dest_keep_fd = -1;
 
 static void setup(void)
 {
@@ -107,7 +109,7 @@ static void start_dest(struct vmp *v, const char *const *extra, char *uri,
 		a[n++] = *extra++;
 	a[n] = NULL;
 	unlink(v->sock);
-	v->pid = spawn_vmrun(a, v->errf, -1);
+	v->pid = spawn_vmrun(a, v->errf, dest_keep_fd);
 	TEST_ASSERT(v->pid > 0, "fork");
 	for (i = 0; i < DEADLINE_MS / 10; i++) {
 		p = strstr(slurp(v->errf, err, CAP), "on tcp:");
@@ -554,6 +556,79 @@ static void test_migrate_converge(void)
 }
 
 /*
+ * The guest's network card on a socket back end at both ends: once the
+ * destination has it, it announces the guest's MAC (a RARP broadcast)
+ * on its back end, and the guest's echo traffic goes on there.
+ */
+static void test_migrate_announce(void)
+{
+	static const uint8_t mac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+	int s[2], d[2];
+	struct echo es = { 0 }, ed = { 0 };
+	pthread_t ts, td;
+	struct vmp src, dst;
+	char con[160], uri[128];
+	const char *a[] = { "run",    "--cpus",	   "2",	   "--mem",
+			    "128M",   "--net",	   "fd:3", "--ctl",
+			    src.sock, "--console", con,	   "--cmdline",
+			    CMDLINE,  NULL };
+	const char *extra[] = { "--net", "fd:3", NULL };
+	long long end;
+	int rc;
+
+	setup();
+	TEST_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, s) ==
+				    0 &&
+			    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+				       0, d) == 0,
+		    "socketpair");
+	es.fd = s[0];
+	ed.fd = d[0];
+	TEST_ASSERT(pthread_create(&ts, NULL, echo_thread, &es) == 0 &&
+			    pthread_create(&td, NULL, echo_thread, &ed) == 0,
+		    "echo threads");
+	names(&src, "src");
+	snprintf(con, sizeof(con), "file:%s", src.con);
+	unlink(src.sock);
+	src.pid = spawn_vmrun(a, src.errf, s[1]);
+	TEST_ASSERT(src.pid > 0 && wait_file(src.sock, src.pid, DEADLINE_MS),
+		    "the source did not start: %s", slurp(src.errf, err, CAP));
+	wait_guest(&src, 3, false, 0);
+	TEST_ASSERT(__atomic_load_n(&es.rarps, __ATOMIC_SEQ_CST) == 0,
+		    "the source announced itself");
+
+	names(&dst, "dst");
+	dest_keep_fd = d[1];
+	start_dest(&dst, extra, uri, sizeof(uri));
+	dest_keep_fd = -1;
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 0, "migrate: exit %d: %s %s", rc, out, err);
+	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
+	end = now_ms() + DEADLINE_MS;
+	while (!__atomic_load_n(&ed.rarps, __ATOMIC_SEQ_CST) && now_ms() < end)
+		usleep(10000);
+	TEST_ASSERT(ed.rarps >= 1 && !memcmp(ed.rarp_mac, mac, 6),
+		    "no announcement of 02:00:00:00:00:01 from the "
+		    "destination (%u)",
+		    ed.rarps);
+	check_continues(&src, &dst);
+	{
+		const char *stop[] = { "ctl", dst.sock, "stop", NULL };
+
+		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&dst);
+	es.stop = ed.stop = 1;
+	pthread_join(ts, NULL);
+	pthread_join(td, NULL);
+	close(s[0]);
+	close(s[1]);
+	close(d[0]);
+	close(d[1]);
+	cleanup();
+}
+
+/*
  * vmrun run --incoming fd:3 on one end of a socket pair: the test writes
  * @data, and with @go answers the destination's acceptance with the
  * go-ahead as a source would; returns the exit status.
@@ -711,6 +786,7 @@ const struct test_case migrate_tests[] = {
 	{ "failures_lose_nothing", test_migrate_failures_lose_nothing },
 	{ "cancel", test_migrate_cancel },
 	{ "converge", test_migrate_converge },
+	{ "announce", test_migrate_announce },
 	{ "bad_streams", test_migrate_bad_streams },
 	{ "bad_arguments", test_migrate_bad_arguments },
 	{ NULL, NULL },
