@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,8 +32,10 @@
 #define WORK_PAGES 4096ull
 
 static char out[CAP], err[CAP], top[64];
-/* Passed as fd 3 to the next destination started (-1: none). */
+/* Passed as fd 3 to the next destination started (-1: none), and where
+ * it listens. */
 static int dest_keep_fd = -1;
+static const char *dest_listen = "tcp:127.0.0.1:0";
 
 static void setup(void)
 {
@@ -98,9 +101,8 @@ static void start_dest(struct vmp *v, const char *const *extra, char *uri,
 		       size_t len)
 {
 	char con[160];
-	const char *a[24] = { "run",   "--incoming", "tcp:127.0.0.1:0",
-			      "--ctl", v->sock,	     "--console",
-			      con };
+	const char *a[24] = { "run",   "--incoming", dest_listen, "--ctl",
+			      v->sock, "--console",  con };
 	unsigned int n = 7, i;
 	const char *p = NULL;
 
@@ -628,6 +630,144 @@ static void test_migrate_announce(void)
 	cleanup();
 }
 
+/* The two "hosts" of the ping-pong test: network namespaces joined by a
+ * veth pair, each end with its address. */
+#define PP_NET "10.213.7."
+
+static int sh(const char *cmd)
+{
+	char full[512];
+
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
+	return system(full);
+}
+
+/* Creates (@up) or removes the namespaces vmrun-mig<PID>-a and -b. */
+static bool two_hosts(bool up)
+{
+	char cmd[256];
+	int pid = (int)getpid(), i;
+
+	if (!up) {
+		for (i = 0; i < 2; i++) {
+			snprintf(cmd, sizeof(cmd),
+				 "ip netns del vmrun-mig%d-%c", pid, 'a' + i);
+			sh(cmd);
+		}
+		return true;
+	}
+	for (i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof(cmd), "ip netns add vmrun-mig%d-%c", pid,
+			 'a' + i);
+		if (sh(cmd))
+			return false;
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "ip link add vmrmig%da netns vmrun-mig%d-a type veth peer "
+		 "name vmrmig%db netns vmrun-mig%d-b",
+		 pid % 100000, pid, pid % 100000, pid);
+	if (sh(cmd))
+		return false;
+	for (i = 0; i < 2; i++) {
+		snprintf(
+			cmd, sizeof(cmd),
+			"ip -n vmrun-mig%d-%c addr add " PP_NET "%d/24 dev "
+			"vmrmig%d%c && ip -n vmrun-mig%d-%c link set vmrmig%d%c "
+			"up && ip -n vmrun-mig%d-%c link set lo up",
+			pid, 'a' + i, i + 1, pid % 100000, 'a' + i, pid,
+			'a' + i, pid % 100000, 'a' + i, pid, 'a' + i);
+		if (sh(cmd))
+			return false;
+	}
+	return true;
+}
+
+/* Runs @fn(@v...) with this thread in namespace @i's network: what it
+ * starts lives there. */
+static int enter_host(int i)
+{
+	char path[96];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/var/run/netns/vmrun-mig%d-%c",
+		 (int)getpid(), 'a' + i);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ret = fd >= 0 ? setns(fd, CLONE_NEWNET) : -1;
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+#define PING_PONG 20
+
+/*
+ * Two hosts made of network namespaces joined by a veth pair (the test
+ * creates and removes them): the dirtying guest, with a shared disk,
+ * migrates from one to the other and back, PING_PONG times over TCP on
+ * the veth; after every hop the source has exited 0 and the destination
+ * goes on from the exact tick and verifies a whole pass of its memory
+ * and its disk I/O without a mismatch.
+ */
+static void test_migrate_ping_pong(void)
+{
+	struct vmp v[2];
+	char disk[128], uri[128], listen[64];
+	const char *extra[] = { "--disk", disk, NULL };
+	int self, rc, i;
+
+	setup();
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	TEST_ASSERT(self >= 0, "/proc/self/ns/net");
+	if (!two_hosts(true)) {
+		two_hosts(false);
+		close(self);
+		cleanup();
+		TEST_REQUIRE(false, "network namespaces and veth (ip netns, ip "
+				    "link add type veth)");
+	}
+	snprintf(disk, sizeof(disk), "%s/disk.img", top);
+	make_disk(disk);
+	names(&v[0], "hop0");
+	TEST_ASSERT(enter_host(0) == 0, "entering host a");
+	start_source(&v[0], disk, CMDLINE);
+	TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
+	wait_guest(&v[0], 3, false, 1);
+	for (i = 1; i <= PING_PONG; i++) {
+		struct vmp *from = &v[(i - 1) % 2], *to = &v[i % 2];
+		char name[16];
+
+		snprintf(name, sizeof(name), "hop%d", i);
+		names(to, name);
+		/* Host b listens on .2, host a on .1. */
+		snprintf(listen, sizeof(listen), "tcp:" PP_NET "%d:0",
+			 i % 2 + 1);
+		dest_listen = listen;
+		TEST_ASSERT(enter_host(i % 2) == 0, "entering host %c",
+			    'a' + i % 2);
+		start_dest(to, extra, uri, sizeof(uri));
+		TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
+		dest_listen = "tcp:127.0.0.1:0";
+		rc = ctl_migrate(from, uri);
+		TEST_ASSERT(rc == 0 && strstr(out, "\"migrated\""),
+			    "hop %d to %s: exit %d: %s %s", i, uri, rc, out,
+			    err);
+		rc = reap(from);
+		TEST_ASSERT(rc == 0, "hop %d: the source exited %d: %s", i, rc,
+			    slurp(from->errf, err, CAP));
+		check_continues(from, to);
+	}
+	{
+		const char *a[] = { "ctl", v[PING_PONG % 2].sock, "stop",
+				    NULL };
+
+		run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&v[PING_PONG % 2]);
+	two_hosts(false);
+	close(self);
+	cleanup();
+}
+
 /*
  * vmrun run --incoming fd:3 on one end of a socket pair: the test writes
  * @data, and with @go answers the destination's acceptance with the
@@ -787,6 +927,7 @@ const struct test_case migrate_tests[] = {
 	{ "cancel", test_migrate_cancel },
 	{ "converge", test_migrate_converge },
 	{ "announce", test_migrate_announce },
+	{ "ping_pong", test_migrate_ping_pong },
 	{ "bad_streams", test_migrate_bad_streams },
 	{ "bad_arguments", test_migrate_bad_arguments },
 	{ NULL, NULL },
