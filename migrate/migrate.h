@@ -76,6 +76,9 @@ struct migrate_opts {
 	uint64_t bandwidth;	 /* bytes/s while the vCPUs run (0: no cap) */
 	uint64_t max_ns;	 /* give up after this long (0: never) */
 	unsigned int max_rounds; /* running rounds at most (0: the default) */
+	/* No progress on the link for this long fails it (0: the default,
+	 * MIGRATE_IO_TIMEOUT_MS); the socket's own time-outs should match. */
+	unsigned int io_timeout_ms;
 	/* Throttle the vCPUs, more each round, while rounds do not shrink. */
 	bool auto_converge;
 	/* A progress frame for a client: @done of @total pages this pass. */

@@ -87,11 +87,13 @@ static int service(struct send_ctx *x)
 /*
  * Waits until the destination has a frame for us, running the caller's
  * loop meanwhile: 0, the caller's -errno, or -ETIMEDOUT after
- * MIGRATE_IO_TIMEOUT_MS of silence.
+ * the link's time-out of silence.
  */
 static int await_frame(struct send_ctx *x)
 {
-	uint64_t until = vmsnap_now_ns() + MIGRATE_IO_TIMEOUT_MS * 1000000ULL;
+	unsigned int ms = x->o->io_timeout_ms ? x->o->io_timeout_ms :
+						MIGRATE_IO_TIMEOUT_MS;
+	uint64_t until = vmsnap_now_ns() + ms * 1000000ULL;
 	int ret;
 
 	for (;;) {
@@ -251,10 +253,15 @@ static int on_drain(void *opaque, struct stream *s, char *err, size_t errlen)
 	}
 	if (ret < 0 && x->aborted)
 		return err_printf(err, errlen, ret, "%s", x->abort_why);
-	if (ret < 0)
+	if (ret < 0 && x->refused)
 		return err_printf(err, errlen, ret,
 				  "the destination refused the machine: %s",
 				  x->why);
+	if (ret < 0)
+		return err_printf(err, errlen, ret,
+				  "waiting for the destination to read the "
+				  "round: %s",
+				  strerror(-ret));
 	return 0;
 }
 

@@ -63,6 +63,9 @@ static long fd_read_some(struct stream *s, void *buf, size_t len)
 
 		if (n >= 0)
 			return n;
+		/* A socket's SO_RCVTIMEO ran out: nothing came. */
+		if (errno == EAGAIN)
+			return -ETIMEDOUT;
 		if (errno != EINTR)
 			return -errno;
 	}
@@ -79,7 +82,9 @@ static int fd_write_full(struct stream *s, const void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			/* A socket's SO_SNDTIMEO ran out: the peer took
+			 * nothing. */
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		}
 		p += n;
 		len -= (size_t)n;

@@ -180,7 +180,9 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	o.service = forward_service;
 	o.opaque = (void *)(uintptr_t)h;
 	snprintf(uri_buf, uri_len, "%s", q->uri);
-	fd = migrate_connect(&u, MIGRATE_IO_TIMEOUT_MS, msg, msglen);
+	o.io_timeout_ms = q->link_timeout_s ? q->link_timeout_s * 1000 :
+					      MIGRATE_IO_TIMEOUT_MS;
+	fd = migrate_connect(&u, (int)o.io_timeout_ms, msg, msglen);
 	if (fd < 0)
 		return fd;
 	ret = migrate_send(m, fd, uri_buf, &o, h->live, msg, msglen);
@@ -226,6 +228,12 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 		} else if (!strcmp(argv[i], "--max-time") && i + 1 < argc) {
 			if (parse_uint(argv[++i], 604800, &req->max_time_s)) {
 				die_msg("--max-time %s: expected 1 to 604800 (s)",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--link-timeout") && i + 1 < argc) {
+			if (parse_uint(argv[++i], 3600, &req->link_timeout_s)) {
+				die_msg("--link-timeout %s: expected 1 to 3600 (s)",
 					argv[i]);
 				return EXIT_USAGE;
 			}

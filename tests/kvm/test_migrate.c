@@ -375,7 +375,7 @@ static void test_migrate_cancel(void)
 		{ NULL, "rounds" },
 		{ "accept", "accept" },
 	};
-	const char *slow[] = { "--bandwidth", "1", NULL };
+	const char *slow[] = { "--bandwidth", "1", "--compress", "none", NULL };
 	char uri[128], hold[128], errf[128], errbuf[4096];
 	struct vmp src, dst;
 	struct console_scan cs, d;
@@ -439,6 +439,92 @@ static void test_migrate_cancel(void)
 	start_dest(&dst, NULL, uri, sizeof(uri));
 	rc = ctl_migrate(&src, uri);
 	TEST_ASSERT(rc == 0, "migrating after the cancels: exit %d: %s %s", rc,
+		    out, err);
+	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
+	check_continues(&src, &dst);
+	{
+		const char *a[] = { "ctl", dst.sock, "stop", NULL };
+
+		run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	reap(&dst);
+	cleanup();
+}
+
+/*
+ * The destination killed while it checks the machine, then stalled (the
+ * link open, nothing moving) in each phase: while it checks the machine,
+ * during the rounds (the process stopped) and before it accepts. With a
+ * link time-out of 2 s the migration fails each time saying why, the
+ * source runs on without a mismatch, and a last migration succeeds.
+ */
+static void test_migrate_stalls(void)
+{
+	enum { KILL, STOP, HOLD };
+	static const struct {
+		const char *hold, *phase;
+		int how;
+		const char *want;
+	} cases[] = {
+		{ "ready", "handshake", KILL, "did not check the machine" },
+		{ "ready", "handshake", HOLD, "timed out" },
+		{ NULL, "rounds", STOP, "timed out" },
+		{ "accept", "accept", HOLD, "timed out" },
+	};
+	const char *slow[] = { "--bandwidth",	 "1", "--compress", "none",
+			       "--link-timeout", "2", NULL };
+	const char *quick[] = { "--link-timeout", "2", NULL };
+	char uri[128], hold[128], errf[128], errbuf[4096];
+	struct vmp src, dst;
+	struct console_scan cs;
+	unsigned int i;
+	pid_t pid;
+	int rc;
+
+	setup();
+	snprintf(hold, sizeof(hold), "%s/hold", top);
+	snprintf(errf, sizeof(errf), "%s/migrate.err", top);
+	names(&src, "src");
+	start_source(&src, NULL, CMDLINE);
+	cs = wait_guest(&src, 3, false, 0);
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "stall%u", i);
+		names(&dst, name);
+		if (cases[i].hold) {
+			close(open(hold, O_CREAT | O_WRONLY, 0600));
+			setenv("VMRUN_TEST_MIGRATE_HOLD", cases[i].hold, 1);
+			setenv("VMRUN_TEST_MIGRATE_HOLD_FILE", hold, 1);
+		}
+		start_dest(&dst, NULL, uri, sizeof(uri));
+		unsetenv("VMRUN_TEST_MIGRATE_HOLD");
+		pid = spawn_migrate(&src, uri, errf,
+				    cases[i].hold ? quick : slow);
+		wait_phase(&src, cases[i].phase);
+		if (cases[i].how == KILL)
+			kill(dst.pid, SIGKILL);
+		else if (cases[i].how == STOP)
+			kill(dst.pid, SIGSTOP);
+		rc = reap_vmrun(pid, DEADLINE_MS);
+		slurp(errf, errbuf, sizeof(errbuf));
+		TEST_ASSERT(rc == 1 && strstr(errbuf, cases[i].want),
+			    "case %u (%s): exit %d: %s", i, cases[i].phase, rc,
+			    errbuf);
+		unlink(hold);
+		if (cases[i].how == STOP) {
+			kill(dst.pid, SIGCONT);
+			kill(dst.pid, SIGKILL);
+		}
+		rc = reap(&dst);
+		TEST_ASSERT(rc != 0, "case %u: the destination exited 0", i);
+		cs = wait_guest(&src, cs.ticks + 3, i + 1 == ARRAY_SIZE(cases),
+				1);
+	}
+	names(&dst, "good");
+	start_dest(&dst, NULL, uri, sizeof(uri));
+	rc = ctl_migrate(&src, uri);
+	TEST_ASSERT(rc == 0, "migrating after the stalls: exit %d: %s %s", rc,
 		    out, err);
 	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
 	check_continues(&src, &dst);
@@ -925,6 +1011,7 @@ const struct test_case migrate_tests[] = {
 	{ "loopback", test_migrate_loopback },
 	{ "failures_lose_nothing", test_migrate_failures_lose_nothing },
 	{ "cancel", test_migrate_cancel },
+	{ "stalls", test_migrate_stalls },
 	{ "converge", test_migrate_converge },
 	{ "announce", test_migrate_announce },
 	{ "ping_pong", test_migrate_ping_pong },
