@@ -294,7 +294,7 @@ void *echo_thread(void *arg)
 			continue;
 		}
 		if (send(e->fd, buf, (size_t)n, 0) == n)
-			e->frames++;
+			__atomic_add_fetch(&e->frames, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
 }

@@ -160,9 +160,14 @@ for mib in $sizes; do
 import json,sys
 d=json.load(sys.stdin)
 st=d.get('status','completed')
-print(f\"| $mib MiB | $rate | $vmm | {d['ms']:.0f} ms | {d['downtime_ms']:.1f} ms | $g ms | {d['rounds']} | {d['bytes']/1048576:.1f} MiB | $bad |\" + ('' if st == 'completed' else f' {st}'))")
+bad=' ' + st if st != 'completed' else ' no total-time from QEMU' if d['ms'] <= 0 else ''
+print(f\"| $mib MiB | $rate | $vmm | {d['ms']:.0f} ms | {d['downtime_ms']:.1f} ms | $g ms | {d['rounds']} | {d['bytes']/1048576:.1f} MiB | $bad |\" + bad)")
 				rows+=("$row")
-				total["$mib $rate $vmm"]+="$(echo "$json" | python3 -c "import json,sys; print(json.load(sys.stdin)['ms'])") "
+				# Only completed migrations count in the medians.
+				total["$mib $rate $vmm"]+="$(echo "$json" | python3 -c "
+import json,sys
+d=json.load(sys.stdin)
+print(d['ms'] if d.get('status','completed') == 'completed' and d['ms'] > 0 else '')") "
 			done
 		done
 	done
@@ -178,9 +183,12 @@ if [ "$vmms" != vmrun ]; then
 		for rate in $rates; do
 			python3 -c "
 import statistics as s
-v=s.median([float(x) for x in '${total["$mib $rate vmrun"]}'.split()])
-q=s.median([float(x) for x in '${total["$mib $rate qemu"]}'.split()])
-t=s.median([float(x) for x in '${total["$mib $rate qemu-tuned"]}'.split()])
+def med(k):
+    x=[float(v) for v in k.split()]
+    return s.median(x) if x else float('nan')
+v=med('${total["$mib $rate vmrun"]}')
+q=med('${total["$mib $rate qemu"]}')
+t=med('${total["$mib $rate qemu-tuned"]}')
 print(f'  {$mib} MiB, rate $rate: {v/q:.2f}x QEMU defaults, {v/t:.2f}x QEMU tuned')"
 		done
 	done
