@@ -31,8 +31,9 @@ struct send_ctx {
 	/* The bandwidth cap's reference: when the running rounds began and
 	 * the stream's bytes then. */
 	uint64_t cap_t0, cap_b0;
-	/* The image bytes the destination has read, as it last said. */
-	uint64_t consumed;
+	/* The image bytes the destination has read, as it last said, and
+	 * when that last grew. */
+	uint64_t consumed, consumed_ns;
 	/* The destination's refusal, when it gave one. */
 	int refused;
 	char why[WIRE_MAX_MESSAGE + 1];
@@ -107,7 +108,42 @@ static int await_frame(struct send_ctx *x)
 	}
 }
 
-/* Sleeps @ns in steps, the caller's loop served between them. */
+/* Bytes of a round the destination may not have said it read yet: what
+ * follows its last page section (frame ends). */
+#define DRAIN_SLACK (64u << 10)
+
+/*
+ * While pages go out: reads what the destination sent (its progress, or
+ * a refusal), and gives up on a destination that has read nothing for
+ * the link's time-out though more was sent (stopped, or its host gone):
+ * the socket's own time-out would wait for the buffers on both ends to
+ * fill first, many megabytes at a capped rate.
+ */
+static int pump(struct send_ctx *x)
+{
+	unsigned int ms = x->o->io_timeout_ms ? x->o->io_timeout_ms :
+						MIGRATE_IO_TIMEOUT_MS;
+	int status = 0, ret;
+
+	while (!x->refused && wire_readable(x->fd, 0) &&
+	       read_frame(x, &status) == 0)
+		;
+	ret = service(x);
+	if (ret < 0 || x->refused)
+		return ret;
+	if (stream_bytes_written(x->s) > x->consumed + DRAIN_SLACK &&
+	    vmsnap_now_ns() - x->consumed_ns > ms * 1000000ULL) {
+		snprintf(x->abort_why, sizeof(x->abort_why),
+			 "the destination read nothing for %u s (timed out)",
+			 ms / 1000);
+		x->aborted = ETIMEDOUT;
+		stream_set_error(x->s, -ETIMEDOUT);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Sleeps @ns in steps, pump() between them. */
 static int pace(struct send_ctx *x, uint64_t ns)
 {
 	uint64_t until = vmsnap_now_ns() + ns, now;
@@ -118,7 +154,7 @@ static int pace(struct send_ctx *x, uint64_t ns)
 		struct timespec ts = { 0, (long)step };
 
 		nanosleep(&ts, NULL);
-		ret = service(x);
+		ret = pump(x);
 	}
 	return ret;
 }
@@ -132,17 +168,13 @@ static int pace(struct send_ctx *x, uint64_t ns)
 static void on_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	struct send_ctx *x = opaque;
-	int status = 0;
 
 	x->st->pass_done = done;
 	x->st->pass_total = total;
 	x->st->bytes = stream_bytes_written(x->s);
 	if (x->o->progress)
 		x->o->progress(x->o->opaque, done, total);
-	while (!x->refused && wire_readable(x->fd, 0) &&
-	       read_frame(x, &status) == 0)
-		;
-	if (service(x) < 0)
+	if (pump(x) < 0 || x->refused)
 		return;
 	if (x->o->bandwidth && x->st->phase == MIGRATE_ROUNDS) {
 		uint64_t sent = x->st->bytes - x->cap_b0;
@@ -168,8 +200,10 @@ static int read_frame(struct send_ctx *x, int *status)
 				  sizeof(x->why));
 
 	if (!ret && kind == WIRE_PROGRESS) {
-		if (bytes > x->consumed)
+		if (bytes > x->consumed) {
 			x->consumed = bytes;
+			x->consumed_ns = vmsnap_now_ns();
+		}
 		return 0;
 	}
 	if (ret < 0) {
@@ -194,8 +228,10 @@ static int await_reply(struct send_ctx *x, int *status)
 		if (!ret)
 			ret = wire_recv_frame(x->fd, &kind, status, &bytes,
 					      x->why, sizeof(x->why));
-		if (!ret && kind == WIRE_PROGRESS && bytes > x->consumed)
+		if (!ret && kind == WIRE_PROGRESS && bytes > x->consumed) {
 			x->consumed = bytes;
+			x->consumed_ns = vmsnap_now_ns();
+		}
 	}
 	return ret;
 }
@@ -225,14 +261,11 @@ static int on_begun(void *opaque, struct stream *s, char *err, size_t errlen)
 				  x->why);
 	}
 	x->st->phase = MIGRATE_ROUNDS;
+	x->consumed_ns = vmsnap_now_ns();
 	x->cap_t0 = vmsnap_now_ns();
 	x->cap_b0 = stream_bytes_written(s);
 	return 0;
 }
-
-/* Bytes of a round the destination may not have said it read yet: what
- * follows its last page section (frame ends). */
-#define DRAIN_SLACK (64u << 10)
 
 /*
  * After a running round: waits (the vCPUs run) until the destination has

@@ -27,7 +27,7 @@
 #define CAP (1 << 20)
 #define DEADLINE_MS 300000
 /* Writing all the time: every round finds pages written again. */
-#define CMDLINE "work=dirty mib=16 rate=0 tick_ms=100"
+#define CMDLINE "work=dirty mib=16 rate=0 tick_ms=100 verify_ms=200"
 /* One verification pass of that workload. */
 #define WORK_PAGES 4096ull
 /* The pass wait_guest() waits for (ping_pong's guest is smaller). */
@@ -598,8 +598,10 @@ static void test_migrate_converge(void)
 	mib = MIN(MAX(w / 16 / 256, 1ull), 64ull);
 	cap = MAX(w * 4096 / 8 / 1000000, 1ull);
 	snprintf(mbs, sizeof(mbs), "%llu", cap);
-	snprintf(cmdline, sizeof(cmdline),
-		 "work=dirty mib=%llu rate=0 tick_ms=100 spin=" SPIN, mib);
+	snprintf(
+		cmdline, sizeof(cmdline),
+		"work=dirty mib=%llu rate=0 tick_ms=100 verify_ms=200 spin=" SPIN,
+		mib);
 	names(&src, "src");
 	start_source(&src, NULL, cmdline);
 	cs = wait_guest(&src, 3, false, 0);
@@ -826,7 +828,8 @@ static void test_migrate_ping_pong(void)
 	TEST_ASSERT(enter_host(0) == 0, "entering host a");
 	/* A quarter of the usual workload: a whole pass after each of the
 	 * many hops costs a quarter as much. */
-	start_source(&v[0], disk, "work=dirty mib=4 rate=0 tick_ms=100");
+	start_source(&v[0], disk,
+		     "work=dirty mib=4 rate=0 tick_ms=100 verify_ms=200");
 	work_pages = WORK_PAGES / 4;
 	TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
 	wait_guest(&v[0], 3, false, 1);

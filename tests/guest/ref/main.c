@@ -57,6 +57,7 @@ static struct ref_cfg cfg = {
 	.pattern = PAT_SEQ,
 	.ticks = 0,
 	.tick_ms = 100,
+	.verify_ms = 1000,
 };
 
 /* Start-up handshake: APs set their bit, the BSP answers with go. */
@@ -210,6 +211,8 @@ static void parse_cmdline(void)
 			arg_number(v, &cfg.rate);
 		else if ((v = arg_match(s, "spin=")))
 			arg_number(v, &cfg.spin);
+		else if ((v = arg_match(s, "verify_ms=")))
+			arg_number(v, &cfg.verify_ms);
 		else if ((v = arg_match(s, "ticks=")))
 			arg_number(v, &cfg.ticks);
 		else if ((v = arg_match(s, "tick_ms=")))

@@ -179,6 +179,7 @@ struct ref_cfg {
 	uint64_t mib;	      /* memory the workload owns */
 	uint64_t rate;	      /* MB/s over all CPUs, 0 = unlimited */
 	uint64_t spin;	      /* spin=N: loop iterations of work per write */
+	uint64_t verify_ms;   /* a verification pass starts this often */
 	unsigned int pattern; /* PAT_* */
 	uint64_t ticks;	      /* power off after this many reports; 0 never */
 	uint64_t tick_ms;     /* the reporting interval */

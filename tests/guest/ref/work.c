@@ -18,9 +18,8 @@
  */
 #include "ref.h"
 
-#define CHUNK 64	    /* pages per step, so the BSP stays responsive */
-#define CREDIT_ONE 1024	    /* rate credit per page */
-#define VERIFY_EVERY REF_HZ /* start a verification pass every second */
+#define CHUNK 64	/* pages per step, so the BSP stays responsive */
+#define CREDIT_ONE 1024 /* rate credit per page */
 
 struct cpu_work {
 	uint64_t first, count; /* the slice, in page indices */
@@ -43,6 +42,7 @@ static struct {
 	bool unlimited;
 	uint64_t credit_per_jiffy, credit_cap;
 	uint64_t spin;
+	uint64_t verify_every; /* jiffies between verification passes */
 } w;
 
 static struct cpu_work cw[REF_MAX_CPUS];
@@ -72,6 +72,7 @@ uint64_t work_setup(const struct ref_cfg *cfg, uint64_t base, uint64_t end,
 	w.pattern = cfg->pattern;
 	w.unlimited = !cfg->rate;
 	w.spin = cfg->spin;
+	w.verify_every = MAX(cfg->verify_ms * REF_HZ / 1000, 1);
 	w.credit_per_jiffy = cfg->rate * 256 * CREDIT_ONE / REF_HZ / ncpus;
 	/* At most a quarter second of catch-up after a stall. */
 	w.credit_cap = MAX(w.credit_per_jiffy * REF_HZ / 4,
@@ -228,7 +229,7 @@ static void step_verify(struct cpu_work *c, uint64_t j)
 		count(&c->mismatches, bad);
 	if (c->next_verify == c->count) {
 		c->verifying = false;
-		c->verify_due = j + VERIFY_EVERY;
+		c->verify_due = j + w.verify_every;
 	}
 }
 
@@ -249,7 +250,7 @@ bool work_step(unsigned int slot)
 		if (c->next_fill == c->count) {
 			c->filled = true;
 			c->last_j = j;
-			c->verify_due = j + VERIFY_EVERY;
+			c->verify_due = j + w.verify_every;
 		}
 		return true;
 	}
