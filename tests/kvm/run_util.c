@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "tests/kvm/run_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -37,6 +38,66 @@ int run_vmrun(const char *const *argv, char *out, char *err, size_t cap,
 	      int timeout_ms)
 {
 	return run_vmrun_until(argv, out, err, cap, timeout_ms, 0, NULL, NULL);
+}
+
+/*
+ * Where each thread of @pid waits in the kernel, on stderr: what a process
+ * that outlives SIGKILL is stuck in.
+ */
+static void dump_threads(pid_t pid)
+{
+	char path[512], buf[4096];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		static const char *const what[] = { "stat", "wchan", "stack" };
+		unsigned int i;
+
+		if (e->d_name[0] == '.')
+			continue;
+		for (i = 0; i < 3; i++) {
+			int fd;
+			ssize_t r;
+
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s",
+				 (int)pid, e->d_name, what[i]);
+			fd = open(path, O_RDONLY);
+			r = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+			buf[r > 0 ? r : 0] = 0;
+			fprintf(stderr, "  thread %s %s: %s\n", e->d_name,
+				what[i], buf);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * Reaps @pid after a SIGKILL, giving it 30 s (a deadline): a process that
+ * outlives that is stuck in the kernel, uninterruptibly; says where and
+ * returns false instead of waiting for ever (-1 in @status's place).
+ */
+static bool reap_killed(pid_t pid, int *status)
+{
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return true;
+		usleep(10000);
+	}
+	fprintf(stderr,
+		"\n  vmrun (pid %d) outlived SIGKILL by 30 s; its "
+		"threads:\n",
+		(int)pid);
+	dump_threads(pid);
+	*status = 0xff00; /* exit status 255 */
+	return false;
 }
 
 int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
@@ -107,7 +168,11 @@ int run_vmrun_until(const char *const *argv, char *out, char *err, size_t cap,
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			goto done;
 	}
-	waitpid(pid, &status, 0);
+	if (!reap_killed(pid, &status)) {
+		/* Still there: what is left is never read (it may write on). */
+		fcntl(po[0], F_SETFL, O_NONBLOCK);
+		fcntl(pe[0], F_SETFL, O_NONBLOCK);
+	}
 done:
 	/* Drain what is left. */
 	for (;;) {
@@ -201,7 +266,7 @@ int reap_vmrun(pid_t pid, int timeout_ms)
 		usleep(10000);
 	}
 	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
+	reap_killed(pid, &st);
 	return -1;
 }
 
