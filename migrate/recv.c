@@ -75,7 +75,8 @@ static void migrate_hold(const char *where)
 struct recv_ctx {
 	int fd;
 	uint64_t reported;
-	bool fault; /* injected: the link dropped */
+	int fault_mode; /* migrate_fault(), read once */
+	bool fault;	/* injected: the link dropped */
 };
 
 /* Tells the source how far the image has been read (its drain waits on
@@ -84,7 +85,7 @@ static void on_consumed(void *opaque, uint64_t bytes)
 {
 	struct recv_ctx *r = opaque;
 
-	if (migrate_fault() == 1 && bytes > (64u << 10)) {
+	if (r->fault_mode == 1 && bytes > (64u << 10)) {
 		/* Gone mid-stream: the next read ends the restore. */
 		shutdown(r->fd, SHUT_RDWR);
 		r->fault = true;
@@ -111,7 +112,7 @@ int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 		 struct machine **out, struct vmsnap_stats *st, char *err,
 		 size_t errlen)
 {
-	struct recv_ctx rc = { .fd = fd };
+	struct recv_ctx rc = { .fd = fd, .fault_mode = migrate_fault() };
 	struct vmsnap_restore_opts ro;
 	struct machine *m = NULL;
 	struct stream *s;
@@ -144,7 +145,7 @@ int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 	ro.consumed_opaque = &rc;
 	ro.built = on_built;
 	ret = vmsnap_restore_stream(s, peer, &ro, &m, st, err, errlen);
-	if (!ret && migrate_fault() == 2) {
+	if (!ret && rc.fault_mode == 2) {
 		machine_destroy(m);
 		return err_printf(err, errlen, -ECONNABORTED,
 				  "fault injected: gone before accepting");

@@ -52,6 +52,22 @@ const char *migrate_phase_name(enum migrate_phase p)
 
 static int read_frame(struct send_ctx *x, int *status);
 
+static unsigned int io_timeout_ms(const struct send_ctx *x)
+{
+	return x->o->io_timeout_ms ? x->o->io_timeout_ms :
+				     MIGRATE_IO_TIMEOUT_MS;
+}
+
+/* Gives the migration up for good with @ret, @why kept for messages. */
+static int give_up(struct send_ctx *x, int ret, const char *why)
+{
+	snprintf(x->abort_why, sizeof(x->abort_why), "%s", why);
+	x->aborted = -ret;
+	if (x->s)
+		stream_set_error(x->s, ret);
+	return ret;
+}
+
 /*
  * The caller's loop, and the limits this side sets itself: -errno once
  * the migration is to be given up (then for good: the reason is kept).
@@ -59,6 +75,7 @@ static int read_frame(struct send_ctx *x, int *status);
 static int service(struct send_ctx *x)
 {
 	uint64_t now = vmsnap_now_ns();
+	char why[128];
 	int ret = 0;
 
 	x->st->ns = now - x->t0;
@@ -66,23 +83,18 @@ static int service(struct send_ctx *x)
 		return -x->aborted;
 	if (x->o->service)
 		ret = x->o->service(x->o->opaque);
-	if (ret < 0) {
-		snprintf(x->abort_why, sizeof(x->abort_why), "%s",
-			 ret == -ECANCELED ? "cancelled" :
-			 ret == -ESRCH	   ? "the VM is stopping" :
-					     strerror(-ret));
-	} else if (x->o->max_ns && now - x->t0 > x->o->max_ns) {
-		ret = -ETIME;
-		snprintf(x->abort_why, sizeof(x->abort_why),
+	if (ret < 0)
+		return give_up(x, ret,
+			       ret == -ECANCELED ? "cancelled" :
+			       ret == -ESRCH	 ? "the VM is stopping" :
+						   strerror(-ret));
+	if (x->o->max_ns && now - x->t0 > x->o->max_ns) {
+		snprintf(why, sizeof(why),
 			 "not done within the time limit of %.0f s",
 			 (double)x->o->max_ns / 1e9);
+		return give_up(x, -ETIME, why);
 	}
-	if (ret < 0) {
-		x->aborted = -ret;
-		if (x->s)
-			stream_set_error(x->s, ret);
-	}
-	return ret;
+	return 0;
 }
 
 /*
@@ -92,9 +104,7 @@ static int service(struct send_ctx *x)
  */
 static int await_frame(struct send_ctx *x)
 {
-	unsigned int ms = x->o->io_timeout_ms ? x->o->io_timeout_ms :
-						MIGRATE_IO_TIMEOUT_MS;
-	uint64_t until = vmsnap_now_ns() + ms * 1000000ULL;
+	uint64_t until = vmsnap_now_ns() + io_timeout_ms(x) * 1000000ULL;
 	int ret;
 
 	for (;;) {
@@ -121,8 +131,8 @@ static int await_frame(struct send_ctx *x)
  */
 static int pump(struct send_ctx *x)
 {
-	unsigned int ms = x->o->io_timeout_ms ? x->o->io_timeout_ms :
-						MIGRATE_IO_TIMEOUT_MS;
+	unsigned int ms = io_timeout_ms(x);
+	char why[96];
 	int status = 0, ret;
 
 	while (!x->refused && wire_readable(x->fd, 0) &&
@@ -133,12 +143,10 @@ static int pump(struct send_ctx *x)
 		return ret;
 	if (stream_bytes_written(x->s) > x->consumed + DRAIN_SLACK &&
 	    vmsnap_now_ns() - x->consumed_ns > ms * 1000000ULL) {
-		snprintf(x->abort_why, sizeof(x->abort_why),
+		snprintf(why, sizeof(why),
 			 "the destination read nothing for %u s (timed out)",
 			 ms / 1000);
-		x->aborted = ETIMEDOUT;
-		stream_set_error(x->s, -ETIMEDOUT);
-		return -ETIMEDOUT;
+		return give_up(x, -ETIMEDOUT, why);
 	}
 	return 0;
 }

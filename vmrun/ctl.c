@@ -57,7 +57,6 @@ struct ctl {
 	/* A migration under way (MIGRATE runs nested requests meanwhile). */
 	const Vmrun__CtlRequest *migrating;
 	bool migrate_cancel;
-	uint64_t migrate_t0;
 	struct migrate_stats migrate_st;
 	Vmrun__CtlMigrateResult migrate_live;
 	char migrate_msg[512];
@@ -126,7 +125,6 @@ static int op_status(struct ctl *c, const Vmrun__CtlRequest *q __unused,
 	r->mem_loading = machine_mem_loading(c->m, &r->mem_loaded_pages,
 					     &r->mem_data_pages);
 	if (c->migrating) {
-		c->migrate_st.ns = vmsnap_now_ns() - c->migrate_t0;
 		ctl_migrate_fill(&c->migrate_live, &c->migrate_st, c->migrating,
 				 c->migrate_uri);
 		r->migrating = &c->migrate_live;
@@ -403,7 +401,6 @@ static int op_migrate(struct ctl *c, const Vmrun__CtlRequest *q,
 		machine_unwatch_fd(c->m, cn->fd);
 	c->migrating = q;
 	c->migrate_cancel = false;
-	c->migrate_t0 = vmsnap_now_ns();
 	ret = ctl_migrate(c->m, q, &c->migrate, c->migrate_uri,
 			  sizeof(c->migrate_uri), &h, c->migrate_msg,
 			  sizeof(c->migrate_msg));

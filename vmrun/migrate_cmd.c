@@ -92,10 +92,6 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 	return vmrun_serve(m, ctl_path, NULL);
 }
 
-struct progress_fwd {
-	const struct ctl_migrate_hooks *h;
-};
-
 static void forward_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	const struct ctl_migrate_hooks *h = opaque;
@@ -158,7 +154,7 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 		Vmrun__CtlMigrateResult *res, char *uri_buf, size_t uri_len,
 		const struct ctl_migrate_hooks *h, char *msg, size_t msglen)
 {
-	struct migrate_opts o = { .codec = req_codec(q) };
+	struct migrate_opts o = { .codec = IMAGE_CODEC_LZ4 };
 	struct migrate_uri u;
 	unsigned int downtime =
 		q->downtime_ms ? q->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;

@@ -188,6 +188,35 @@ static void check_continues(const struct vmp *from, const struct vmp *to)
 		    b.first_n, a.last_n);
 }
 
+/* Stops @v through its control socket; returns its exit status. */
+static int stop_vm(struct vmp *v)
+{
+	const char *a[] = { "ctl", v->sock, "stop", NULL };
+
+	run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	return reap(v);
+}
+
+/*
+ * The migration after failures (@after names them): to a new destination
+ * (with @extra), which must go on from the exact tick; then stopped.
+ */
+static void migrate_good(struct vmp *src, struct vmp *dst,
+			 const char *const *extra, const char *after)
+{
+	char uri[128];
+	int rc;
+
+	names(dst, "good");
+	start_dest(dst, extra, uri, sizeof(uri));
+	rc = ctl_migrate(src, uri);
+	TEST_ASSERT(rc == 0, "migrating after %s: exit %d: %s %s", after, rc,
+		    out, err);
+	TEST_ASSERT(reap(src) == 0, "the source did not exit 0");
+	check_continues(src, dst);
+	stop_vm(dst);
+}
+
 static void make_disk(const char *path)
 {
 	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
@@ -231,12 +260,7 @@ static void test_migrate_loopback(void)
 			    slurp(v[i - 1].errf, err, CAP));
 		check_continues(&v[i - 1], &v[i]);
 	}
-	{
-		const char *a[] = { "ctl", v[2].sock, "stop", NULL };
-
-		run_vmrun(a, out, err, CAP, DEADLINE_MS);
-	}
-	rc = reap(&v[2]);
+	rc = stop_vm(&v[2]);
 	TEST_ASSERT(rc == 0, "the last destination exited %d: %s", rc,
 		    slurp(v[2].errf, err, CAP));
 	wait_guest(&v[2], 3, true, 2);
@@ -311,19 +335,7 @@ static void test_migrate_failures_lose_nothing(void)
 	/* A whole pass after the failures: nothing was lost. */
 	cs = wait_guest(&src, cs.ticks + 3, true, 0);
 
-	names(&dst, "good");
-	start_dest(&dst, dies, uri, sizeof(uri));
-	rc = ctl_migrate(&src, uri);
-	TEST_ASSERT(rc == 0, "migrating after the failures: exit %d: %s %s", rc,
-		    out, err);
-	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
-	check_continues(&src, &dst);
-	{
-		const char *a[] = { "ctl", dst.sock, "stop", NULL };
-
-		run_vmrun(a, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&dst);
+	migrate_good(&src, &dst, dies, "the failures");
 	cleanup();
 }
 
@@ -437,19 +449,7 @@ static void test_migrate_cancel(void)
 			    "migrate-cancel with none under way: exit %d: %s",
 			    rc, err);
 	}
-	names(&dst, "good");
-	start_dest(&dst, NULL, uri, sizeof(uri));
-	rc = ctl_migrate(&src, uri);
-	TEST_ASSERT(rc == 0, "migrating after the cancels: exit %d: %s %s", rc,
-		    out, err);
-	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
-	check_continues(&src, &dst);
-	{
-		const char *a[] = { "ctl", dst.sock, "stop", NULL };
-
-		run_vmrun(a, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&dst);
+	migrate_good(&src, &dst, NULL, "the cancels");
 	cleanup();
 }
 
@@ -523,19 +523,7 @@ static void test_migrate_stalls(void)
 		cs = wait_guest(&src, cs.ticks + 3, i + 1 == ARRAY_SIZE(cases),
 				1);
 	}
-	names(&dst, "good");
-	start_dest(&dst, NULL, uri, sizeof(uri));
-	rc = ctl_migrate(&src, uri);
-	TEST_ASSERT(rc == 0, "migrating after the stalls: exit %d: %s %s", rc,
-		    out, err);
-	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
-	check_continues(&src, &dst);
-	{
-		const char *a[] = { "ctl", dst.sock, "stop", NULL };
-
-		run_vmrun(a, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&dst);
+	migrate_good(&src, &dst, NULL, "the stalls");
 	cleanup();
 }
 
@@ -551,15 +539,13 @@ static unsigned long long pages_per_s(void)
 {
 	struct vmp v;
 	struct console_scan cs;
-	const char *stop[] = { "ctl", v.sock, "stop", NULL };
 	unsigned long long w;
 
 	names(&v, "calib");
 	start_source(&v, NULL,
 		     "work=dirty mib=1 rate=0 tick_ms=100 spin=" SPIN);
 	wait_guest(&v, 8, false, 0);
-	run_vmrun(stop, out, err, CAP, DEADLINE_MS);
-	reap(&v);
+	stop_vm(&v);
 	console_scan(v.con, &cs);
 	/* Between the first and the last tick: the fill before the first
 	 * went unspun. */
@@ -638,12 +624,7 @@ static void test_migrate_converge(void)
 		    w, mib, cap, out);
 	TEST_ASSERT(reap(&src) == 0, "the source did not exit 0");
 	check_continues(&src, &dst);
-	{
-		const char *stop[] = { "ctl", dst.sock, "stop", NULL };
-
-		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&dst);
+	stop_vm(&dst);
 	cleanup();
 }
 
@@ -711,12 +692,7 @@ static void test_migrate_announce(void)
 		usleep(10000);
 	TEST_ASSERT(ed.frames >= 1, "no frame from the guest at the "
 				    "destination");
-	{
-		const char *stop[] = { "ctl", dst.sock, "stop", NULL };
-
-		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&dst);
+	stop_vm(&dst);
 	es.stop = ed.stop = 1;
 	pthread_join(ts, NULL);
 	pthread_join(td, NULL);
@@ -857,13 +833,7 @@ static void test_migrate_ping_pong(void)
 			    slurp(from->errf, err, CAP));
 		check_continues(from, to);
 	}
-	{
-		const char *a[] = { "ctl", v[PING_PONG % 2].sock, "stop",
-				    NULL };
-
-		run_vmrun(a, out, err, CAP, DEADLINE_MS);
-	}
-	reap(&v[PING_PONG % 2]);
+	stop_vm(&v[PING_PONG % 2]);
 	work_pages = WORK_PAGES;
 	two_hosts(false);
 	close(self);
@@ -949,15 +919,13 @@ static void test_migrate_bad_streams(void)
 	{
 		struct vmp v;
 		const char *save[] = { "ctl", v.sock, "save", img, NULL };
-		const char *stop[] = { "ctl", v.sock, "stop", NULL };
 
 		names(&v, "img");
 		start_source(&v, NULL, CMDLINE " ticks=30");
 		wait_guest(&v, 2, false, 0);
 		rc = run_vmrun(save, out, err, CAP, DEADLINE_MS);
 		TEST_ASSERT(rc == 0, "save: %d %s", rc, err);
-		run_vmrun(stop, out, err, CAP, DEADLINE_MS);
-		reap(&v);
+		stop_vm(&v);
 	}
 	fd = open(img, O_RDONLY);
 	TEST_ASSERT(fd >= 0 && fstat(fd, &sb) == 0, "%s", img);
