@@ -7,6 +7,7 @@
 #include "vmrun/migrate_cmd.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,8 +191,34 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	return 0;
 }
 
+/* migrate's numeric options: name, request field, range 1..max, unit. */
+static const struct number_opt {
+	const char *name;
+	size_t off;
+	unsigned long max;
+	const char *unit;
+} number_opts[] = {
+	{ "--downtime", offsetof(Vmrun__CtlRequest, downtime_ms), 60000, "ms" },
+	{ "--bandwidth", offsetof(Vmrun__CtlRequest, bandwidth_mbs), 1000000,
+	  "MB/s" },
+	{ "--max-time", offsetof(Vmrun__CtlRequest, max_time_s), 604800, "s" },
+	{ "--link-timeout", offsetof(Vmrun__CtlRequest, link_timeout_s), 3600,
+	  "s" },
+};
+
+static const struct number_opt *number_option(const char *arg)
+{
+	unsigned int k;
+
+	for (k = 0; k < ARRAY_SIZE(number_opts); k++)
+		if (!strcmp(arg, number_opts[k].name))
+			return &number_opts[k];
+	return NULL;
+}
+
 int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 {
+	const struct number_opt *n;
 	char err[256];
 	struct migrate_uri u;
 	int i;
@@ -208,29 +235,12 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 	for (i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
 			*json = true;
-		} else if (!strcmp(argv[i], "--downtime") && i + 1 < argc) {
-			if (parse_uint(argv[++i], 60000, &req->downtime_ms)) {
-				die_msg("--downtime %s: expected 1 to 60000 (ms)",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc) {
-			if (parse_uint(argv[++i], 1000000,
-				       &req->bandwidth_mbs)) {
-				die_msg("--bandwidth %s: expected 1 to 1000000 (MB/s)",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(argv[i], "--max-time") && i + 1 < argc) {
-			if (parse_uint(argv[++i], 604800, &req->max_time_s)) {
-				die_msg("--max-time %s: expected 1 to 604800 (s)",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(argv[i], "--link-timeout") && i + 1 < argc) {
-			if (parse_uint(argv[++i], 3600, &req->link_timeout_s)) {
-				die_msg("--link-timeout %s: expected 1 to 3600 (s)",
-					argv[i]);
+		} else if ((n = number_option(argv[i])) && i + 1 < argc) {
+			if (parse_uint(
+				    argv[++i], n->max,
+				    (unsigned int *)((char *)req + n->off))) {
+				die_msg("%s %s: expected 1 to %lu (%s)",
+					argv[i - 1], argv[i], n->max, n->unit);
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(argv[i], "--no-auto-converge")) {
