@@ -72,6 +72,9 @@ int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
 
 struct migrate_opts {
 	enum image_codec codec;
+	/* Threads compressing batches while the stream goes out (0: the
+	 * default of vmsnap_threads()). */
+	unsigned int threads;
 	uint64_t downtime_ns;	 /* the frozen end's target */
 	uint64_t bandwidth;	 /* bytes/s while the vCPUs run (0: no cap) */
 	uint64_t max_ns;	 /* give up after this long (0: never) */

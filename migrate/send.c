@@ -453,6 +453,7 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 	struct vmsnap_save_opts so = {
 		.codec = o->codec,
 		.aligned = o->codec == IMAGE_CODEC_NONE,
+		.threads = o->threads,
 		.live = true,
 		.live_rounds = 1,
 		.downtime_ns = o->downtime_ns,

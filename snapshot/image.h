@@ -158,6 +158,28 @@ int image_write_zero_range(struct image *img, uint32_t seg, uint64_t first,
 			   uint64_t end) __must_check;
 
 /*
+ * Gives the image @threads worker threads for its page batches (0: none,
+ * the default: all on the caller's thread). A writer compresses batches
+ * on them while the caller goes on scanning and writing out finished
+ * batches, in order (a writer without a compressing codec keeps none: a
+ * copy does not need them). A reader decompresses batches and copies
+ * them into image_add_segment() memory on them while the caller reads
+ * the next sections; a batch that rewrites pages still in flight waits
+ * for them, every batch is in place before any other section is read
+ * and before image_read_next() returns a failure, and sink->pages()
+ * hears of batches in order, on the caller's thread. Call before any
+ * page is written or read; -EINVAL after.
+ */
+int image_set_threads(struct image *img, unsigned int threads) __must_check;
+
+/*
+ * Writes out every batch the workers hold (a writer that has not
+ * finished), so that the stream holds all the pages given so far; a
+ * no-op without threads.
+ */
+int image_drain(struct image *img) __must_check;
+
+/*
  * Writes the END section and flushes the stream (image_finish() does not
  * fsync: call stream_sync() for a file). Stores the image's content hash,
  * the name an incremental image gives its base, in @hash if not NULL.

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -245,6 +246,7 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 	s->seen = NULL;
 	s->done = NULL;
 	s->mine = NULL;
+	s->inflight = NULL;
 	if (!(img->flags & IMAGE_READ_ALLOW_REWRITE)) {
 		s->seen = calloc(MAX(BITMAP_WORDS(nr_pages), 1),
 				 sizeof(uint64_t));
@@ -336,9 +338,9 @@ static void image_put_pages(struct image *img, struct image_seg *seg,
 	}
 }
 
-/* Decompresses @src into img->raw, which must come out exactly @want. */
-static int image_decompress(struct image *img, Vmrun__PageEncoding enc,
-			    const uint8_t *src, size_t len, size_t want)
+int image_decompress_to(ZSTD_DCtx **zd, LZ4F_dctx **lz4d,
+			Vmrun__PageEncoding enc, const uint8_t *src, size_t len,
+			uint8_t *dst, size_t want, char *err, size_t errlen)
 {
 	size_t in = 0, out = 0, hint = 1;
 
@@ -346,50 +348,70 @@ static int image_decompress(struct image *img, Vmrun__PageEncoding enc,
 		unsigned long long csize;
 		size_t r;
 
-		if (!img->zd && !(img->zd = ZSTD_createDCtx()))
-			return image_fail(img, -ENOMEM, "out of memory");
-		if (ZSTD_findFrameCompressedSize(src, len) != len)
-			return image_fail(img, -EBADMSG,
-					  "zstd batch is not one whole frame");
+		if (!*zd && !(*zd = ZSTD_createDCtx()))
+			goto nomem;
+		if (ZSTD_findFrameCompressedSize(src, len) != len) {
+			snprintf(err, errlen,
+				 "zstd batch is not one whole frame");
+			return -EBADMSG;
+		}
 		csize = ZSTD_getFrameContentSize(src, len);
-		if (csize != want)
-			return image_fail(img, -EBADMSG,
-					  "zstd frame holds %llu bytes, not "
-					  "%zu",
-					  csize, want);
-		r = ZSTD_decompressDCtx(img->zd, img->raw, want, src, len);
-		if (ZSTD_isError(r) || r != want)
-			return image_fail(img, -EBADMSG, "zstd batch: %s",
-					  ZSTD_isError(r) ?
-						  ZSTD_getErrorName(r) :
-						  "short output");
+		if (csize != want) {
+			snprintf(err, errlen,
+				 "zstd frame holds %llu bytes, not %zu", csize,
+				 want);
+			return -EBADMSG;
+		}
+		r = ZSTD_decompressDCtx(*zd, dst, want, src, len);
+		if (ZSTD_isError(r) || r != want) {
+			snprintf(err, errlen, "zstd batch: %s",
+				 ZSTD_isError(r) ? ZSTD_getErrorName(r) :
+						   "short output");
+			return -EBADMSG;
+		}
 		return 0;
 	}
-	if (!img->lz4d) {
-		if (LZ4F_isError(LZ4F_createDecompressionContext(&img->lz4d,
-								 LZ4F_VERSION)))
-			return image_fail(img, -ENOMEM, "out of memory");
-	}
-	LZ4F_resetDecompressionContext(img->lz4d);
+	if (!*lz4d &&
+	    LZ4F_isError(LZ4F_createDecompressionContext(lz4d, LZ4F_VERSION)))
+		goto nomem;
+	LZ4F_resetDecompressionContext(*lz4d);
 	while (hint) {
 		size_t dn = want - out, sn = len - in;
 
-		hint = LZ4F_decompress(img->lz4d, img->raw + out, &dn, src + in,
-				       &sn, NULL);
-		if (LZ4F_isError(hint))
-			return image_fail(img, -EBADMSG, "lz4 batch: %s",
-					  LZ4F_getErrorName(hint));
+		hint = LZ4F_decompress(*lz4d, dst + out, &dn, src + in, &sn,
+				       NULL);
+		if (LZ4F_isError(hint)) {
+			snprintf(err, errlen, "lz4 batch: %s",
+				 LZ4F_getErrorName(hint));
+			return -EBADMSG;
+		}
 		in += sn;
 		out += dn;
 		if (hint && !sn && !dn)
 			break; /* no progress: input or room ran out */
 	}
-	if (hint || in != len || out != want)
-		return image_fail(img, -EBADMSG,
-				  "lz4 batch: %zu of %zu bytes used, %zu of "
-				  "%zu produced",
-				  in, len, out, want);
+	if (hint || in != len || out != want) {
+		snprintf(err, errlen,
+			 "lz4 batch: %zu of %zu bytes used, %zu of %zu "
+			 "produced",
+			 in, len, out, want);
+		return -EBADMSG;
+	}
 	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+/* Decompresses @src into img->raw, which must come out exactly @want. */
+static int image_decompress(struct image *img, Vmrun__PageEncoding enc,
+			    const uint8_t *src, size_t len, size_t want)
+{
+	char why[160];
+	int ret = image_decompress_to(&img->zd, &img->lz4d, enc, src, len,
+				      img->raw, want, why, sizeof(why));
+
+	return ret < 0 ? image_fail(img, ret, "%s", why) : 0;
 }
 
 /* Checks a batch's runs against its segment; marks them seen if @mark. */
@@ -641,6 +663,125 @@ out:
 	return img->ret;
 }
 
+/* True if a page of @m's runs is in a batch the pool has not given back. */
+static bool image_overlaps_inflight(const struct image_seg *seg,
+				    const Vmrun__PageBatch *m)
+{
+	size_t i;
+
+	if (!seg->inflight)
+		return false;
+	for (i = 0; i < m->n_runs; i += 2) {
+		uint64_t first = m->runs[i], end = first + m->runs[i + 1];
+
+		if (bitmap_next_set(seg->inflight, end, first) < end)
+			return true;
+	}
+	return false;
+}
+
+/* The sink hears of a batch's runs: @data holds them in order. */
+static int image_sink_runs(struct image *img, const struct image_sink *sink,
+			   const Vmrun__PageBatch *m, const uint8_t *data,
+			   uint64_t off)
+{
+	uint64_t idx = 0;
+	size_t i;
+	int ret;
+
+	if (!sink || !sink->pages)
+		return 0;
+	for (i = 0; i < m->n_runs; i += 2) {
+		uint64_t first = m->runs[i], nr = m->runs[i + 1];
+		const uint8_t *src = data ? data + idx * IMAGE_PAGE_SIZE : NULL;
+
+		ret = sink->pages(sink->opaque, m->segment, first, nr, src,
+				  off == IMAGE_NO_OFFSET ?
+					  off :
+					  off + idx * IMAGE_PAGE_SIZE);
+		if (ret < 0)
+			return image_fail(img, ret,
+					  "pages: the sink refused: %s",
+					  strerror(-ret));
+		idx += nr;
+	}
+	return 0;
+}
+
+int image_read_job_done(struct image *img, struct image_job *j)
+{
+	Vmrun__PageBatch *m = j->m;
+	struct image_seg *seg = j->sp;
+	size_t i;
+
+	if (seg->inflight)
+		for (i = 0; i < m->n_runs; i += 2)
+			bitmap_clear_range(seg->inflight, m->runs[i],
+					   m->runs[i + 1]);
+	if (j->ret < 0)
+		image_fail(img, j->ret, "%s", j->err);
+	else if (!img->verify)
+		image_sink_runs(img, &j->sink, m, j->data, j->off);
+	vmrun__page_batch__free_unpacked(m, NULL);
+	j->m = NULL;
+	return img->ret;
+}
+
+/*
+ * Hands a checked data batch to the pool: the payload buffer goes with
+ * it (img->payload gets the slot's), the worker decompresses and applies
+ * it, and the sink hears of it when it is reaped, in order. A batch that
+ * touches pages still in flight waits for them first.
+ */
+static int image_pages_async(struct image *img, const struct section *sec,
+			     Vmrun__PageBatch *m, uint64_t dlen,
+			     struct image_seg *seg,
+			     const struct image_sink *sink)
+{
+	struct image_job *j;
+	uint8_t *t;
+	size_t i, cap;
+	bool apply = seg->mem && !img->verify;
+
+	j = image_job_slot(img);
+	if (!j)
+		goto fail;
+	if ((apply && !seg->inflight &&
+	     !(seg->inflight = bitmap_alloc(seg->nr_pages))) ||
+	    (apply && img->hdr.rewrites && !seg->mine &&
+	     !(seg->mine = bitmap_alloc(seg->nr_pages)))) {
+		image_fail(img, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (i = 0; apply && i < m->n_runs; i += 2) {
+		bitmap_set_range_atomic(seg->inflight, m->runs[i],
+					m->runs[i + 1]);
+		if (img->hdr.rewrites)
+			bitmap_set_range_atomic(seg->mine, m->runs[i],
+						m->runs[i + 1]);
+	}
+	t = j->payload;
+	cap = j->payload_cap;
+	j->payload = img->payload;
+	j->payload_cap = img->payload_cap;
+	img->payload = t;
+	img->payload_cap = cap;
+	j->m = m;
+	j->enc = m->encoding;
+	j->clen = (size_t)dlen;
+	j->sp = seg;
+	j->mem = apply ? seg->mem : NULL;
+	j->off = m->encoding == VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW ?
+			 sec->offset + m->data_offset :
+			 IMAGE_NO_OFFSET;
+	j->sink = sink ? *sink : (struct image_sink){ 0 };
+	image_job_push(img, j, true);
+	return image_jobs_reap(img, false);
+fail:
+	vmrun__page_batch__free_unpacked(m, NULL);
+	return img->ret;
+}
+
 /* Checks a PAGES payload whole, then applies it. */
 static int image_do_pages(struct image *img, const struct section *sec,
 			  const struct image_sink *sink)
@@ -651,6 +792,7 @@ static int image_do_pages(struct image *img, const struct section *sec,
 	const uint8_t *data;
 	uint64_t dlen, idx = 0;
 	uint32_t desc;
+	bool taken = false;
 	size_t i;
 	int ret;
 
@@ -662,6 +804,19 @@ static int image_do_pages(struct image *img, const struct section *sec,
 	enc = m->encoding;
 	if (image_check_batch(img, sec, m, desc, &dlen) < 0)
 		goto out_free;
+	if (img->threads && !img->fetching) {
+		/* The runs are checked before anything goes by them. */
+		if (image_take_runs(img, m, &seg) < 0)
+			goto out_free;
+		taken = true;
+		/* Whatever writes pages still in flight waits for them. */
+		if (seg && image_overlaps_inflight(seg, m) &&
+		    image_jobs_reap(img, true) < 0)
+			goto out_free;
+		if (seg && !seg->done &&
+		    enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO)
+			return image_pages_async(img, sec, m, dlen, seg, sink);
+	}
 	data = img->payload + m->data_offset;
 	if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4 ||
 	    enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD) {
@@ -670,7 +825,7 @@ static int image_do_pages(struct image *img, const struct section *sec,
 			goto out_free;
 		data = img->raw;
 	}
-	if (image_take_runs(img, m, &seg) < 0 || img->verify)
+	if ((!taken && image_take_runs(img, m, &seg) < 0) || img->verify)
 		goto out_free;
 	for (i = 0; i < m->n_runs; i += 2) {
 		uint64_t first = m->runs[i], nr = m->runs[i + 1];
@@ -735,7 +890,24 @@ static int image_do_end(struct image *img, const struct section *sec,
 	return 1;
 }
 
+static int image_read_section(struct image *img, const struct image_sink *sink);
+
+/*
+ * Batches in the pool are all applied before any other section is read
+ * (state comes after the pages it describes, and END vouches for them
+ * all), and all finished, applied or not, before a failure is returned:
+ * nothing writes the caller's memory once it has heard of the failure.
+ */
 int image_read_next(struct image *img, const struct image_sink *sink)
+{
+	int ret = image_read_section(img, sink);
+
+	if (ret != 0 && img->count)
+		image_jobs_reap(img, true);
+	return img->ret ? img->ret : ret;
+}
+
+static int image_read_section(struct image *img, const struct image_sink *sink)
 {
 	struct section sec;
 	uint64_t hash;
@@ -750,6 +922,14 @@ int image_read_next(struct image *img, const struct image_sink *sink)
 		return img->ret;
 	if (img->ended)
 		return 1;
+	/*
+	 * About to wait for the peer: what the workers have finished is
+	 * applied and reported first (a migration's source waits to hear
+	 * that its last pages are in before it sends more).
+	 */
+	if (img->count && stream_read_would_block(img->s, IMAGE_FRAME_LEN) &&
+	    image_jobs_reap(img, true) < 0)
+		return img->ret;
 	hash = stream_hash(img->s);
 	ret = image_read_frame(img, &sec);
 	if (ret < 0)
@@ -760,6 +940,9 @@ int image_read_next(struct image *img, const struct image_sink *sink)
 				  "section type %u at offset %" PRIu64
 				  ": argument %u",
 				  sec.type, sec.offset, sec.arg);
+	if (sec.type != IMAGE_SEC_PAGES && img->count &&
+	    image_jobs_reap(img, true) < 0)
+		return img->ret;
 	switch (sec.type) {
 	case IMAGE_SEC_HEADER:
 		return image_fail(img, -EBADMSG,

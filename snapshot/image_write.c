@@ -15,9 +15,6 @@
 /* Zero runs are written out when this many pairs have gathered. */
 #define ZERO_RUNS_FLUSH (IMAGE_MAX_RUNS / 2)
 
-/* The fast end of zstd: images are written while the guest waits. */
-#define ZSTD_LEVEL 1
-
 /*
  * Writes one section: the frame, then the payload given as up to three
  * pieces (@pad zero bytes go between the second and the third).
@@ -169,6 +166,8 @@ int image_write_state(struct image *img, uint32_t type, const void *data,
 	if (len > IMAGE_MAX_STATE_LEN)
 		return image_fail(img, -E2BIG, "state message of %zu bytes",
 				  len);
+	if (image_drain(img) < 0)
+		return img->ret;
 	return image_put_section(img, IMAGE_SEC_STATE, type, data, len, NULL, 0,
 				 0, NULL, 0);
 }
@@ -178,6 +177,8 @@ int image_write_layout(struct image *img, uint32_t type, const void *data,
 {
 	if (len > IMAGE_MAX_STATE_LEN)
 		return image_fail(img, -E2BIG, "layout of %zu bytes", len);
+	if (image_drain(img) < 0)
+		return img->ret;
 	return image_put_section(img, IMAGE_SEC_LAYOUT, type, data, len, NULL,
 				 0, 0, NULL, 0);
 }
@@ -224,43 +225,69 @@ static int image_put_pages(struct image *img, uint32_t seg,
 	return ret;
 }
 
-/* Compresses and writes the gathered batch, raw if it does not shrink. */
+int image_write_job_done(struct image *img, struct image_job *j)
+{
+	int ret;
+
+	if (j->ret < 0)
+		return image_fail(img, j->ret, "%s", j->err);
+	if (j->zero) {
+		ret = image_put_pages(img, j->seg,
+				      VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO,
+				      j->runs, j->nr_runs, j->nr, NULL, 0);
+		if (ret == 0)
+			img->nr_zero_pages += j->nr;
+		return ret;
+	}
+	return image_put_pages(
+		img, j->seg, j->enc, j->runs, j->nr_runs, j->nr,
+		j->enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW ? j->raw :
+								    j->comp,
+		j->clen);
+}
+
+/*
+ * Compresses and writes the gathered batch, raw if it does not shrink;
+ * with a pool, hands it to a worker (the gathered pages go with it) and
+ * writes it out when it is done, in order.
+ */
 static int image_flush_batch(struct image *img, uint32_t seg)
 {
 	size_t len = img->batch_nr * IMAGE_PAGE_SIZE, clen = 0;
-	Vmrun__PageEncoding enc = VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW;
-	const void *data = img->raw;
+	Vmrun__PageEncoding enc;
+	struct image_job *j;
+	uint8_t *t;
 	int ret;
 
 	if (!img->batch_nr)
 		return 0;
-	if (img->hdr.codec == IMAGE_CODEC_ZSTD) {
-		clen = ZSTD_compressCCtx(img->zc, img->comp, img->comp_cap,
-					 img->raw, len, ZSTD_LEVEL);
-		if (ZSTD_isError(clen))
-			return image_fail(img, -EIO, "zstd: %s",
-					  ZSTD_getErrorName(clen));
-		enc = VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZSTD;
-	} else if (img->hdr.codec == IMAGE_CODEC_LZ4) {
-		LZ4F_preferences_t prefs = { 0 };
-
-		prefs.frameInfo.contentSize = len;
-		prefs.frameInfo.blockMode = LZ4F_blockIndependent;
-		clen = LZ4F_compressFrame(img->comp, img->comp_cap, img->raw,
-					  len, &prefs);
-		if (LZ4F_isError(clen))
-			return image_fail(img, -EIO, "lz4: %s",
-					  LZ4F_getErrorName(clen));
-		enc = VMRUN__PAGE_ENCODING__PAGE_ENCODING_LZ4;
+	if (img->threads) {
+		j = image_job_slot(img);
+		if (!j)
+			return img->ret;
+		t = j->raw;
+		j->raw = img->raw;
+		img->raw = t;
+		memcpy(j->runs, img->runs, 2 * img->nr_runs * sizeof(uint64_t));
+		j->nr_runs = img->nr_runs;
+		j->nr = img->batch_nr;
+		j->seg = seg;
+		j->zero = false;
+		image_job_push(img, j, true);
+		img->nr_runs = 0;
+		img->batch_nr = 0;
+		return image_jobs_reap(img, false);
 	}
-	if (img->hdr.codec != IMAGE_CODEC_NONE && clen < len) {
-		data = img->comp;
-		len = clen;
-	} else {
-		enc = VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW;
-	}
-	ret = image_put_pages(img, seg, enc, img->runs, img->nr_runs,
-			      img->batch_nr, data, len);
+	ret = image_compress_to(img->hdr.codec, &img->zc, img->raw, len,
+				img->comp, img->comp_cap, &clen, &enc, img->err,
+				sizeof(img->err));
+	if (ret < 0)
+		return image_fail(img, ret, "%s", img->err);
+	ret = image_put_pages(
+		img, seg, enc, img->runs, img->nr_runs, img->batch_nr,
+		enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW ? img->raw :
+								 img->comp,
+		clen);
 	img->nr_runs = 0;
 	img->batch_nr = 0;
 	return ret;
@@ -268,6 +295,7 @@ static int image_flush_batch(struct image *img, uint32_t seg)
 
 static int image_flush_zero(struct image *img, uint32_t seg)
 {
+	struct image_job *j;
 	uint64_t nr = 0;
 	size_t i;
 	int ret;
@@ -276,6 +304,21 @@ static int image_flush_zero(struct image *img, uint32_t seg)
 		return 0;
 	for (i = 0; i < img->nr_zruns; i++)
 		nr += img->zruns[2 * i + 1];
+	if (img->threads) {
+		/* Through the ring, after the batches before it. */
+		j = image_job_slot(img);
+		if (!j)
+			return img->ret;
+		memcpy(j->runs, img->zruns,
+		       2 * img->nr_zruns * sizeof(uint64_t));
+		j->nr_runs = img->nr_zruns;
+		j->nr = nr;
+		j->seg = seg;
+		j->zero = true;
+		image_job_push(img, j, false);
+		img->nr_zruns = 0;
+		return image_jobs_reap(img, false);
+	}
 	ret = image_put_pages(img, seg,
 			      VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO,
 			      img->zruns, img->nr_zruns, nr, NULL, 0);
@@ -283,6 +326,13 @@ static int image_flush_zero(struct image *img, uint32_t seg)
 	if (ret == 0)
 		img->nr_zero_pages += nr;
 	return ret;
+}
+
+int image_drain(struct image *img)
+{
+	if (img->ret)
+		return img->ret;
+	return image_jobs_reap(img, true);
 }
 
 /* Appends page @pg to a run list, extending its last run if adjacent. */
@@ -390,6 +440,8 @@ int image_finish(struct image *img, uint64_t *hash)
 		return img->ret;
 	if (!img->writing)
 		return image_fail(img, -EINVAL, "not a writer");
+	if (image_drain(img) < 0)
+		return img->ret;
 	img->content_hash = stream_hash(img->s);
 	vmrun__image_trailer__init(&m);
 	m.content_hash = img->content_hash;

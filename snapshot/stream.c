@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -505,6 +506,16 @@ uint64_t stream_remaining(const struct stream *s)
 	if (s->writing || s->limit == UINT64_MAX)
 		return UINT64_MAX;
 	return s->limit > off ? s->limit - off : 0;
+}
+
+bool stream_read_would_block(const struct stream *s, size_t len)
+{
+	struct pollfd p = { .fd = s->fd, .events = POLLIN };
+
+	if (s->writing || s->ops != &fd_ops || s->limit != UINT64_MAX ||
+	    (s->buf && s->buf_len - s->buf_pos >= len))
+		return false;
+	return poll(&p, 1, 0) == 0;
 }
 
 uint64_t stream_hash(const struct stream *s)

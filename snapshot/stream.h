@@ -125,6 +125,13 @@ uint64_t stream_offset(const struct stream *s);
  */
 uint64_t stream_remaining(const struct stream *s);
 
+/*
+ * True if reading @len more bytes would wait for a peer: a pipe's or
+ * socket's reader whose buffer holds less than @len and whose fd has
+ * nothing to read now. Files and memory never wait.
+ */
+bool stream_read_would_block(const struct stream *s, size_t len);
+
 /* The XXH3-64 of every byte since open or the last reset. */
 uint64_t stream_hash(const struct stream *s);
 void stream_hash_reset(struct stream *s);

@@ -20,6 +20,7 @@
 #include "kernel/x86/vcpu_state.h"
 #include "kernel/x86/vm_state.h"
 #include "machine.pb-c.h"
+#include "snapshot/pool.h"
 #include "snapshot/stream.h"
 #include "snapshot/vmsnap_priv.h"
 
@@ -306,6 +307,11 @@ static int cpu_features(const Vmrun__VcpuState *st, uint8_t **buf, size_t *len,
 	return 0;
 }
 
+unsigned int vmsnap_threads(unsigned int threads)
+{
+	return threads ? threads : pool_default_threads(VMSNAP_DEFAULT_THREADS);
+}
+
 /* The first page in [@pg, @end) that may hold data (memfd SEEK_DATA). */
 static uint64_t seg_next_data(struct mem_seg *seg, uint64_t pg, uint64_t end)
 {
@@ -450,6 +456,10 @@ static int begin_image(struct machine *m, struct stream *s,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "writing the header: %s",
 				  strerror(-ret));
+	ret = image_set_threads(*out, vmsnap_threads(o->threads));
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "codec threads: %s",
+				  strerror(-ret));
 	ret = put_config(*out, m, false, err, errlen);
 	if (!ret)
 		ret = put_layout(*out, m, err, errlen);
@@ -591,6 +601,10 @@ static int live_put(struct image *img, struct machine *m, struct stream *s,
 
 	image_counts(img, &p0, &z0);
 	ret = put_pages(img, m, dirty, o, err, errlen);
+	/* The round is timed whole: what the workers hold goes out too. */
+	if (!ret && image_drain(img) < 0)
+		ret = err_printf(err, errlen, image_drain(img),
+				 "writing memory: %s", image_error(img));
 
 	if (!ret) {
 		ret = stream_flush(s);

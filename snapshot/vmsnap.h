@@ -106,9 +106,19 @@ struct vmsnap_chain {
 	char path[4096];
 };
 
+/* Codec worker threads when an operation asks for the default (0): one
+ * per CPU this process may use, at most this many. */
+#define VMSNAP_DEFAULT_THREADS 4
+
+/* The workers an operation asking for @threads gets (0: the default). */
+unsigned int vmsnap_threads(unsigned int threads);
+
 struct vmsnap_save_opts {
 	enum image_codec codec;
 	bool aligned; /* page-aligned uncompressed layout (codec none) */
+	/* Threads compressing batches while pages are scanned and written
+	 * (0: vmsnap_threads()'s default; none for codec none). */
+	unsigned int threads;
 	/*
 	 * With @chain, every save begins a dirty epoch (the first one starts
 	 * dirty tracking), and @incremental writes only the pages written
@@ -210,7 +220,10 @@ typedef void (*vmsnap_lazy_done_t)(void *opaque,
 				   const char *err);
 
 struct vmsnap_restore_opts {
-	const char *console;		      /* NULL: "stdio" */
+	const char *console; /* NULL: "stdio" */
+	/* Threads decompressing and placing batches while the stream is
+	 * read (0: vmsnap_threads()'s default). */
+	unsigned int threads;
 	const char *disks[MACHINE_MAX_DISKS]; /* NULL: the saved path */
 	const char *nets[MACHINE_MAX_NETS];   /* NULL: the saved spec */
 	bool disk_changed_ok;

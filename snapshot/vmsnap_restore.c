@@ -577,7 +577,7 @@ static uint64_t link_size(const struct link *l)
 /* Opens the link at @path, or with @s (which it then owns) that stream,
  * named @path in messages. */
 static int link_open(struct link *l, const char *path, struct stream *s,
-		     char *err, size_t errlen)
+		     unsigned int threads, char *err, size_t errlen)
 {
 	int ret = 0;
 
@@ -590,6 +590,11 @@ static int link_open(struct link *l, const char *path, struct stream *s,
 				  "%s: %s", path, strerror(-ret));
 	ret = image_reader_create(l->s, IMAGE_READ_MEM_ZEROED, &l->img);
 	if (!ret) {
+		ret = image_set_threads(l->img, threads);
+		if (ret < 0)
+			return err_printf(err, errlen, ret,
+					  "%s: codec threads: %s", path,
+					  strerror(-ret));
 		ret = image_read_header(l->img, &l->h);
 		if (ret < 0)
 			err_printf(err, errlen, ret, "%s: %s", path,
@@ -604,13 +609,16 @@ static int link_open(struct link *l, const char *path, struct stream *s,
  * names before anything is built.
  */
 static int chain_open(const char *path, struct stream *s, struct link *links,
-		      unsigned int *nr, char *err, size_t errlen)
+		      unsigned int *nr, unsigned int threads, char *err,
+		      size_t errlen)
 {
 	char base[4096];
 	int ret;
 
 	*nr = 0;
-	ret = link_open(&links[0], path, s, err, errlen);
+	/* Only the newest link may go through workers: the pages of older
+	 * ones are put one by one around what newer links gave. */
+	ret = link_open(&links[0], path, s, threads, err, errlen);
 	*nr = 1;
 	/* A stream is read once, in order: a whole machine, no base. */
 	if (!ret && s && links[0].h->has_base)
@@ -629,7 +637,7 @@ static int chain_open(const char *path, struct stream *s, struct link *links,
 				       errlen);
 		if (ret < 0)
 			break;
-		ret = link_open(&links[*nr], base, NULL, err, errlen);
+		ret = link_open(&links[*nr], base, NULL, 0, err, errlen);
 		(*nr)++;
 	}
 	return ret;
@@ -697,7 +705,8 @@ static int restore(const char *path, struct stream *s,
 		stream_close(s);
 		return -ENOMEM;
 	}
-	ret = chain_open(path, s, links, &nr, err, errlen);
+	ret = chain_open(path, s, links, &nr,
+			 o->lazy ? 0 : vmsnap_threads(o->threads), err, errlen);
 	img = links[0].img;
 	if (!ret)
 		c.live = links[0].h->flags & VMSNAP_FLAG_LIVE;

@@ -154,7 +154,8 @@ for dir in "${configs[@]}"; do
 		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 		;;
 	build-tsan)
-		# The threaded core only: vCPUs, pause, memory, dirty tracking.
+		# The threaded core only: vCPUs, pause, memory, dirty tracking,
+		# and the image's codec workers.
 		# (werror off: GCC warns that TSan cannot see fences.)
 		build "$dir" -Db_sanitize=thread -Db_lundef=false -Dwerror=false ||
 			{ status=1; count "" 0 1; continue; }
@@ -167,7 +168,11 @@ for dir in "${configs[@]}"; do
 		native=$("$dir/vmrun/vmrun" info --kvm 2>/dev/null) || native=""
 		;;
 	esac
-	if [ "$dir" != build-tsan ]; then
+	if [ "$dir" = build-tsan ]; then
+		# The image's codec workers, each side.
+		run_suite "" "$dir/tests/unit/unit_tests" \
+			image/threads_rewrites_in_order image/round_trip_codecs
+	else
 		run_suite "" "$dir/tests/unit/unit_tests"
 		# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
 		for f in fuzz_virtq fuzz_image_load fuzz_image_read fuzz_vmsnap_info \

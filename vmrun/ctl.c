@@ -18,6 +18,7 @@
 #include "kernel/vm.h"
 #include "migrate/migrate.h"
 #include "snapshot/checkpoint.h"
+#include "snapshot/pool.h"
 #include "snapshot/vmsnap.h"
 #include "vmrun/migrate_cmd.h"
 #include "vmrun/vmrun.h"
@@ -293,6 +294,7 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 				      .incremental = q->incremental,
 				      .live = q->live,
 				      .live_rounds = q->live_rounds,
+				      .threads = q->threads,
 				      .progress = q->progress ? save_progress :
 								NULL,
 				      .opaque = c };
@@ -311,6 +313,10 @@ static int op_save(struct ctl *c, const Vmrun__CtlRequest *q,
 	}
 	if (q->codec[0] && image_codec_parse(q->codec, &o.codec) < 0) {
 		r->message = "codec: expected lz4, zstd or none";
+		return -EINVAL;
+	}
+	if (q->threads > POOL_MAX_THREADS) {
+		r->message = "threads: 1 to 64";
 		return -EINVAL;
 	}
 	o.aligned = o.codec == IMAGE_CODEC_NONE;
@@ -673,10 +679,11 @@ static void ctl_usage(FILE *f)
 		"       vmrun ctl SOCKET reset [--verify]\n"
 		"       vmrun ctl SOCKET save FILE [--compress lz4|zstd|none]\n"
 		"                                  [--incremental] [--live]\n"
-		"                                  [--live-rounds N] [--json]\n"
+		"                                  [--live-rounds N] [--threads N]\n"
+		"                                  [--json]\n"
 		"       vmrun ctl SOCKET migrate URI [--downtime MS] [--bandwidth MB/s]\n"
 		"                                    [--max-time S] [--link-timeout S]\n"
-		"                                    [--no-auto-converge]\n"
+		"                                    [--no-auto-converge] [--threads N]\n"
 		"                                    [--compress lz4|zstd|none] [--json]\n"
 		"\n"
 		"Talks to a VM started with 'vmrun run --ctl SOCKET' (or 'vmrun\n"
@@ -705,6 +712,8 @@ static void ctl_usage(FILE *f)
 		"                 end of the save. Can be combined with --incremental.\n"
 		"  --live-rounds N  live, with at least N (1 to 8) rounds while the\n"
 		"                 vCPUs run, however small they get\n"
+		"  --threads N    compress on N threads while pages are scanned and\n"
+		"                 written (default: one per CPU, up to 4)\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"migrate moves the running VM to a 'vmrun run --incoming URI' on\n"
@@ -733,6 +742,9 @@ static void ctl_usage(FILE *f)
 		"                 eighth takes 20%%, then 10%% more (up to 99%%) of\n"
 		"                 the vCPUs' time until it does\n"
 		"  --compress C   lz4 (default), zstd or none\n"
+		"  --threads N    compress on N threads while the stream goes out\n"
+		"                 (default: one per CPU, up to 4); the destination\n"
+		"                 decompresses on as many as it has, up to 4\n"
 		"  --json         print the result as one JSON object\n"
 		"\n"
 		"migrate-cancel gives up the migration under way; it is answered at\n"
@@ -853,16 +865,20 @@ static int parse_save(int argc, char **argv, Vmrun__CtlRequest *req, char *path,
 		} else if (!strcmp(argv[i], "--live")) {
 			req->live = true;
 		} else if (!strcmp(argv[i], "--live-rounds") && i + 1 < argc) {
-			char *end;
-			unsigned long n = strtoul(argv[++i], &end, 10);
-
-			if (*end || n < 1 || n > VMSNAP_LIVE_MAX_ROUNDS) {
+			if (parse_uint(argv[++i], VMSNAP_LIVE_MAX_ROUNDS,
+				       &req->live_rounds)) {
 				die_msg("--live-rounds %s: expected 1 to %d",
 					argv[i], VMSNAP_LIVE_MAX_ROUNDS);
 				return EXIT_USAGE;
 			}
 			req->live = true;
-			req->live_rounds = (uint32_t)n;
+		} else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			if (parse_uint(argv[++i], POOL_MAX_THREADS,
+				       &req->threads)) {
+				die_msg("--threads %s: expected 1 to %d",
+					argv[i], POOL_MAX_THREADS);
+				return EXIT_USAGE;
+			}
 		} else if (!strcmp(argv[i], "--compress") && i + 1 < argc) {
 			enum image_codec codec;
 

@@ -149,6 +149,7 @@ void ctl_migrate_fill(Vmrun__CtlMigrateResult *res,
 	res->bandwidth_mbs = q->bandwidth_mbs;
 	res->max_time_s = q->max_time_s;
 	res->auto_converge = !q->no_auto_converge;
+	res->threads = vmsnap_threads(q->threads);
 }
 
 int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
@@ -173,6 +174,7 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	o.bandwidth = (uint64_t)q->bandwidth_mbs * 1000000ULL;
 	o.max_ns = (uint64_t)q->max_time_s * 1000000000ULL;
 	o.auto_converge = !q->no_auto_converge;
+	o.threads = q->threads;
 	o.progress = forward_progress;
 	o.service = forward_service;
 	o.opaque = (void *)(uintptr_t)h;
@@ -204,6 +206,7 @@ static const struct number_opt {
 	{ "--max-time", offsetof(Vmrun__CtlRequest, max_time_s), 604800, "s" },
 	{ "--link-timeout", offsetof(Vmrun__CtlRequest, link_timeout_s), 3600,
 	  "s" },
+	{ "--threads", offsetof(Vmrun__CtlRequest, threads), 64, "threads" },
 };
 
 static const struct number_opt *number_option(const char *arg)
@@ -281,26 +284,30 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		       "\"ms\":%.3f,\"downtime_ms\":%.3f,\"accept_ms\":%.3f,"
 		       "\"downtime_target_ms\":%u,"
 		       "\"rounds\":%u,\"mib_per_s\":%.1f,"
-		       "\"throttle_max\":%u,\"bandwidth_cap_mbs\":%u}\n",
+		       "\"throttle_max\":%u,\"bandwidth_cap_mbs\":%u,"
+		       "\"threads\":%u}\n",
 		       r->codec, (unsigned long long)r->bytes,
 		       (unsigned long long)r->mem_bytes,
 		       (unsigned long long)r->pages,
 		       (unsigned long long)r->zero_pages, ratio(r),
 		       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
 		       (double)r->accept_ns / 1e6, r->downtime_ms, r->rounds,
-		       s > 0 ? mib / s : 0, r->throttle_max, r->bandwidth_mbs);
+		       s > 0 ? mib / s : 0, r->throttle_max, r->bandwidth_mbs,
+		       r->threads);
 		return;
 	}
 	printf("migrated to %s: %llu MiB of guest memory, %llu pages (%llu "
 	       "zero) in %u rounds with the vCPUs running and one frozen, "
-	       "%.1f MiB sent (%s, ratio %.2f, %.1f MiB/s), %.0f ms (vCPUs "
+	       "%.1f MiB sent (%s on %u threads, ratio %.2f, %.1f MiB/s), "
+	       "%.0f ms (vCPUs "
 	       "frozen %.1f ms, %.1f of them for the destination to load; "
 	       "target %u ms)",
 	       r->uri, (unsigned long long)(r->mem_bytes >> 20),
 	       (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
-	       r->rounds, mib, r->codec, ratio(r), s > 0 ? mib / s : 0,
-	       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
-	       (double)r->accept_ns / 1e6, r->downtime_ms);
+	       r->rounds, mib, r->codec, r->threads, ratio(r),
+	       s > 0 ? mib / s : 0, (double)r->ns / 1e6,
+	       (double)r->frozen_ns / 1e6, (double)r->accept_ns / 1e6,
+	       r->downtime_ms);
 	if (r->throttle_max)
 		printf("; auto-converge throttled the vCPUs up to %u%%",
 		       r->throttle_max);

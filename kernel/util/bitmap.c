@@ -39,6 +39,19 @@ void bitmap_set_range_atomic(uint64_t *map, size_t start, size_t n)
 	}
 }
 
+void bitmap_clear_range(uint64_t *map, size_t start, size_t n)
+{
+	size_t end = start + n;
+
+	while (start < end) {
+		size_t w = start / 64;
+		size_t to = end - w * 64 > 64 ? 64 : end - w * 64;
+
+		map[w] &= ~word_mask(start % 64, to);
+		start = (w + 1) * 64;
+	}
+}
+
 void bitmap_fill(uint64_t *map, size_t nbits)
 {
 	size_t full = nbits / 64;

@@ -43,6 +43,9 @@ static inline void bitmap_set_atomic(uint64_t *map, size_t bit)
 /* Sets bits [start, start + n) atomically. */
 void bitmap_set_range_atomic(uint64_t *map, size_t start, size_t n);
 
+/* Clears bits [start, start + n) (not atomic). */
+void bitmap_clear_range(uint64_t *map, size_t start, size_t n);
+
 /* Sets all of [0, nbits), leaving bits past nbits clear. */
 void bitmap_fill(uint64_t *map, size_t nbits);
 void bitmap_zero(uint64_t *map, size_t nbits);

@@ -3,7 +3,8 @@
  * Writing throughput of the image format: a buffer (256 MiB by default,
  * --mib N) of zero, random or compressible text pages written into a
  * stream per codec and layout, and read back (verify and restore
- * into memory). Prints MiB/s of guest memory and the image size.
+ * into memory), with --threads N codec workers on each side (default
+ * none). Prints MiB/s of guest memory and the image size.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ static double mib_per_s(uint64_t bytes, unsigned long long ns)
 }
 
 static int null_fd;
+static unsigned int threads;
 
 static void run(const uint8_t *mem, uint64_t nr_pages, uint8_t *back,
 		enum image_codec codec, bool aligned, const char *kind)
@@ -39,7 +41,8 @@ static void run(const uint8_t *mem, uint64_t nr_pages, uint8_t *back,
 	 * of a growing buffer, which are slow on this host. Untimed: the same
 	 * image into memory, for its size and the timed read.
 	 */
-	if (stream_open_fd(null_fd, &s) || image_writer_create(s, &hdr, &img))
+	if (stream_open_fd(null_fd, &s) || image_writer_create(s, &hdr, &img) ||
+	    image_set_threads(img, threads))
 		exit(1);
 	t0 = now_ns();
 	if (image_write_pages(img, 1, mem, nr_pages, NULL) ||
@@ -56,6 +59,7 @@ static void run(const uint8_t *mem, uint64_t nr_pages, uint8_t *back,
 	data = stream_mem_data(s, &len);
 	if (stream_open_mem_read(data, len, &r) ||
 	    image_reader_create(r, 0, &img) ||
+	    image_set_threads(img, threads) ||
 	    image_add_segment(img, 1, nr_pages, back))
 		exit(1);
 	t2 = now_ns();
@@ -83,8 +87,17 @@ int main(int argc, char **argv)
 	uint8_t *mem, *back;
 	int k;
 
-	if (argc == 3 && !strcmp(argv[1], "--mib"))
-		mib = strtoull(argv[2], NULL, 10);
+	for (k = 1; k + 1 < argc; k += 2) {
+		if (!strcmp(argv[k], "--mib")) {
+			mib = strtoull(argv[k + 1], NULL, 10);
+		} else if (!strcmp(argv[k], "--threads")) {
+			threads = (unsigned int)strtoul(argv[k + 1], NULL, 10);
+		} else {
+			fprintf(stderr, "usage: image_perf [--mib N] "
+					"[--threads N]\n");
+			return 2;
+		}
+	}
 	nr_pages = mib << 8;
 	null_fd = open("/dev/null", O_WRONLY);
 	mem = malloc(nr_pages * 4096);

@@ -72,6 +72,8 @@ void gen_pages(uint8_t *mem, uint64_t nr_pages, enum gen_kind kind,
 	}
 }
 
+unsigned int gen_image_threads;
+
 int gen_image(enum image_codec codec, bool aligned, const uint8_t *mem,
 	      uint64_t nr_pages, const uint64_t *bitmap, void **out,
 	      size_t *len)
@@ -99,7 +101,10 @@ int gen_image(enum image_codec codec, bool aligned, const uint8_t *mem,
 	ret = image_writer_create(s, &hdr, &img);
 	if (ret < 0)
 		goto err_close;
-	ret = image_write_state(img, GEN_STATE_A, state_a, sizeof(state_a));
+	ret = image_set_threads(img, gen_image_threads);
+	if (!ret)
+		ret = image_write_state(img, GEN_STATE_A, state_a,
+					sizeof(state_a));
 	if (!ret)
 		ret = image_write_layout(img, GEN_LAYOUT, layout,
 					 sizeof(layout));

@@ -30,6 +30,9 @@ enum gen_kind {
 void gen_pages(uint8_t *mem, uint64_t nr_pages, enum gen_kind kind,
 	       uint32_t seed);
 
+/* Codec workers gen_image() writes with (image_set_threads(); 0: none). */
+extern unsigned int gen_image_threads;
+
 /*
  * Writes an image of segment GEN_SEG (@nr_pages pages at @mem, the pages
  * whose bits are set in @bitmap or all) into a fresh buffer, returned in

@@ -81,6 +81,9 @@ static const struct image_sink collect_sink = {
 	.pages = collect_pages,
 };
 
+/* Codec workers read_image() reads with. */
+static unsigned int read_threads;
+
 /* Reads @buf into @mem; returns 0 or the error, with the reason printed. */
 static int read_image(const void *buf, size_t len, uint8_t *mem,
 		      uint64_t nr_pages, unsigned int flags, struct collect *c)
@@ -93,6 +96,7 @@ static int read_image(const void *buf, size_t len, uint8_t *mem,
 	sink.opaque = c;
 	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
 	TEST_ASSERT(image_reader_create(s, flags, &img) == 0, "reader");
+	TEST_ASSERT(image_set_threads(img, read_threads) == 0, "threads");
 	ret = image_add_segment(img, GEN_SEG, nr_pages, mem);
 	if (!ret)
 		ret = image_read(img, &sink);
@@ -141,16 +145,134 @@ static void round_trip(enum image_codec codec, enum gen_kind kind)
 	free(back);
 }
 
+/* Each codec and kind of page, written and read with no codec workers,
+ * with one, and with three (images of the same bytes either way). */
 static void test_image_round_trip_codecs(void)
 {
 	enum image_codec codecs[] = { IMAGE_CODEC_NONE, IMAGE_CODEC_LZ4,
 				      IMAGE_CODEC_ZSTD };
 	enum gen_kind kinds[] = { GEN_MIXED, GEN_ZERO, GEN_RANDOM, GEN_TEXT };
-	unsigned int i, j;
+	static const unsigned int threads[] = { 0, 1, 3 };
+	uint8_t *mem = malloc(NR_PAGES * 4096);
+	unsigned int i, j, t;
 
-	for (i = 0; i < ARRAY_SIZE(codecs); i++)
-		for (j = 0; j < ARRAY_SIZE(kinds); j++)
-			round_trip(codecs[i], kinds[j]);
+	for (t = 0; t < ARRAY_SIZE(threads); t++) {
+		gen_image_threads = threads[t];
+		read_threads = threads[(t + 1) % ARRAY_SIZE(threads)];
+		for (i = 0; i < ARRAY_SIZE(codecs); i++)
+			for (j = 0; j < ARRAY_SIZE(kinds); j++)
+				round_trip(codecs[i], kinds[j]);
+	}
+	/* The workers change where the work is done, not one byte. */
+	gen_pages(mem, NR_PAGES, GEN_MIXED, 7);
+	for (i = 0; i < ARRAY_SIZE(codecs); i++) {
+		void *a, *b;
+		size_t alen, blen;
+
+		gen_image_threads = 0;
+		TEST_ASSERT(gen_image(codecs[i], false, mem, NR_PAGES, NULL, &a,
+				      &alen) == 0,
+			    "write");
+		gen_image_threads = 3;
+		TEST_ASSERT(gen_image(codecs[i], false, mem, NR_PAGES, NULL, &b,
+				      &blen) == 0,
+			    "write");
+		TEST_ASSERT(alen == blen && !memcmp(a, b, alen),
+			    "%s: the image differs with workers",
+			    image_codec_name(codecs[i]));
+		free(a);
+		free(b);
+	}
+	gen_image_threads = 0;
+	read_threads = 0;
+	free(mem);
+}
+
+/*
+ * A live save's image through codec workers on both sides: rounds that
+ * rewrite pages as other data, as zero, and back, so that a batch often
+ * rewrites pages an earlier one still in a worker holds. Read into zeroed
+ * memory (zero pages skipped unless they follow data) and into dirty
+ * memory, the last copy of every page must win, and the sink hears of
+ * every page of every round.
+ */
+static void test_image_threads_rewrites_in_order(void)
+{
+	enum { N = 3000, ROUNDS = 12 };
+	uint8_t *mem = malloc(N * 4096), *back = malloc(N * 4096);
+	uint64_t *dirty = bitmap_alloc(N), total = 0, x = 12345;
+	struct image_header hdr = { .rewrites = true };
+	static const enum image_codec codecs[] = { IMAGE_CODEC_LZ4,
+						   IMAGE_CODEC_ZSTD };
+	unsigned int k, r, c;
+	uint64_t p;
+
+	for (c = 0; c < ARRAY_SIZE(codecs); c++) {
+		struct stream *s;
+		struct image *img;
+		const void *data;
+		size_t len;
+
+		hdr.codec = codecs[c];
+		total = 0;
+		gen_pages(mem, N, GEN_MIXED, 3);
+		TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+		TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0 &&
+				    image_set_threads(img, 3) == 0,
+			    "writer");
+		TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, N, NULL) == 0,
+			    "round 0");
+		total += N;
+		for (r = 1; r < ROUNDS; r++) {
+			bitmap_zero(dirty, N);
+			for (k = 0; k < N / 3; k++) {
+				x = x * 6364136223846793005ULL +
+				    1442695040888963407ULL;
+				p = (x >> 33) % N;
+				if (bitmap_test(dirty, p))
+					continue;
+				bitmap_set(dirty, p);
+				total++;
+				/* A third zero, the rest new data. */
+				if ((x >> 20) % 3 == 0)
+					memset(mem + p * 4096, 0, 4096);
+				else
+					memset(mem + p * 4096,
+					       (int)(r * 7 + (x >> 40) % 200 +
+						     1),
+					       4096);
+			}
+			TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, N,
+						      dirty) == 0,
+				    "round %u: %s", r, image_error(img));
+		}
+		TEST_ASSERT(image_finish(img, NULL) == 0, "finish");
+		image_destroy(img);
+		data = stream_mem_data(s, &len);
+		for (k = 0; k < 2; k++) {
+			struct collect col = { .fd = -1 };
+
+			memset(back, k ? 0x5a : 0, N * 4096);
+			read_threads = 3;
+			TEST_ASSERT(read_image(data, len, back, N,
+					       k ? 0 : IMAGE_READ_MEM_ZEROED,
+					       &col) == 0,
+				    "%s read %u", image_codec_name(codecs[c]),
+				    k);
+			TEST_ASSERT(!memcmp(back, mem, N * 4096),
+				    "%s read %u: not the last copies",
+				    image_codec_name(codecs[c]), k);
+			TEST_ASSERT(col.pages == total,
+				    "the sink heard of %llu pages of %llu",
+				    (unsigned long long)col.pages,
+				    (unsigned long long)total);
+		}
+		read_threads = 0;
+		stream_close(s);
+	}
+	bitmap_free(dirty);
+	free(mem);
+	free(back);
 }
 
 static void test_image_bitmap_writes_only_set_pages(void)
@@ -662,6 +784,7 @@ static void test_image_zero_page_detection(void)
 
 const struct test_case image_tests[] = {
 	{ "round_trip_codecs", test_image_round_trip_codecs },
+	{ "threads_rewrites_in_order", test_image_threads_rewrites_in_order },
 	{ "bitmap_writes_only_set_pages",
 	  test_image_bitmap_writes_only_set_pages },
 	{ "aligned_layout_mmaps", test_image_aligned_layout_mmaps },

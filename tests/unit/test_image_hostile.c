@@ -51,7 +51,7 @@ static int keep_batch(void *opaque, const struct image_batch *b)
  * the reason.
  */
 static int read_as(const void *buf, size_t len, uint64_t nr_pages, bool lazy,
-		   char *why, size_t why_len)
+		   unsigned int threads, char *why, size_t why_len)
 {
 	static uint8_t mem[16 * 4096];
 	struct offs o = { .n = 0 };
@@ -64,7 +64,9 @@ static int read_as(const void *buf, size_t len, uint64_t nr_pages, bool lazy,
 	int ret;
 
 	TEST_ASSERT(stream_open_mem_read(buf, len, &s) == 0, "open");
-	TEST_ASSERT(image_reader_create(s, 0, &img) == 0, "reader");
+	TEST_ASSERT(image_reader_create(s, 0, &img) == 0 &&
+			    image_set_threads(img, threads) == 0,
+		    "reader");
 	ret = image_add_segment(img, GEN_SEG, nr_pages,
 				!lazy && nr_pages <= 16 ? mem : NULL);
 	if (!ret && lazy) {
@@ -80,16 +82,25 @@ static int read_as(const void *buf, size_t len, uint64_t nr_pages, bool lazy,
 	return ret;
 }
 
+/* Read whole, on the caller's thread and through two codec workers: the
+ * same verdict and the same reason either way. */
 static int try_read(const void *buf, size_t len, uint64_t nr_pages, char *why,
 		    size_t why_len)
 {
-	return read_as(buf, len, nr_pages, false, why, why_len);
+	char why2[256];
+	int ret = read_as(buf, len, nr_pages, false, 0, why, why_len);
+	int ret2 = read_as(buf, len, nr_pages, false, 2, why2, sizeof(why2));
+
+	TEST_ASSERT(ret == ret2 && !strcmp(why, why2),
+		    "with workers: %d '%s'; without: %d '%s'", ret2, why2, ret,
+		    why);
+	return ret;
 }
 
 static int try_index_fetch(const void *buf, size_t len, char *why,
 			   size_t why_len)
 {
-	return read_as(buf, len, SMALL_PAGES, true, why, why_len);
+	return read_as(buf, len, SMALL_PAGES, true, 0, why, why_len);
 }
 
 /* The small images: one per codec and the aligned layout. */
