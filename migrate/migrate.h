@@ -75,6 +75,8 @@ struct migrate_opts {
 	/* Threads compressing batches while the stream goes out (0: the
 	 * default of vmsnap_threads()). */
 	unsigned int threads;
+	/* Batches go raw while every thread is busy (vmsnap_save_opts). */
+	bool adaptive;
 	uint64_t downtime_ns;	 /* the frozen end's target */
 	uint64_t bandwidth;	 /* bytes/s while the vCPUs run (0: no cap) */
 	uint64_t max_ns;	 /* give up after this long (0: never) */
@@ -129,6 +131,8 @@ struct migrate_stats {
 	uint64_t last_round_pages, last_round_ns, last_round_bytes;
 	uint64_t bandwidth, dirty_rate, remaining_pages, expected_downtime_ns;
 	unsigned int throttle, throttle_max; /* percent: now, highest */
+	uint64_t batches,
+		raw_batches; /* data batches, of them raw (at the end) */
 };
 
 /*

@@ -454,6 +454,7 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 		.codec = o->codec,
 		.aligned = o->codec == IMAGE_CODEC_NONE,
 		.threads = o->threads,
+		.adaptive = o->adaptive,
 		.live = true,
 		.live_rounds = 1,
 		.downtime_ns = o->downtime_ns,
@@ -508,6 +509,8 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 	st->mem_bytes = vs.mem_bytes;
 	st->frozen_ns = vs.frozen_ns;
 	st->rounds = vs.rounds;
+	st->batches = vs.batches;
+	st->raw_batches = vs.raw_batches;
 	st->ns = vmsnap_now_ns() - x.t0;
 	return ret;
 }

@@ -366,6 +366,13 @@ bool image_page_is_zero(const void *page)
 	return memcmp(b, b + 64, IMAGE_PAGE_SIZE - 64) == 0;
 }
 
+void image_batch_counts(const struct image *img, uint64_t *batches,
+			uint64_t *raw)
+{
+	*batches = img->nr_batches;
+	*raw = img->nr_raw_batches;
+}
+
 void image_counts(const struct image *img, uint64_t *pages,
 		  uint64_t *zero_pages)
 {

@@ -72,6 +72,12 @@ struct image_header {
 	/* A page may be written more than once and the last copy wins (a
 	 * live save writes pages again as the guest dirties them). */
 	bool rewrites;
+	/* Writer only, not stored: with codec workers (image_set_threads()),
+	 * a batch goes raw instead of waiting in line while every worker is
+	 * busy, so that a link faster than the workers is not held to
+	 * their pace; while the link is the slower, the workers keep up and
+	 * every batch is compressed. */
+	bool adaptive;
 };
 
 /* image_sink.pages() gets this file offset for data it cannot mmap. */
@@ -268,6 +274,11 @@ int image_file_content_hash(int fd, uint64_t *hash) __must_check;
 
 /* The content hash: after image_finish(), or after a read reached END. */
 uint64_t image_content_hash(const struct image *img);
+
+/* A writer's data batches so far, and of them those written raw (they
+ * did not shrink, or went raw as image_header.adaptive allows). */
+void image_batch_counts(const struct image *img, uint64_t *batches,
+			uint64_t *raw);
 
 /* Pages written or read so far, and of them zero pages. */
 void image_counts(const struct image *img, uint64_t *pages,

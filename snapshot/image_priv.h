@@ -73,6 +73,7 @@ struct image {
 	uint32_t batch_pages;
 	uint64_t content_hash;
 	uint64_t nr_sections, nr_pages, nr_zero_pages;
+	uint64_t nr_batches, nr_raw_batches; /* writer: data batches */
 
 	/* Writer: one data batch being gathered, and the zero runs. */
 	uint8_t *raw;  /* batch_pages * 4096 */

@@ -222,6 +222,11 @@ static int image_put_pages(struct image *img, uint32_t seg,
 	free(buf);
 	if (ret == 0)
 		img->nr_pages += nr;
+	if (ret == 0 && enc != VMRUN__PAGE_ENCODING__PAGE_ENCODING_ZERO) {
+		img->nr_batches++;
+		if (enc == VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW)
+			img->nr_raw_batches++;
+	}
 	return ret;
 }
 
@@ -273,7 +278,16 @@ static int image_flush_batch(struct image *img, uint32_t seg)
 		j->nr = img->batch_nr;
 		j->seg = seg;
 		j->zero = false;
-		image_job_push(img, j, true);
+		/* Every worker busy and one in line already: this one goes
+		 * as it is. */
+		if (img->hdr.adaptive && pool_queued(img->pool)) {
+			j->ret = 0;
+			j->enc = VMRUN__PAGE_ENCODING__PAGE_ENCODING_RAW;
+			j->clen = len;
+			image_job_push(img, j, false);
+		} else {
+			image_job_push(img, j, true);
+		}
 		img->nr_runs = 0;
 		img->batch_nr = 0;
 		return image_jobs_reap(img, false);

@@ -18,6 +18,7 @@ struct pool {
 	pthread_cond_t work;	      /* a job queued, or quit */
 	pthread_cond_t done;	      /* a job done */
 	struct pool_job *head, *tail; /* [lock] queued, oldest first */
+	unsigned int queued;	      /* [lock] jobs in that list */
 	bool quit;		      /* [lock] */
 	void (*ctx_free)(void *ctx);
 	unsigned int nr;
@@ -42,6 +43,7 @@ static void *worker_main(void *arg)
 		p->head = j->next;
 		if (!p->head)
 			p->tail = NULL;
+		p->queued--;
 		pthread_mutex_unlock(&p->lock);
 		j->fn(j, &w->ctx);
 		pthread_mutex_lock(&p->lock);
@@ -93,6 +95,7 @@ void pool_submit(struct pool *p, struct pool_job *job)
 	else
 		p->head = job;
 	p->tail = job;
+	p->queued++;
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -103,6 +106,16 @@ void pool_wait(struct pool *p, struct pool_job *job)
 	while (!job->done)
 		pthread_cond_wait(&p->done, &p->lock);
 	pthread_mutex_unlock(&p->lock);
+}
+
+unsigned int pool_queued(struct pool *p)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->queued;
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 bool pool_done(struct pool *p, struct pool_job *job)

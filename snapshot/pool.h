@@ -38,6 +38,10 @@ void pool_submit(struct pool *p, struct pool_job *job);
 /* Waits until @job (submitted) has run. */
 void pool_wait(struct pool *p, struct pool_job *job);
 
+/* Jobs queued that no worker has taken yet: non-zero when every worker
+ * is busy. */
+unsigned int pool_queued(struct pool *p);
+
 /* True if @job (submitted) has run, without waiting. */
 bool pool_done(struct pool *p, struct pool_job *job);
 

@@ -430,6 +430,7 @@ static int begin_image(struct machine *m, struct stream *s,
 	struct image_header hdr = { .codec = o->codec,
 				    .aligned = o->aligned,
 				    .rewrites = live,
+				    .adaptive = o->adaptive,
 				    .flags = live ? VMSNAP_FLAG_LIVE : 0 };
 	uint8_t *features = NULL;
 	char model[96];
@@ -520,6 +521,7 @@ static int end_image(struct image *img, struct machine *m, struct stream *s,
 		return err_printf(err, errlen, ret, "finishing: %s",
 				  image_error(img));
 	image_counts(img, &st->pages, &st->zero_pages);
+	image_batch_counts(img, &st->batches, &st->raw_batches);
 	st->bytes = stream_bytes_written(s);
 	st->mem_bytes = mem_seg_size(machine_ram(m));
 	return 0;

@@ -81,6 +81,8 @@ struct vmsnap_stats {
 	unsigned int links;  /* images read (restore) or in the chain (save) */
 	unsigned int
 		rounds; /* live save: rounds written with the vCPUs running */
+	/* Saving: data batches written, and of them raw ones. */
+	uint64_t batches, raw_batches;
 };
 
 /* ImageHeader.flags: the image was saved live (state after the pages,
@@ -119,6 +121,10 @@ struct vmsnap_save_opts {
 	/* Threads compressing batches while pages are scanned and written
 	 * (0: vmsnap_threads()'s default; none for codec none). */
 	unsigned int threads;
+	/* A batch goes raw while every thread is busy (image_header's
+	 * adaptive): the codec where the CPU has time, raw where the link
+	 * has room. */
+	bool adaptive;
 	/*
 	 * With @chain, every save begins a dirty epoch (the first one starts
 	 * dirty tracking), and @incremental writes only the pages written

@@ -109,13 +109,25 @@ static int forward_service(void *opaque)
 }
 
 /* The request's codec (lz4 when it names none). */
-static enum image_codec req_codec(const Vmrun__CtlRequest *q)
+/*
+ * The request's codec, and whether it is chosen as the migration goes
+ * ("auto", the default): lz4, or zstd under a bandwidth cap of
+ * MIGRATE_AUTO_ZSTD_MBS or less (a slow link is worth zstd's ratio),
+ * with batches sent raw while every compression thread is busy.
+ * -EINVAL for a name that is none of these.
+ */
+static int req_codec(const Vmrun__CtlRequest *q, enum image_codec *c,
+		     bool *adaptive)
 {
-	enum image_codec c = IMAGE_CODEC_LZ4;
-
-	if (q->codec[0] && image_codec_parse(q->codec, &c) < 0)
-		c = IMAGE_CODEC_LZ4;
-	return c;
+	*adaptive = !q->codec[0] || !strcmp(q->codec, "auto");
+	if (*adaptive) {
+		*c = q->bandwidth_mbs &&
+				     q->bandwidth_mbs <= MIGRATE_AUTO_ZSTD_MBS ?
+			     IMAGE_CODEC_ZSTD :
+			     IMAGE_CODEC_LZ4;
+		return 0;
+	}
+	return image_codec_parse(q->codec, c);
 }
 
 void ctl_migrate_fill(Vmrun__CtlMigrateResult *res,
@@ -133,7 +145,16 @@ void ctl_migrate_fill(Vmrun__CtlMigrateResult *res,
 	res->frozen_ns = st->frozen_ns;
 	res->accept_ns = st->accept_ns;
 	res->rounds = st->rounds;
-	res->codec = (char *)(uintptr_t)image_codec_name(req_codec(q));
+	{
+		enum image_codec c = IMAGE_CODEC_LZ4;
+		bool adaptive = false;
+
+		(void)req_codec(q, &c, &adaptive);
+		res->codec = (char *)(uintptr_t)image_codec_name(c);
+		res->adaptive = adaptive;
+	}
+	res->batches = st->batches;
+	res->raw_batches = st->raw_batches;
 	res->downtime_ms =
 		q->downtime_ms ? q->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
 	res->phase = (char *)(uintptr_t)migrate_phase_name(st->phase);
@@ -164,9 +185,9 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 
 	msg[0] = 0;
 	memset(h->live, 0, sizeof(*h->live));
-	if (q->codec[0] && image_codec_parse(q->codec, &o.codec) < 0)
+	if (req_codec(q, &o.codec, &o.adaptive) < 0)
 		return err_printf(msg, msglen, -EINVAL,
-				  "codec: expected lz4, zstd or none");
+				  "codec: expected auto, lz4, zstd or none");
 	ret = migrate_uri_parse(q->uri, &u, msg, msglen);
 	if (ret < 0)
 		return ret;
@@ -252,8 +273,10 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 			enum image_codec codec;
 
 			req->codec = argv[++i];
-			if (image_codec_parse(req->codec, &codec) < 0) {
-				die_msg("--compress %s: expected lz4, zstd or none",
+			if (strcmp(req->codec, "auto") &&
+			    image_codec_parse(req->codec, &codec) < 0) {
+				die_msg("--compress %s: expected auto, lz4, zstd "
+					"or none",
 					req->codec);
 				return EXIT_USAGE;
 			}
@@ -285,7 +308,8 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		       "\"downtime_target_ms\":%u,"
 		       "\"rounds\":%u,\"mib_per_s\":%.1f,"
 		       "\"throttle_max\":%u,\"bandwidth_cap_mbs\":%u,"
-		       "\"threads\":%u}\n",
+		       "\"threads\":%u,\"auto\":%s,\"batches\":%llu,"
+		       "\"raw_batches\":%llu}\n",
 		       r->codec, (unsigned long long)r->bytes,
 		       (unsigned long long)r->mem_bytes,
 		       (unsigned long long)r->pages,
@@ -293,21 +317,28 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
 		       (double)r->accept_ns / 1e6, r->downtime_ms, r->rounds,
 		       s > 0 ? mib / s : 0, r->throttle_max, r->bandwidth_mbs,
-		       r->threads);
+		       r->threads, r->adaptive ? "true" : "false",
+		       (unsigned long long)r->batches,
+		       (unsigned long long)r->raw_batches);
 		return;
 	}
 	printf("migrated to %s: %llu MiB of guest memory, %llu pages (%llu "
 	       "zero) in %u rounds with the vCPUs running and one frozen, "
-	       "%.1f MiB sent (%s on %u threads, ratio %.2f, %.1f MiB/s), "
+	       "%.1f MiB sent (%s%s on %u threads, ratio %.2f, %.1f MiB/s), "
 	       "%.0f ms (vCPUs "
 	       "frozen %.1f ms, %.1f of them for the destination to load; "
 	       "target %u ms)",
 	       r->uri, (unsigned long long)(r->mem_bytes >> 20),
 	       (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
-	       r->rounds, mib, r->codec, r->threads, ratio(r),
-	       s > 0 ? mib / s : 0, (double)r->ns / 1e6,
+	       r->rounds, mib, r->adaptive ? "auto: " : "", r->codec,
+	       r->threads, ratio(r), s > 0 ? mib / s : 0, (double)r->ns / 1e6,
 	       (double)r->frozen_ns / 1e6, (double)r->accept_ns / 1e6,
 	       r->downtime_ms);
+	if (r->adaptive && r->batches)
+		printf("; %llu of %llu batches raw while the threads were busy "
+		       "or did not shrink them",
+		       (unsigned long long)r->raw_batches,
+		       (unsigned long long)r->batches);
 	if (r->throttle_max)
 		printf("; auto-converge throttled the vCPUs up to %u%%",
 		       r->throttle_max);

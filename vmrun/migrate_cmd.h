@@ -15,6 +15,8 @@ struct migrate_stats;
 
 /* Target for the frozen end of a migration when none is asked for. */
 #define MIGRATE_DEFAULT_DOWNTIME_MS 300
+/* --compress auto: zstd under a bandwidth cap of this many MB/s or less. */
+#define MIGRATE_AUTO_ZSTD_MBS 100
 
 /*
  * vmrun run --incoming URI: waits for one migration and runs what

@@ -251,10 +251,30 @@ static void test_migrate_loopback(void)
 		snprintf(name, sizeof(name), "dst%u", i);
 		names(&v[i], name);
 		start_dest(&v[i], extra, uri, sizeof(uri));
-		rc = ctl_migrate(&v[i - 1], uri);
+		if (i == 1) {
+			/* The default: codec auto, a thread per CPU. */
+			rc = ctl_migrate(&v[i - 1], uri);
+			TEST_ASSERT(strstr(out, "\"codec\":\"lz4\"") &&
+					    strstr(out, "\"auto\":true"),
+				    "%s", out);
+		} else {
+			const char *a[] = { "ctl",	  v[i - 1].sock,
+					    "migrate",	  uri,
+					    "--compress", "zstd",
+					    "--threads",  "3",
+					    "--json",	  NULL };
+
+			rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+			TEST_ASSERT(strstr(out, "\"codec\":\"zstd\"") &&
+					    strstr(out, "\"auto\":false") &&
+					    strstr(out, "\"threads\":3,"),
+				    "%s", out);
+		}
 		TEST_ASSERT(rc == 0 && strstr(out, "\"migrated\""),
 			    "migrate %u: exit %d: %s %s", i, rc, out, err);
-		TEST_ASSERT(strstr(out, "\"rounds\":"), "%s", out);
+		TEST_ASSERT(strstr(out, "\"rounds\":") &&
+				    !strstr(out, "\"batches\":0,"),
+			    "%s", out);
 		rc = reap(&v[i - 1]);
 		TEST_ASSERT(rc == 0, "the source %u exited %d: %s", i - 1, rc,
 			    slurp(v[i - 1].errf, err, CAP));
@@ -979,6 +999,15 @@ static void test_migrate_bad_arguments(void)
 		{ { "ctl", "/nonexistent.sock", "migrate", "tcp:127.0.0.1:9",
 		    "--downtime", "0", NULL },
 		  "--downtime 0" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "tcp:127.0.0.1:9",
+		    "--compress", "fast", NULL },
+		  "expected auto, lz4, zstd or none" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "tcp:127.0.0.1:9",
+		    "--threads", "65", NULL },
+		  "--threads 65: expected 1 to 64" },
+		{ { "ctl", "/nonexistent.sock", "save", "/tmp/x.vmsnap",
+		    "--threads", "0", NULL },
+		  "--threads 0: expected 1 to 64" },
 	};
 	unsigned int i;
 

@@ -189,6 +189,60 @@ static void test_image_round_trip_codecs(void)
 }
 
 /*
+ * Adaptive writing (batches raw while every worker is busy): whatever
+ * mix of raw and compressed batches it makes, the image reads back
+ * exactly, and the counts add up; without it, compressible pages never
+ * go raw. (How many go raw depends on the CPUs' pace: tests/perf's
+ * image_perf --adaptive measures it.)
+ */
+static void test_image_adaptive_reads_back(void)
+{
+	enum { N = 4096 };
+	uint8_t *mem = malloc(N * 4096), *back = malloc(N * 4096);
+	unsigned int k;
+
+	gen_pages(mem, N, GEN_TEXT, 9);
+	for (k = 0; k < 2; k++) {
+		struct image_header hdr = { .codec = IMAGE_CODEC_ZSTD,
+					    .adaptive = k == 1 };
+		struct collect c = { .fd = -1 };
+		uint64_t batches, raw;
+		struct stream *s;
+		struct image *img;
+		const void *data;
+		size_t len;
+
+		TEST_ASSERT(stream_open_mem_write(&s) == 0, "open");
+		TEST_ASSERT(image_writer_create(s, &hdr, &img) == 0 &&
+				    image_set_threads(img, 1) == 0,
+			    "writer");
+		TEST_ASSERT(image_write_pages(img, GEN_SEG, mem, N, NULL) ==
+					    0 &&
+				    image_finish(img, NULL) == 0,
+			    "write: %s", image_error(img));
+		image_batch_counts(img, &batches, &raw);
+		image_destroy(img);
+		TEST_ASSERT(batches == N / 256 && raw <= batches,
+			    "%llu batches, %llu raw",
+			    (unsigned long long)batches,
+			    (unsigned long long)raw);
+		TEST_ASSERT(k == 1 || raw == 0,
+			    "%llu text batches raw without adaptive",
+			    (unsigned long long)raw);
+		data = stream_mem_data(s, &len);
+		memset(back, 0x33, N * 4096);
+		read_threads = 2;
+		TEST_ASSERT(read_image(data, len, back, N, 0, &c) == 0, "read");
+		read_threads = 0;
+		TEST_ASSERT(!memcmp(back, mem, N * 4096),
+			    "adaptive %u: pages differ", k);
+		stream_close(s);
+	}
+	free(mem);
+	free(back);
+}
+
+/*
  * A live save's image through codec workers on both sides: rounds that
  * rewrite pages as other data, as zero, and back, so that a batch often
  * rewrites pages an earlier one still in a worker holds. Read into zeroed
@@ -785,6 +839,7 @@ static void test_image_zero_page_detection(void)
 const struct test_case image_tests[] = {
 	{ "round_trip_codecs", test_image_round_trip_codecs },
 	{ "threads_rewrites_in_order", test_image_threads_rewrites_in_order },
+	{ "adaptive_reads_back", test_image_adaptive_reads_back },
 	{ "bitmap_writes_only_set_pages",
 	  test_image_bitmap_writes_only_set_pages },
 	{ "aligned_layout_mmaps", test_image_aligned_layout_mmaps },
