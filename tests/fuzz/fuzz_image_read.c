@@ -7,7 +7,8 @@
  * without a seed corpus. The reader must refuse with a reason or accept
  * an image whose pages all lie in the declared segment; a mutated image
  * that changed a byte must be refused, both by a whole read and by the
- * random access of a lazy restore (index, then fetch every batch).
+ * random access of a lazy restore (index, then fetch every batch); a
+ * whole read through codec worker threads must reach the same verdict.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,9 @@ static int fuzz_batch(void *opaque, const struct image_batch *b)
 	return 0;
 }
 
-enum fuzz_mode { FUZZ_READ, FUZZ_VERIFY, FUZZ_INDEX };
+/* FUZZ_THREADS: a whole read through two codec workers (image.h's
+ * image_set_threads()), which must reach the same verdict. */
+enum fuzz_mode { FUZZ_READ, FUZZ_VERIFY, FUZZ_INDEX, FUZZ_THREADS };
 
 /* Returns 0 if the image was accepted. FUZZ_INDEX reads it as a lazy
  * restore does: image_index(), then image_fetch() of each data batch. */
@@ -70,7 +73,8 @@ static int fuzz_read(const uint8_t *data, size_t size, enum fuzz_mode mode)
 
 	if (stream_open_mem_read(data, size, &s))
 		abort();
-	if (image_reader_create(s, 0, &img))
+	if (image_reader_create(s, 0, &img) ||
+	    image_set_threads(img, mode == FUZZ_THREADS ? 2 : 0))
 		abort();
 	ret = image_add_segment(img, GEN_SEG, FUZZ_PAGES,
 				mode == FUZZ_INDEX ? NULL : mem);
@@ -86,6 +90,16 @@ static int fuzz_read(const uint8_t *data, size_t size, enum fuzz_mode mode)
 		abort(); /* refused without a reason */
 	image_destroy(img);
 	stream_close(s);
+	return ret;
+}
+
+/* A whole read without and with workers: the same verdict. */
+static int fuzz_read_both(const uint8_t *data, size_t size)
+{
+	int ret = fuzz_read(data, size, FUZZ_READ);
+
+	if (fuzz_read(data, size, FUZZ_THREADS) != ret)
+		abort(); /* the workers changed the verdict */
 	return ret;
 }
 
@@ -121,7 +135,7 @@ static void fuzz_mutated(const uint8_t *data, size_t size)
 		len = data[size - 1] * len / 256;
 		changed = true;
 	}
-	if ((fuzz_read(img, len, FUZZ_READ) == 0 ||
+	if ((fuzz_read_both(img, len) == 0 ||
 	     fuzz_read(img, len, FUZZ_INDEX) == 0) &&
 	    changed) {
 		/* Xors may cancel out: only a real change must be refused. */
@@ -149,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_mutated(data + 1, size - 1);
 		return 0;
 	}
-	fuzz_read(data + 1, size - 1, FUZZ_READ);
+	fuzz_read_both(data + 1, size - 1);
 	fuzz_read(data + 1, size - 1, FUZZ_VERIFY);
 	fuzz_read(data + 1, size - 1, FUZZ_INDEX);
 	return 0;

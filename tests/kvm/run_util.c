@@ -358,7 +358,8 @@ void *echo_thread(void *arg)
 			__atomic_add_fetch(&e->rarps, 1, __ATOMIC_SEQ_CST);
 			continue;
 		}
-		if (send(e->fd, buf, (size_t)n, 0) == n)
+		/* Never blocks: a peer that stopped reading loses frames. */
+		if (send(e->fd, buf, (size_t)n, MSG_DONTWAIT) == n)
 			__atomic_add_fetch(&e->frames, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;

@@ -552,15 +552,59 @@ static void test_linux_bad_images(void)
 	rmdir(dir);
 }
 
-/* vmrun with @argv in the background, once its control socket is up. */
-static pid_t spawn_ctl(const char *const *argv, const char *sock)
+/* vmrun with @argv in the background (@keep_fd as its fd 3, if >= 0),
+ * once its control socket is up. */
+static pid_t spawn_ctl_fd(const char *const *argv, const char *sock,
+			  int keep_fd)
 {
 	pid_t pid;
 
 	unlink(sock);
-	pid = spawn_vmrun(argv, NULL, -1);
+	pid = spawn_vmrun(argv, NULL, keep_fd);
 	TEST_ASSERT(pid > 0 && wait_file(sock, pid, DEADLINE_MS),
 		    "no control socket %s", sock);
+	return pid;
+}
+
+static pid_t spawn_ctl(const char *const *argv, const char *sock)
+{
+	return spawn_ctl_fd(argv, sock, -1);
+}
+
+/*
+ * A destination in @tmp: vmrun run --incoming on a free loopback port,
+ * its control socket @sock, its console in the file @con, and @net (may
+ * be NULL) as its network back end over @keep_fd. Returns its pid and
+ * the URI it listens on in @uri.
+ */
+static pid_t start_incoming(const char *tmp, const char *sock, const char *con,
+			    const char *net, int keep_fd, char *uri,
+			    size_t urilen)
+{
+	char errf[96], spec[128];
+	const char *p = NULL;
+	const char *a[] = {
+		"run",	     "--incoming", "tcp:127.0.0.1:0",	 "--ctl", sock,
+		"--console", spec,	   net ? "--net" : NULL, net,	  NULL
+	};
+	pid_t pid;
+	int i;
+
+	snprintf(errf, sizeof(errf), "%s/dst.err", tmp);
+	snprintf(spec, sizeof(spec), "file:%s", con);
+	pid = spawn_vmrun(a, errf, keep_fd);
+	for (i = 0; i < DEADLINE_MS / 10 && !(p && strchr(p, '\n')); i++) {
+		int fd = open(errf, O_RDONLY);
+		ssize_t r = fd >= 0 ? read(fd, err, 4096) : 0;
+
+		if (fd >= 0)
+			close(fd);
+		err[r > 0 ? r : 0] = 0;
+		p = strstr(err, "on tcp:");
+		usleep(10000);
+	}
+	TEST_ASSERT(p && strchr(p, '\n'), "no destination: %s", err);
+	snprintf(uri, urilen, "%.*s", (int)(strchr(p, '\n') - p - 3), p + 3);
 	return pid;
 }
 
@@ -680,34 +724,13 @@ static void test_linux_checkpoint_and_restore(void)
 
 	/* Then live to another process, which goes on from the freeze. */
 	{
-		char errf[96], sock2[96], con2[96], spec2[128], uri[128];
-		const char *p = NULL;
-		const char *const a[] = {
-			"run",	 "--incoming", "tcp:127.0.0.1:0",
-			"--ctl", sock2,	       "--console",
-			spec2,	 NULL
-		};
+		char sock2[96], con2[96], uri[128];
 		pid_t dst;
 
-		snprintf(errf, sizeof(errf), "%s/dst.err", tmp);
 		snprintf(sock2, sizeof(sock2), "%s/dst.sock", tmp);
 		snprintf(con2, sizeof(con2), "%s/con2.txt", tmp);
-		snprintf(spec2, sizeof(spec2), "file:%s", con2);
-		dst = spawn_vmrun(a, errf, -1);
-		for (i = 0; i < DEADLINE_MS / 10 && !(p && strchr(p, '\n'));
-		     i++) {
-			int fd = open(errf, O_RDONLY);
-			ssize_t r = fd >= 0 ? read(fd, err, 4096) : 0;
-
-			if (fd >= 0)
-				close(fd);
-			err[r > 0 ? r : 0] = 0;
-			p = strstr(err, "on tcp:");
-			usleep(10000);
-		}
-		TEST_ASSERT(p && strchr(p, '\n'), "no destination: %s", err);
-		snprintf(uri, sizeof(uri), "%.*s",
-			 (int)(strchr(p, '\n') - p - 3), p + 3);
+		dst = start_incoming(tmp, sock2, con2, NULL, -1, uri,
+				     sizeof(uri));
 		ctl_ok(sock, "migrate", uri, "migrated to ");
 		st = reap_vmrun(pid, DEADLINE_MS);
 		TEST_ASSERT(st == 0, "the migrated source: exit %d", st);
@@ -730,6 +753,139 @@ static void test_linux_checkpoint_and_restore(void)
 	TEST_CHECK(system(cmdline) == 0, "%s", cmdline);
 }
 
+/* The last value of @key in the GUEST IO lines of the console @con. */
+static unsigned long long con_io(const char *con, const char *key)
+{
+	size_t n = 0;
+	char *t = slurp(con, &n);
+	unsigned long long v = t ? last_kv(t, "GUEST IO", key) : ~0ULL;
+
+	free(t);
+	return v;
+}
+
+/*
+ * Waits (a deadline) until the console @con's IO counters pass @blk_w,
+ * @blk_r and @echo: the disk written and read back and frames echoed,
+ * none of it bad.
+ */
+static void wait_io(const char *con, unsigned long long blk_w,
+		    unsigned long long blk_r, unsigned long long echo)
+{
+	long long end = now_ms() + DEADLINE_MS;
+	unsigned long long w, r, e, bad;
+
+	for (;;) {
+		w = con_io(con, "blk_w");
+		r = con_io(con, "blk_r");
+		e = con_io(con, "net_echo");
+		bad = con_io(con, "blk_bad") + con_io(con, "net_bad");
+		if ((bad && bad < ~0ULL / 2) ||
+		    (w != ~0ULL && r != ~0ULL && e != ~0ULL && w > blk_w &&
+		     r > blk_r && e > echo) ||
+		    now_ms() > end)
+			break;
+		usleep(50000);
+	}
+	TEST_ASSERT(bad == 0 && w != ~0ULL && w > blk_w && r > blk_r &&
+			    e > echo,
+		    "%s: blk_w %llu (after %llu), blk_r %llu (after %llu), "
+		    "net_echo %llu (after %llu), bad %llu",
+		    con, w, blk_w, r, blk_r, e, echo, bad);
+}
+
+/*
+ * The Linux guest migrated live with its disk and network busy: 2 vCPUs
+ * writing and verifying memory, the guest writing and reading back its
+ * virtio disk (a file both hosts open) and sending frames that a peer
+ * echoes on each side. On the destination the workload goes on from the
+ * freeze with nothing bad, the disk keeps its sectors (the guest reads
+ * back what it wrote before the switch), frames flow through the
+ * destination's back end, which first heard the guest announced.
+ */
+static void test_linux_migrates_with_io(void)
+{
+	char tmp[] = "/tmp/vmrun-lmig-XXXXXX", sock[96], con[96], spec[128],
+	     disk[96], sock2[96], con2[96], uri[128], cmdline[256];
+	const unsigned long long pass = 32ULL << 8;
+	struct echo e[2] = { { 0 } };
+	pthread_t t[2];
+	struct console_scan cs;
+	unsigned long long w, r, echo, last;
+	int sv[2][2], fd, st, i;
+	pid_t src, dst;
+
+	REQUIRE_LINUX();
+	TEST_ASSERT(mkdtemp(tmp), "mkdtemp");
+	snprintf(sock, sizeof(sock), "%s/src.sock", tmp);
+	snprintf(con, sizeof(con), "%s/src.txt", tmp);
+	snprintf(spec, sizeof(spec), "file:%s", con);
+	snprintf(disk, sizeof(disk), "%s/disk.img", tmp);
+	snprintf(sock2, sizeof(sock2), "%s/dst.sock", tmp);
+	snprintf(con2, sizeof(con2), "%s/dst.txt", tmp);
+	fd = open(disk, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	TEST_ASSERT(fd >= 0 && ftruncate(fd, 8 << 20) == 0, "disk");
+	close(fd);
+	for (i = 0; i < 2; i++) {
+		TEST_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv[i]) == 0,
+			    "socketpair: %s", strerror(errno));
+		fcntl(sv[i][0], F_SETFD, FD_CLOEXEC);
+		fcntl(sv[i][1], F_SETFD, FD_CLOEXEC);
+		e[i].fd = sv[i][0];
+		pthread_create(&t[i], NULL, echo_thread, &e[i]);
+	}
+	snprintf(cmdline, sizeof(cmdline),
+		 "console=ttyS0 panic=-1 quiet loglevel=4 work=dirty mib=32 "
+		 "rate=8 tick_ms=200");
+	{
+		const char *const a[] = {
+			"run",	  "--kernel",  vmlinux, "--initrd", initrd,
+			"--cpus", "2",	       "--mem", "512M",	    "--console",
+			spec,	  "--cmdline", cmdline, "--disk",   disk,
+			"--net",  "fd:3",      "--ctl", sock,	    NULL
+		};
+
+		src = spawn_ctl_fd(a, sock, sv[0][1]);
+	}
+	wait_console(con, 3, 0, 0);
+	wait_io(con, 0, 0, 0);
+	/* Where it got to, should a run go wrong (the emulated host is slow). */
+	fprintf(stderr, "\n    source busy; migrating\n");
+
+	/* The destination opens the disk where the source did. */
+	dst = start_incoming(tmp, sock2, con2, "fd:3", sv[1][1], uri,
+			     sizeof(uri));
+	ctl_ok(sock, "migrate", uri, "migrated to ");
+	st = reap_vmrun(src, DEADLINE_MS);
+	TEST_ASSERT(st == 0, "the migrated source: exit %d", st);
+	console_scan(con, &cs);
+	last = cs.last_n;
+	w = con_io(con, "blk_w");
+	r = con_io(con, "blk_r");
+	echo = con_io(con, "net_echo");
+	fprintf(stderr, "    migrated; the destination goes on\n");
+	cs = wait_console(con2, 3, pass, 1);
+	TEST_ASSERT(cs.first_n > last && cs.first_n <= last + 2,
+		    "the migrated guest's first tick is n=%llu after n=%llu",
+		    cs.first_n, last);
+	wait_io(con2, w, r, echo);
+	TEST_ASSERT(e[1].frames > 0 && e[1].rarps > 0,
+		    "the destination's peer echoed %u frames, heard %u "
+		    "announcements",
+		    e[1].frames, e[1].rarps);
+	ctl_ok(sock2, "stop", NULL, "");
+	st = reap_vmrun(dst, DEADLINE_MS);
+	TEST_ASSERT(st == 0, "the destination: exit %d", st);
+	for (i = 0; i < 2; i++) {
+		e[i].stop = 1;
+		pthread_join(t[i], NULL);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	snprintf(cmdline, sizeof(cmdline), "rm -rf %s", tmp);
+	TEST_CHECK(system(cmdline) == 0, "%s", cmdline);
+}
+
 const struct test_case linux_tests[] = {
 	{ "bad_images", test_linux_bad_images },
 	{ "boots_1vcpu", test_linux_boots_1vcpu },
@@ -739,5 +895,6 @@ const struct test_case linux_tests[] = {
 	{ "net_echo", test_linux_net_echo },
 	{ "reboot", test_linux_reboot },
 	{ "checkpoint_and_restore", test_linux_checkpoint_and_restore },
+	{ "migrates_with_io", test_linux_migrates_with_io },
 	{ NULL, NULL },
 };
