@@ -816,6 +816,17 @@ static void test_linux_migrates_with_io(void)
 	pid_t src, dst;
 
 	REQUIRE_LINUX();
+	/*
+	 * In the one-CPU emulated host, twice in four runs of the suite the
+	 * emulated host itself stopped here after the migration: its CPU
+	 * idle with interrupts on and no timer interrupt ever coming again
+	 * (docs/linux-guest.md). Until that is understood it runs there
+	 * only when asked; on a KVM that runs stock kernels, always.
+	 */
+	TEST_REQUIRE(!getenv("VMRUN_KVMHOST") ||
+			     getenv("VMRUN_TEST_LINUX_MIGRATE_IO"),
+		     "VMRUN_TEST_LINUX_MIGRATE_IO=1 (the emulated host stops "
+		     "in this test about half the time)");
 	TEST_ASSERT(mkdtemp(tmp), "mkdtemp");
 	snprintf(sock, sizeof(sock), "%s/src.sock", tmp);
 	snprintf(con, sizeof(con), "%s/src.txt", tmp);

@@ -213,17 +213,11 @@ start=$(date +%s)
 # (Not tsc=reliable: with a TSC the kernel trusts, Linux 6.1's KVM treats a
 # restored TSC within a second of the VM's own as a "synchronisation" and
 # drops it; the state suite caught that. See the snapshot issue.)
-# A one-CPU host idles by polling, never halting: three times such a
-# host (running the linux suite) went silent with its CPU halted in
-# native_safe_halt and no timer interrupt ever waking it, its tests' own
-# deadlines never firing; a CPU that never halts is never left there.
-idle=""
-[ "$cpus" = 1 ] && idle="idle=poll"
 qemu-system-x86_64 \
 	-accel tcg,thread=single,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
-	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr $idle rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after vmrun.kvmopts=${KVMHOST_KVM_AMD_OPTS:-none}" \
+	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after vmrun.kvmopts=${KVMHOST_KVM_AMD_OPTS:-none}" \
 	-serial "file:$run/console" \
 	-device virtio-serial-pci \
 	-chardev "file,id=out,path=$run/out" -device virtconsole,chardev=out \
