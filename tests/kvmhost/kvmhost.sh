@@ -258,6 +258,43 @@ cpu_state() {
 	PY
 }
 
+# QEMU 7.2's TCG sometimes loses the wakeup of a halted CPU: the host's
+# LAPIC timer interrupt sits in the IRR (deliverable: above the PPR) while
+# the CPU stays halted with interrupts on, and since the kernel's timer
+# is one-shot nothing ever comes again; the whole emulated host stops
+# (docs/linux-guest.md, seen by QEMU's monitor: "info lapic" showed vector
+# 236, the local timer, pending). Any new interrupt makes QEMU look at the
+# APIC again, so a key press (IRQ 1, which nothing in the host reads)
+# wakes it. lost_wakeup prints the CPUs halted with a vector pending;
+# the loop below nudges a CPU seen so twice in a row.
+lost_wakeup() {
+	python3 - "$run/monitor" "$cpus" <<-'PY' 2>/dev/null
+	import re, socket, sys, time
+	s = socket.socket(socket.AF_UNIX)
+	s.settimeout(5)
+	s.connect(sys.argv[1])
+	def ask(cmd):
+	    s.sendall(cmd.encode() + b"\n")
+	    out, end = b"", time.time() + 5
+	    while time.time() < end:
+	        try:
+	            out += s.recv(65536)
+	        except socket.timeout:
+	            break
+	        if out.endswith(b"(qemu) "):
+	            break
+	    return out.decode(errors="replace")
+	ask("")
+	for n in range(int(sys.argv[2])):
+	    ask("cpu %d" % n)
+	    if not re.search(r"HLT=1", ask("info registers")):
+	        continue
+	    irr = re.search(r"^IRR\s+([0-9 ]+)$", ask("info lapic"), re.M)
+	    if irr and irr.group(1).strip():
+	        print("%d:%s" % (n, irr.group(1).strip()))
+	PY
+}
+
 # Stream the command's output while QEMU runs; stop at the time limit.
 : >"$run/out"
 tail -n +1 -f --pid="$qpid" "$run/out" &
@@ -266,7 +303,23 @@ tpid=$!
 # watchdog reports) will not recover: stop it at once, not at the limit.
 timed_out=0
 wedged=0
+nudges=0
+stuck_last=
+next_check=$((start + 60))
 while kill -0 "$qpid" 2>/dev/null; do
+	if (($(date +%s) >= next_check)); then
+		next_check=$(($(date +%s) + 10))
+		stuck=$(lost_wakeup)
+		if [ -n "$stuck" ] && [ "$stuck" = "$stuck_last" ]; then
+			say "CPU halted with an interrupt pending (cpu:vectors $stuck), QEMU lost its wakeup: a key press nudges it"
+			printf 'sendkey shift\n' |
+				python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(0.3); s.sendall(sys.stdin.read().encode()); time.sleep(0.5)' \
+					"$run/monitor" 2>/dev/null || true
+			nudges=$((nudges + 1))
+			stuck=
+		fi
+		stuck_last=$stuck
+	fi
 	if (($(date +%s) - start > timeout)); then
 		timed_out=1
 		cpu_state >"$run/cpus" 2>&1
