@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kernel/util/log.h"
+#include "migrate/migrate_priv.h"
 
 int migrate_uri_parse(const char *uri, struct migrate_uri *u, char *err,
 		      size_t errlen)
@@ -201,7 +202,7 @@ int migrate_listen(struct migrate_uri *u, char *err, size_t errlen)
 			ret = -errno;
 		freeaddrinfo(res);
 	}
-	if (!ret && listen(lfd, 1) < 0)
+	if (!ret && listen(lfd, STRIPE_MAX_CONNS + 1) < 0)
 		ret = -errno;
 	if (ret < 0) {
 		if (lfd >= 0)
@@ -232,13 +233,9 @@ int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
 	do
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
-	ret = fd < 0 ? -errno : 0;
-	close(lfd);
-	if (u->kind == MIGRATE_UNIX)
-		unlink(u->path);
-	if (ret < 0)
-		return err_printf(err, errlen, ret, "accepting: %s",
-				  strerror(-ret));
+	if (fd < 0)
+		return err_printf(err, errlen, -errno, "accepting: %s",
+				  strerror(errno));
 	if (u->kind == MIGRATE_TCP)
 		tcp_nodelay(fd);
 	if (set_timeouts(fd, timeout_ms) < 0) {
@@ -248,4 +245,13 @@ int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
 				  strerror(-ret));
 	}
 	return fd;
+}
+
+int migrate_accept_within(int lfd, const struct migrate_uri *u, int wait_ms,
+			  int timeout_ms, char *err, size_t errlen)
+{
+	if (!wire_readable(lfd, wait_ms))
+		return err_printf(err, errlen, -ETIMEDOUT,
+				  "no connection came (timed out)");
+	return migrate_accept(lfd, u, timeout_ms, err, errlen);
 }

@@ -24,7 +24,7 @@ struct vmsnap_restore_opts;
 struct vmsnap_stats;
 
 /* Protocol version this vmrun speaks (the handshake's). */
-#define MIGRATE_VERSION 2
+#define MIGRATE_VERSION 3
 /* Default for a stalled connection: no byte moves for this long. */
 #define MIGRATE_IO_TIMEOUT_MS 60000
 
@@ -52,15 +52,20 @@ int migrate_connect(const struct migrate_uri *u, int timeout_ms, char *err,
  * The destination's end, in two steps so that the caller can say where
  * it listens before it blocks: migrate_listen() binds @u (tcp or unix;
  * tcp port 0 takes a free port, written back into @u->port) and returns
- * the listening fd; migrate_accept() takes the one connection, closes
- * the listener and returns the connection with receive and send
- * time-outs of @timeout_ms. For fd:N there is nothing to listen on:
- * migrate_accept() checks and returns N. Both return -errno on failure.
+ * the listening fd; migrate_accept() takes a connection and returns it
+ * with receive and send time-outs of @timeout_ms. The listener stays
+ * open for a migration's further connections: the caller closes it (and
+ * removes a unix socket's path). For fd:N there is nothing to listen on:
+ * migrate_accept() checks and returns N. migrate_accept_within() waits
+ * @wait_ms at most (-ETIMEDOUT). All return -errno on failure.
  */
 int migrate_listen(struct migrate_uri *u, char *err,
 		   size_t errlen) __must_check;
 int migrate_accept(int lfd, const struct migrate_uri *u, int timeout_ms,
 		   char *err, size_t errlen) __must_check;
+int migrate_accept_within(int lfd, const struct migrate_uri *u, int wait_ms,
+			  int timeout_ms, char *err,
+			  size_t errlen) __must_check;
 
 /* Running rounds at most before a migration that does not converge
  * gives up (the source runs on). */
@@ -77,6 +82,11 @@ struct migrate_opts {
 	unsigned int threads;
 	/* Batches go raw while every thread is busy (vmsnap_save_opts). */
 	bool adaptive;
+	/* The stream goes on this many further connections to @uri (0 or
+	 * 1: on the first, with the handshake; at most STRIPE_MAX_CONNS,
+	 * 16), a thread each (docs/migration-protocol.md). */
+	unsigned int connections;
+	const struct migrate_uri *uri;
 	uint64_t downtime_ns;	 /* the frozen end's target */
 	uint64_t bandwidth;	 /* bytes/s while the vCPUs run (0: no cap) */
 	uint64_t max_ns;	 /* give up after this long (0: never) */
@@ -132,7 +142,8 @@ struct migrate_stats {
 	uint64_t bandwidth, dirty_rate, remaining_pages, expected_downtime_ns;
 	unsigned int throttle, throttle_max; /* percent: now, highest */
 	uint64_t batches,
-		raw_batches; /* data batches, of them raw (at the end) */
+		raw_batches;	  /* data batches, of them raw (at the end) */
+	unsigned int connections; /* the stream went on */
 };
 
 /*
@@ -147,15 +158,18 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 		 char *err, size_t errlen) __must_check;
 
 /*
- * The destination's side over the connected socket @fd: handshake, the
+ * The destination's side over the connected socket @fd (and, when the
+ * source asks for several connections, those it accepts on the listener
+ * @lfd, or -1 for none: fd:N): handshake, the
  * machine read and loaded (@o as for a restore), acceptance sent, and
  * the source's go-ahead awaited. Returns the machine, ready to run, or
  * -errno with @err saying why: -EINVAL/-EBADMSG/-EPROTONOSUPPORT for a
  * stream refused (nothing ran), others for a failure of the link or of
  * this host.
  */
-int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
-		 struct machine **out, struct vmsnap_stats *st, char *err,
+int migrate_recv(int fd, int lfd, const struct migrate_uri *u, const char *peer,
+		 const struct vmsnap_restore_opts *o, struct machine **out,
+		 struct vmsnap_stats *st, char *err,
 		 size_t errlen) __must_check;
 
 #endif /* VMM_MIGRATE_MIGRATE_H */

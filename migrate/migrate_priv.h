@@ -8,16 +8,45 @@
  * that no read-ahead takes bytes that belong to the image.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* A reply's message is at most this long. */
 #define WIRE_MAX_MESSAGE 1024
 
-/* HELLO: "VMRUNMIG", version, flags (0). */
-int wire_send_hello(int fd);
-/* Reads a HELLO; -EPROTO (with @err) if it is none, -errno for the link. */
-int wire_recv_hello(int fd, uint32_t *version, char *err, size_t errlen);
+/*
+ * HELLO: "VMRUNMIG", version, the number of data connections (0: the
+ * stream goes on this one), and a token the data connections repeat.
+ */
+int wire_send_hello(int fd, uint32_t conns, uint64_t token);
+/* Reads a HELLO; -EPROTO (with @err) if it is none, -errno for the link.
+ * @conns and @token are read only when @version is this vmrun's. */
+int wire_recv_hello(int fd, uint32_t *version, uint32_t *conns, uint64_t *token,
+		    char *err, size_t errlen);
+
+/* DATA: "VMRUNDAT", index, count, token: the first bytes of a data
+ * connection. */
+int wire_send_data_hello(int fd, uint32_t index, uint32_t conns,
+			 uint64_t token);
+int wire_recv_data_hello(int fd, uint32_t *index, uint32_t *conns,
+			 uint64_t *token);
+
+/*
+ * One stream over @n connected sockets @fds (docs/migration-protocol.md,
+ * "Several connections"): chunks of up to STRIPE_CHUNK bytes, chunk k on
+ * connection k mod n behind a STRIPE_HEADER (u32 length, u32 k), sent or
+ * received by a thread per connection. The stream owns the fds from
+ * here, even on failure, and closes them with it. A reader waits
+ * @timeout_ms at most for a chunk.
+ */
+#define STRIPE_CHUNK (256u << 10)
+#define STRIPE_HEADER 8
+/* Data connections at most. */
+#define STRIPE_MAX_CONNS 16
+struct stream;
+int stripe_open(const int *fds, unsigned int n, bool writing,
+		unsigned int timeout_ms, struct stream **out);
 
 /* REPLY: "VMRR", status (0, or a positive errno value), message. */
 int wire_send_reply(int fd, int status, const char *msg);

@@ -74,6 +74,7 @@ static void migrate_hold(const char *where)
 
 struct recv_ctx {
 	int fd;
+	struct stream *s;
 	uint64_t reported;
 	int fault_mode; /* migrate_fault(), read once */
 	bool fault;	/* injected: the link dropped */
@@ -86,8 +87,10 @@ static void on_consumed(void *opaque, uint64_t bytes)
 	struct recv_ctx *r = opaque;
 
 	if (r->fault_mode == 1 && bytes > (64u << 10)) {
-		/* Gone mid-stream: the next read ends the restore. */
+		/* Gone mid-stream: the next read ends the restore (on
+		 * several connections, the stream's error does). */
 		shutdown(r->fd, SHUT_RDWR);
+		stream_set_error(r->s, -ECONNRESET);
 		r->fault = true;
 		return;
 	}
@@ -108,19 +111,77 @@ static void on_built(void *opaque)
 	(void)wire_send_reply(r->fd, 0, "ready");
 }
 
-int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
-		 struct machine **out, struct vmsnap_stats *st, char *err,
-		 size_t errlen)
+/*
+ * The source's @n data connections, accepted on @lfd within the link's
+ * time-out, each introduced by @token and its place; a stray connection
+ * is closed and not counted. The stream over them, or -errno.
+ */
+static int accept_data(int lfd, const struct migrate_uri *u, unsigned int n,
+		       uint64_t token, struct stream **s, char *err,
+		       size_t errlen)
+{
+	uint64_t until = vmsnap_now_ns() + MIGRATE_IO_TIMEOUT_MS * 1000000ULL;
+	int fds[STRIPE_MAX_CONNS];
+	unsigned int got = 0, i;
+	int ret = 0;
+
+	for (i = 0; i < n; i++)
+		fds[i] = -1;
+	while (got < n) {
+		uint64_t now = vmsnap_now_ns();
+		uint32_t index, count;
+		uint64_t tok;
+		int fd;
+
+		if (now >= until) {
+			ret = err_printf(err, errlen, -ETIMEDOUT,
+					 "%u of the source's %u connections "
+					 "came (timed out)",
+					 got, n);
+			break;
+		}
+		fd = migrate_accept_within(lfd, u,
+					   (int)((until - now) / 1000000ULL),
+					   MIGRATE_IO_TIMEOUT_MS, err, errlen);
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		if (wire_recv_data_hello(fd, &index, &count, &tok) < 0 ||
+		    tok != token || count != n || index >= n ||
+		    fds[index] >= 0) {
+			pr_warn("incoming migration: a connection that is not "
+				"one of the source's: closed");
+			close(fd);
+			continue;
+		}
+		fds[index] = fd;
+		got++;
+	}
+	if (ret < 0) {
+		for (i = 0; i < n; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		return ret;
+	}
+	ret = stripe_open(fds, n, false, MIGRATE_IO_TIMEOUT_MS, s);
+	return ret < 0 ? err_printf(err, errlen, ret, "%s", strerror(-ret)) : 0;
+}
+
+int migrate_recv(int fd, int lfd, const struct migrate_uri *u, const char *peer,
+		 const struct vmsnap_restore_opts *o, struct machine **out,
+		 struct vmsnap_stats *st, char *err, size_t errlen)
 {
 	struct recv_ctx rc = { .fd = fd, .fault_mode = migrate_fault() };
 	struct vmsnap_restore_opts ro;
 	struct machine *m = NULL;
 	struct stream *s;
-	uint32_t version;
+	uint32_t version, conns;
+	uint64_t token;
 	char why[WIRE_MAX_MESSAGE];
 	int ret;
 
-	ret = wire_recv_hello(fd, &version, err, errlen);
+	ret = wire_recv_hello(fd, &version, &conns, &token, err, errlen);
 	if (ret == -EPROTO)
 		return -EBADMSG;
 	if (ret < 0)
@@ -133,13 +194,36 @@ int migrate_recv(int fd, const char *peer, const struct vmsnap_restore_opts *o,
 		refuse(fd, ret, err);
 		return ret;
 	}
+	if (conns == 1 || conns > STRIPE_MAX_CONNS || (conns && lfd < 0)) {
+		ret = conns && lfd < 0 ?
+			      err_printf(err, errlen, -EINVAL,
+					 "the source asks for %u connections; "
+					 "this destination has one (fd:N)",
+					 conns) :
+			      err_printf(err, errlen, -EBADMSG,
+					 "the source asks for %u connections "
+					 "(2 to %u)",
+					 conns, STRIPE_MAX_CONNS);
+		refuse(fd, ret, err);
+		return ret;
+	}
 	ret = wire_send_reply(fd, 0, "");
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "answering %s: %s", peer,
 				  strerror(-ret));
-	ret = stream_open_fd_dir(fd, false, &s);
-	if (ret < 0)
-		return err_printf(err, errlen, ret, "%s", strerror(-ret));
+	if (conns) {
+		ret = accept_data(lfd, u, conns, token, &s, err, errlen);
+		if (ret < 0) {
+			refuse(fd, ret, err);
+			return ret;
+		}
+	} else {
+		ret = stream_open_fd_dir(fd, false, &s);
+		if (ret < 0)
+			return err_printf(err, errlen, ret, "%s",
+					  strerror(-ret));
+	}
+	rc.s = s;
 	ro = *o;
 	ro.consumed = on_consumed;
 	ro.consumed_opaque = &rc;

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kernel/machine.h"
 #include "kernel/util/log.h"
@@ -421,9 +423,11 @@ static int on_commit(void *opaque, char *err, size_t errlen)
 }
 
 /* The handshake: HELLO out, the destination's answer in. */
-static int handshake(struct send_ctx *x, char *err, size_t errlen)
+static int handshake(struct send_ctx *x, uint64_t token, char *err,
+		     size_t errlen)
 {
-	int status = 0, ret = wire_send_hello(x->fd);
+	unsigned int n = x->o->connections > 1 ? x->o->connections : 0;
+	int status = 0, ret = wire_send_hello(x->fd, n, token);
 
 	if (!ret)
 		ret = await_reply(x, &status);
@@ -438,6 +442,51 @@ static int handshake(struct send_ctx *x, char *err, size_t errlen)
 				  "%s refused the migration: %s", x->peer,
 				  x->why);
 	return 0;
+}
+
+/*
+ * The stream: on the handshake's connection, or on @o->connections more
+ * to the same place, each introduced by the handshake's @token.
+ */
+static int open_stream(struct send_ctx *x, uint64_t token, char *err,
+		       size_t errlen)
+{
+	unsigned int i, n = x->o->connections;
+	int fds[STRIPE_MAX_CONNS], ret = 0;
+
+	if (n <= 1) {
+		ret = stream_open_fd_dir(x->fd, true, &x->s);
+		return ret < 0 ? err_printf(err, errlen, ret, "%s",
+					    strerror(-ret)) :
+				 0;
+	}
+	for (i = 0; i < n; i++) {
+		fds[i] = migrate_connect(x->o->uri, (int)io_timeout_ms(x), err,
+					 errlen);
+		if (fds[i] < 0) {
+			ret = fds[i];
+			break;
+		}
+		ret = wire_send_data_hello(fds[i], i, n, token);
+		if (ret < 0) {
+			close(fds[i]);
+			err_printf(err, errlen, ret, "%s", strerror(-ret));
+			break;
+		}
+	}
+	if (ret < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		err_printf(err, errlen, ret,
+			   "opening connection %u of %u to %s: %s", i + 1, n,
+			   x->peer, why);
+		while (i--)
+			close(fds[i]);
+		return ret;
+	}
+	ret = stripe_open(fds, n, true, io_timeout_ms(x), &x->s);
+	return ret < 0 ? err_printf(err, errlen, ret, "%s", strerror(-ret)) : 0;
 }
 
 int migrate_send(struct machine *m, int fd, const char *peer,
@@ -469,18 +518,25 @@ int migrate_send(struct machine *m, int fd, const char *peer,
 		.opaque = &x,
 	};
 	struct vmsnap_stats vs = { 0 };
+	uint64_t token = 0;
 	int ret, status = 0;
 
 	memset(st, 0, sizeof(*st));
 	st->phase = MIGRATE_HANDSHAKE;
+	st->connections = o->connections > 1 ? o->connections : 1;
+	if (o->connections > STRIPE_MAX_CONNS ||
+	    (o->connections > 1 && (!o->uri || o->uri->kind == MIGRATE_FD)))
+		return err_printf(err, errlen, -EINVAL,
+				  "several connections need tcp:HOST:PORT or "
+				  "unix:PATH (at most %u)",
+				  STRIPE_MAX_CONNS);
 	if (vm_wait(machine_vm(m), 0) != VM_EXIT_NONE)
 		return err_printf(err, errlen, -ESRCH, "the VM is stopping");
-	ret = handshake(&x, err, errlen);
-	if (!ret) {
-		ret = stream_open_fd_dir(fd, true, &x.s);
-		if (ret < 0)
-			err_printf(err, errlen, ret, "%s", strerror(-ret));
-	}
+	if (getrandom(&token, sizeof(token), 0) != sizeof(token))
+		token = vmsnap_now_ns();
+	ret = handshake(&x, token, err, errlen);
+	if (!ret)
+		ret = open_stream(&x, token, err, errlen);
 	if (!ret) {
 		ret = vmsnap_save_stream(m, x.s, &so, &vs, err, errlen);
 		/* A write failed: the destination may have said why first. */

@@ -63,20 +63,33 @@ static int recv_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int wire_send_hello(int fd)
+static void put64(uint8_t *p, uint64_t v)
 {
-	uint8_t b[16];
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+int wire_send_hello(int fd, uint32_t conns, uint64_t token)
+{
+	uint8_t b[24];
 
 	memcpy(b, "VMRUNMIG", 8);
 	put32(b + 8, MIGRATE_VERSION);
-	put32(b + 12, 0);
+	put32(b + 12, conns);
+	put64(b + 16, token);
 	return send_all(fd, b, sizeof(b));
 }
 
-int wire_recv_hello(int fd, uint32_t *version, char *err, size_t errlen)
+int wire_recv_hello(int fd, uint32_t *version, uint32_t *conns, uint64_t *token,
+		    char *err, size_t errlen)
 {
-	uint8_t b[16];
-	int ret = recv_all(fd, b, sizeof(b));
+	uint8_t b[24];
+	int ret = recv_all(fd, b, 16);
 
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "reading the handshake: %s",
@@ -86,6 +99,44 @@ int wire_recv_hello(int fd, uint32_t *version, char *err, size_t errlen)
 			err, errlen, -EPROTO,
 			"not a vmrun migration stream (no handshake)");
 	*version = get32(b + 8);
+	*conns = 0;
+	*token = 0;
+	/* Another version's HELLO may be shorter: refused without more. */
+	if (*version != MIGRATE_VERSION)
+		return 0;
+	ret = recv_all(fd, b + 16, 8);
+	if (ret < 0)
+		return err_printf(err, errlen, ret, "reading the handshake: %s",
+				  strerror(-ret));
+	*conns = get32(b + 12);
+	*token = get64(b + 16);
+	return 0;
+}
+
+int wire_send_data_hello(int fd, uint32_t index, uint32_t conns, uint64_t token)
+{
+	uint8_t b[24];
+
+	memcpy(b, "VMRUNDAT", 8);
+	put32(b + 8, index);
+	put32(b + 12, conns);
+	put64(b + 16, token);
+	return send_all(fd, b, sizeof(b));
+}
+
+int wire_recv_data_hello(int fd, uint32_t *index, uint32_t *conns,
+			 uint64_t *token)
+{
+	uint8_t b[24];
+	int ret = recv_all(fd, b, sizeof(b));
+
+	if (ret < 0)
+		return ret;
+	if (memcmp(b, "VMRUNDAT", 8))
+		return -EPROTO;
+	*index = get32(b + 8);
+	*conns = get32(b + 12);
+	*token = get64(b + 16);
 	return 0;
 }
 

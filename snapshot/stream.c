@@ -51,6 +51,10 @@ struct stream {
 	bool own_fd;
 	bool sock; /* writes with send(MSG_NOSIGNAL) */
 
+	/* A caller's back end. */
+	const struct stream_backend *be;
+	void *be_opaque;
+
 	/* Memory back ends. */
 	const uint8_t *mem_in;
 	uint8_t *mem_out;
@@ -158,6 +162,28 @@ static const struct stream_ops mem_read_ops = {
 static const struct stream_ops mem_write_ops = {
 	.write_full = mem_write_full,
 	.close = mem_close,
+};
+
+static long be_read_some(struct stream *s, void *buf, size_t len)
+{
+	return s->be->read_some(s->be_opaque, buf, len);
+}
+
+static int be_write_full(struct stream *s, const void *buf, size_t len)
+{
+	return s->be->write_full(s->be_opaque, buf, len);
+}
+
+static void be_close(struct stream *s)
+{
+	if (s->be->close)
+		s->be->close(s->be_opaque);
+}
+
+static const struct stream_ops be_ops = {
+	.read_some = be_read_some,
+	.write_full = be_write_full,
+	.close = be_close,
 };
 
 static int stream_alloc(const struct stream_ops *ops, bool writing,
@@ -270,6 +296,21 @@ int stream_open_mem_read(const void *buf, size_t len, struct stream **out)
 	(*out)->mem_in = buf;
 	(*out)->mem_len = len;
 	(*out)->limit = len;
+	return 0;
+}
+
+int stream_open_backend(const struct stream_backend *be, void *opaque,
+			bool writing, struct stream **out)
+{
+	int ret;
+
+	if (writing ? !be->write_full : !be->read_some)
+		return -EINVAL;
+	ret = stream_alloc(&be_ops, writing, false, out);
+	if (ret < 0)
+		return ret;
+	(*out)->be = be;
+	(*out)->be_opaque = opaque;
 	return 0;
 }
 
@@ -467,6 +508,8 @@ int stream_flush(struct stream *s)
 	if (!s->writing)
 		return 0;
 	ret = stream_drain(s);
+	if (ret == 0 && s->ops == &be_ops && s->be->flush)
+		ret = s->be->flush(s->be_opaque);
 	if (ret < 0)
 		return stream_set_error(s, ret);
 	return 0;
@@ -512,6 +555,9 @@ bool stream_read_would_block(const struct stream *s, size_t len)
 {
 	struct pollfd p = { .fd = s->fd, .events = POLLIN };
 
+	if (s->ops == &be_ops)
+		return !s->writing && s->be->would_block &&
+		       s->be->would_block(s->be_opaque);
 	if (s->writing || s->ops != &fd_ops || s->limit != UINT64_MAX ||
 	    (s->buf && s->buf_len - s->buf_pos >= len))
 		return false;

@@ -58,6 +58,29 @@ int stream_open_fd(int fd, struct stream **out) __must_check;
  */
 int stream_open_fd_dir(int fd, bool writing, struct stream **out) __must_check;
 
+/*
+ * A back end of the caller's (a migration's several connections): the
+ * stream keeps its hash, counters and sticky error and calls these,
+ * unbuffered (the back end buffers as it likes).
+ *  read_some()   what one read(2) would give: bytes (at least 1), 0 at
+ *                the end, or -errno (reader);
+ *  write_full()  takes all of @len bytes or fails (writer);
+ *  flush()       after stream_flush(): every byte taken is out (may be
+ *                NULL);
+ *  would_block() a read now would wait for the peer (may be NULL: never);
+ *  close()       at stream_close() (may be NULL).
+ */
+struct stream_backend {
+	long (*read_some)(void *opaque, void *buf, size_t len);
+	int (*write_full)(void *opaque, const void *buf, size_t len);
+	int (*flush)(void *opaque);
+	bool (*would_block)(void *opaque);
+	void (*close)(void *opaque);
+};
+
+int stream_open_backend(const struct stream_backend *be, void *opaque,
+			bool writing, struct stream **out) __must_check;
+
 /* Reads from @len bytes at @buf, which must outlive the stream. */
 int stream_open_mem_read(const void *buf, size_t len,
 			 struct stream **out) __must_check;

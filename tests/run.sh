@@ -155,7 +155,7 @@ for dir in "${configs[@]}"; do
 		;;
 	build-tsan)
 		# The threaded core only: vCPUs, pause, memory, dirty tracking,
-		# and the image's codec workers.
+		# the image's codec workers and the connection threads.
 		# (werror off: GCC warns that TSan cannot see fences.)
 		build "$dir" -Db_sanitize=thread -Db_lundef=false -Dwerror=false ||
 			{ status=1; count "" 0 1; continue; }
@@ -169,9 +169,11 @@ for dir in "${configs[@]}"; do
 		;;
 	esac
 	if [ "$dir" = build-tsan ]; then
-		# The image's codec workers, each side.
+		# The image's codec workers, each side, and a migration's
+		# connection threads.
 		run_suite "" "$dir/tests/unit/unit_tests" \
-			image/threads_rewrites_in_order image/round_trip_codecs
+			image/threads_rewrites_in_order image/round_trip_codecs \
+			stripe
 	else
 		run_suite "" "$dir/tests/unit/unit_tests"
 		# Fuzz harnesses, replayed over pseudo-random and mutated inputs.

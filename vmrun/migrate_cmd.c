@@ -58,6 +58,8 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 	/* The line an operator (or a test) waits for before migrating. */
 	fprintf(stderr, "vmrun: waiting for a migration on %s\n", where);
 	fd = migrate_accept(lfd, &u, MIGRATE_IO_TIMEOUT_MS, err, sizeof(err));
+	if (fd < 0 && lfd >= 0)
+		close(lfd);
 	if (fd < 0) {
 		die_msg("--incoming: %s", err);
 		return fd == -EINVAL ? EXIT_USAGE : EXIT_VMM_ERROR;
@@ -73,9 +75,13 @@ int run_incoming(const char *uri, const struct machine_config *cfg,
 	 * runs, in the downtime, and a later save or migration starts it
 	 * itself; there is no image to be incremental over. */
 	o.track_dirty = false;
-	ret = migrate_recv(fd, where, &o, &m, &st, err, sizeof(err));
-	if (u.kind != MIGRATE_FD)
+	ret = migrate_recv(fd, lfd, &u, where, &o, &m, &st, err, sizeof(err));
+	if (u.kind != MIGRATE_FD) {
 		close(fd);
+		close(lfd);
+	}
+	if (u.kind == MIGRATE_UNIX)
+		unlink(u.path);
 	if (ret < 0) {
 		die_msg("incoming migration: %s", err);
 		return ret == -EINVAL || ret == -EBADMSG ||
@@ -171,6 +177,7 @@ void ctl_migrate_fill(Vmrun__CtlMigrateResult *res,
 	res->max_time_s = q->max_time_s;
 	res->auto_converge = !q->no_auto_converge;
 	res->threads = vmsnap_threads(q->threads);
+	res->connections = st->connections ? st->connections : 1;
 }
 
 int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
@@ -196,6 +203,8 @@ int ctl_migrate(struct machine *m, const Vmrun__CtlRequest *q,
 	o.max_ns = (uint64_t)q->max_time_s * 1000000000ULL;
 	o.auto_converge = !q->no_auto_converge;
 	o.threads = q->threads;
+	o.connections = q->connections;
+	o.uri = &u;
 	o.progress = forward_progress;
 	o.service = forward_service;
 	o.opaque = (void *)(uintptr_t)h;
@@ -228,6 +237,8 @@ static const struct number_opt {
 	{ "--link-timeout", offsetof(Vmrun__CtlRequest, link_timeout_s), 3600,
 	  "s" },
 	{ "--threads", offsetof(Vmrun__CtlRequest, threads), 64, "threads" },
+	{ "--connections", offsetof(Vmrun__CtlRequest, connections), 16,
+	  "connections" },
 };
 
 static const struct number_opt *number_option(const char *arg)
@@ -286,6 +297,12 @@ int ctl_migrate_parse(int argc, char **argv, Vmrun__CtlRequest *req, bool *json)
 			return EXIT_USAGE;
 		}
 	}
+	if (req->connections > 1 && u.kind == MIGRATE_FD) {
+		die_msg("ctl migrate: --connections %u needs tcp:HOST:PORT or "
+			"unix:PATH (fd:N is one connection)",
+			req->connections);
+		return EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -309,7 +326,7 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		       "\"rounds\":%u,\"mib_per_s\":%.1f,"
 		       "\"throttle_max\":%u,\"bandwidth_cap_mbs\":%u,"
 		       "\"threads\":%u,\"auto\":%s,\"batches\":%llu,"
-		       "\"raw_batches\":%llu}\n",
+		       "\"raw_batches\":%llu,\"connections\":%u}\n",
 		       r->codec, (unsigned long long)r->bytes,
 		       (unsigned long long)r->mem_bytes,
 		       (unsigned long long)r->pages,
@@ -319,21 +336,24 @@ void ctl_migrate_print(const Vmrun__CtlMigrateResult *r, bool json)
 		       s > 0 ? mib / s : 0, r->throttle_max, r->bandwidth_mbs,
 		       r->threads, r->adaptive ? "true" : "false",
 		       (unsigned long long)r->batches,
-		       (unsigned long long)r->raw_batches);
+		       (unsigned long long)r->raw_batches,
+		       r->connections ? r->connections : 1);
 		return;
 	}
 	printf("migrated to %s: %llu MiB of guest memory, %llu pages (%llu "
 	       "zero) in %u rounds with the vCPUs running and one frozen, "
-	       "%.1f MiB sent (%s%s on %u threads, ratio %.2f, %.1f MiB/s), "
+	       "%.1f MiB sent (%s%s on %u threads, %u connection%s, ratio "
+	       "%.2f, %.1f MiB/s), "
 	       "%.0f ms (vCPUs "
 	       "frozen %.1f ms, %.1f of them for the destination to load; "
 	       "target %u ms)",
 	       r->uri, (unsigned long long)(r->mem_bytes >> 20),
 	       (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
 	       r->rounds, mib, r->adaptive ? "auto: " : "", r->codec,
-	       r->threads, ratio(r), s > 0 ? mib / s : 0, (double)r->ns / 1e6,
-	       (double)r->frozen_ns / 1e6, (double)r->accept_ns / 1e6,
-	       r->downtime_ms);
+	       r->threads, r->connections ? r->connections : 1,
+	       r->connections > 1 ? "s" : "", ratio(r), s > 0 ? mib / s : 0,
+	       (double)r->ns / 1e6, (double)r->frozen_ns / 1e6,
+	       (double)r->accept_ns / 1e6, r->downtime_ms);
 	if (r->adaptive && r->batches)
 		printf("; %llu of %llu batches raw while the threads were busy "
 		       "or did not shrink them",

@@ -76,7 +76,8 @@ static void put_prefix(int fd, unsigned int cpus)
 static void peer_send(int fd, const uint8_t *data, size_t size,
 		      unsigned int mode)
 {
-	uint8_t h[16] = "VMRUNMIG";
+	/* HELLO: the stream on this connection (no others), token 0. */
+	uint8_t h[24] = "VMRUNMIG";
 	bool hello = mode & 1, go = mode & 4;
 
 	h[8] = MIGRATE_VERSION;
@@ -113,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mode = 0; /* the bytes alone */
 	peer_send(sv[0], data + !!size, size - !!size, mode);
 	err[0] = 0;
-	ret = migrate_recv(sv[1], "fuzz", &o, &m, &st, err, sizeof(err));
+	ret = migrate_recv(sv[1], -1, NULL, "fuzz", &o, &m, &st, err, sizeof(err));
 	if (getenv("FUZZ_VERBOSE"))
 		fprintf(stderr, "%d: %s\n", ret, err);
 	if (ret < 0 && !err[0])

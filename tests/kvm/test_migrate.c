@@ -284,16 +284,19 @@ static void test_migrate_loopback(void)
 					    strstr(out, "\"auto\":true"),
 				    "%s", out);
 		} else {
-			const char *a[] = { "ctl",	  v[i - 1].sock,
-					    "migrate",	  uri,
-					    "--compress", "zstd",
-					    "--threads",  "3",
-					    "--json",	  NULL };
+			/* zstd on 3 threads, the stream on 3 connections. */
+			const char *a[] = { "ctl",	     v[i - 1].sock,
+					    "migrate",	     uri,
+					    "--compress",    "zstd",
+					    "--threads",     "3",
+					    "--connections", "3",
+					    "--json",	     NULL };
 
 			rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
 			TEST_ASSERT(strstr(out, "\"codec\":\"zstd\"") &&
 					    strstr(out, "\"auto\":false") &&
-					    strstr(out, "\"threads\":3,"),
+					    strstr(out, "\"threads\":3,") &&
+					    strstr(out, "\"connections\":3}"),
 				    "%s", out);
 		}
 		TEST_ASSERT(rc == 0 && strstr(out, "\"migrated\""),
@@ -362,6 +365,25 @@ static void test_migrate_failures_lose_nothing(void)
 		    "%d: %s %s",
 		    rc, out, err);
 	TEST_ASSERT(reap(&dst) != 0, "the destination gone midway exited 0");
+	cs = wait_guest(&src, cs.ticks + 3, false, 0);
+
+	/* The same with the stream on several connections. */
+	names(&dst, "midway3");
+	setenv("VMRUN_TEST_MIGRATE_FAULT", "mid-stream", 1);
+	start_dest(&dst, dies, uri, sizeof(uri));
+	unsetenv("VMRUN_TEST_MIGRATE_FAULT");
+	{
+		const char *a[] = { "ctl",	     src.sock, "migrate", uri,
+				    "--connections", "3",      NULL };
+
+		rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+	}
+	TEST_ASSERT(rc == 1,
+		    "migrating on 3 connections to a destination gone "
+		    "midway: exit %d: %s %s",
+		    rc, out, err);
+	TEST_ASSERT(reap(&dst) != 0,
+		    "the destination gone midway (3 connections) exited 0");
 	cs = wait_guest(&src, cs.ticks + 3, false, 0);
 
 	/* Killed with the whole machine read, before it said so. */
@@ -828,7 +850,7 @@ static int enter_host(int i)
  * Two hosts made of network namespaces joined by a veth pair (the test
  * creates and removes them): the dirtying guest, with a shared disk,
  * migrates from one to the other and back, PING_PONG times over TCP on
- * the veth; after every hop the source has exited 0 and the destination
+ * the veth (every fourth hop on two connections); after every hop the source has exited 0 and the destination
  * goes on from the exact tick and verifies a whole pass of its memory
  * and its disk I/O without a mismatch.
  */
@@ -875,7 +897,19 @@ static void test_migrate_ping_pong(void)
 		start_dest(to, extra, uri, sizeof(uri));
 		TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
 		dest_listen = "tcp:127.0.0.1:0";
-		rc = ctl_migrate(from, uri);
+		if (i % 4 == 0) {
+			/* Every fourth hop on 2 connections across the veth. */
+			const char *a[] = { "ctl",	     from->sock,
+					    "migrate",	     uri,
+					    "--connections", "2",
+					    "--json",	     NULL };
+
+			rc = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+			TEST_ASSERT(rc || strstr(out, "\"connections\":2}"),
+				    "%s", out);
+		} else {
+			rc = ctl_migrate(from, uri);
+		}
 		TEST_ASSERT(rc == 0 && strstr(out, "\"migrated\""),
 			    "hop %d to %s: exit %d: %s %s", i, uri, rc, out,
 			    err);
@@ -896,6 +930,9 @@ static void test_migrate_ping_pong(void)
  * @data, and with @go answers the destination's acceptance with the
  * go-ahead as a source would; returns the exit status.
  */
+/* The handshake's HELLO: magic, version, connections, token. */
+#define HELLO_LEN 24
+
 static int feed(const void *data, size_t len, bool go, char *errbuf,
 		size_t errlen)
 {
@@ -945,7 +982,9 @@ static int feed(const void *data, size_t len, bool go, char *errbuf,
  */
 static void test_migrate_bad_streams(void)
 {
-	static const char hello[] = "VMRUNMIG\x02\0\0\0\0\0\0\0";
+	/* HELLO (version 3): the stream on this connection. */
+	static const char hello[HELLO_LEN] = "VMRUNMIG\x03";
+	char many[HELLO_LEN];
 	char img[128], errbuf[4096];
 	uint8_t *buf, *data;
 	struct stat sb;
@@ -960,9 +999,19 @@ static void test_migrate_bad_streams(void)
 		  sizeof(errbuf));
 	TEST_ASSERT(rc == 2 && strstr(errbuf, "protocol version 99"),
 		    "version 99: exit %d: %s", rc, errbuf);
-	rc = feed(hello, 16, false, errbuf, sizeof(errbuf));
+	rc = feed(hello, HELLO_LEN, false, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
 		    "a handshake and nothing: exit %d: %s", rc, errbuf);
+	/* More connections than there can be, or several on fd:N. */
+	memcpy(many, hello, HELLO_LEN);
+	many[12] = 17;
+	rc = feed(many, HELLO_LEN, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "asks for 17 connections"),
+		    "17 connections: exit %d: %s", rc, errbuf);
+	many[12] = 4;
+	rc = feed(many, HELLO_LEN, false, errbuf, sizeof(errbuf));
+	TEST_ASSERT(rc == 2 && strstr(errbuf, "this destination has one"),
+		    "4 connections on fd:3: exit %d: %s", rc, errbuf);
 
 	/* A real machine image after the handshake: the guest powers off
 	 * after 30 ticks, so a destination that runs it ends by itself. */
@@ -981,29 +1030,29 @@ static void test_migrate_bad_streams(void)
 	fd = open(img, O_RDONLY);
 	TEST_ASSERT(fd >= 0 && fstat(fd, &sb) == 0, "%s", img);
 	n = (size_t)sb.st_size;
-	buf = malloc(16 + n);
-	TEST_ASSERT(buf && read(fd, buf + 16, n) == (ssize_t)n, "reading %s",
-		    img);
+	buf = malloc(HELLO_LEN + n);
+	TEST_ASSERT(buf && read(fd, buf + HELLO_LEN, n) == (ssize_t)n,
+		    "reading %s", img);
 	close(fd);
-	memcpy(buf, hello, 16);
-	data = buf + 16;
+	memcpy(buf, hello, HELLO_LEN);
+	data = buf + HELLO_LEN;
 
 	/* Cut short. */
-	rc = feed(buf, 16 + n / 2, false, errbuf, sizeof(errbuf));
+	rc = feed(buf, HELLO_LEN + n / 2, false, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
 		    "a truncated stream: exit %d: %s", rc, errbuf);
 	/* A byte flipped in the pages. */
 	data[n / 2] ^= 0x40;
-	rc = feed(buf, 16 + n, false, errbuf, sizeof(errbuf));
+	rc = feed(buf, HELLO_LEN + n, false, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 2 && strstr(errbuf, "incoming migration"),
 		    "a corrupt stream: exit %d: %s", rc, errbuf);
 	data[n / 2] ^= 0x40;
 	/* Whole, but the go-ahead never comes: loaded, never run. */
-	rc = feed(buf, 16 + n, false, errbuf, sizeof(errbuf));
+	rc = feed(buf, HELLO_LEN + n, false, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 1 && strstr(errbuf, "did not confirm"),
 		    "no go-ahead: exit %d: %s", rc, errbuf);
 	/* Whole, with the go-ahead: it runs to its power-off. */
-	rc = feed(buf, 16 + n, true, errbuf, sizeof(errbuf));
+	rc = feed(buf, HELLO_LEN + n, true, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 0 && strstr(errbuf, "migrated in"),
 		    "the whole stream: exit %d: %s", rc, errbuf);
 	free(buf);
@@ -1039,6 +1088,12 @@ static void test_migrate_bad_arguments(void)
 		{ { "ctl", "/nonexistent.sock", "save", "/tmp/x.vmsnap",
 		    "--threads", "0", NULL },
 		  "--threads 0: expected 1 to 64" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "tcp:127.0.0.1:9",
+		    "--connections", "17", NULL },
+		  "--connections 17: expected 1 to 16" },
+		{ { "ctl", "/nonexistent.sock", "migrate", "fd:3",
+		    "--connections", "2", NULL },
+		  "needs tcp:HOST:PORT or unix:PATH" },
 	};
 	unsigned int i;
 

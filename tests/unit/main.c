@@ -14,6 +14,7 @@ static const struct test_suite suites[] = {
 	{ "loader", loader_tests, NULL, NULL },
 	{ "acpi", acpi_tests, NULL, NULL },
 	{ "stream", stream_tests, NULL, NULL },
+	{ "stripe", stripe_tests, NULL, NULL },
 	{ "image", image_tests, NULL, NULL },
 	{ "vmsnap_info", vmsnap_info_tests, NULL, NULL },
 };

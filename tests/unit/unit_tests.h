@@ -15,6 +15,7 @@ extern const struct test_case virtio_net_tests[];
 extern const struct test_case loader_tests[];
 extern const struct test_case acpi_tests[];
 extern const struct test_case stream_tests[];
+extern const struct test_case stripe_tests[];
 extern const struct test_case image_tests[];
 extern const struct test_case vmsnap_info_tests[];
 
