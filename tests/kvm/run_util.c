@@ -2,6 +2,7 @@
 #include "tests/kvm/run_util.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -203,8 +204,11 @@ unsigned long long last_kv(const char *s, const char *prefix, const char *key)
 	const char *p = s, *line = NULL, *k;
 	char pat[32];
 
+	/* Whole lines only: a console's last line may be cut short (a
+	 * migration's source stops mid-line). */
 	while ((p = strstr(p, prefix))) {
-		line = p;
+		if (strchr(p, '\n'))
+			line = p;
 		p++;
 	}
 	if (!line)
@@ -363,4 +367,66 @@ void *echo_thread(void *arg)
 			__atomic_add_fetch(&e->frames, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
+}
+
+static int sh(const char *cmd)
+{
+	char full[512];
+
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
+	return system(full);
+}
+
+bool test_two_hosts(bool up)
+{
+	char cmd[256];
+	int pid = (int)getpid(), i;
+
+	if (!up) {
+		for (i = 0; i < 2; i++) {
+			snprintf(cmd, sizeof(cmd),
+				 "ip netns del vmrun-mig%d-%c", pid, 'a' + i);
+			sh(cmd);
+		}
+		return true;
+	}
+	for (i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof(cmd), "ip netns add vmrun-mig%d-%c", pid,
+			 'a' + i);
+		if (sh(cmd))
+			return false;
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "ip link add vmrmig%da netns vmrun-mig%d-a type veth peer "
+		 "name vmrmig%db netns vmrun-mig%d-b",
+		 pid % 100000, pid, pid % 100000, pid);
+	if (sh(cmd))
+		return false;
+	for (i = 0; i < 2; i++) {
+		snprintf(
+			cmd, sizeof(cmd),
+			"ip -n vmrun-mig%d-%c addr add " TWO_HOSTS_NET
+			"%d/24 dev "
+			"vmrmig%d%c && ip -n vmrun-mig%d-%c link set vmrmig%d%c "
+			"up && ip -n vmrun-mig%d-%c link set lo up",
+			pid, 'a' + i, i + 1, pid % 100000, 'a' + i, pid,
+			'a' + i, pid % 100000, 'a' + i, pid, 'a' + i);
+		if (sh(cmd))
+			return false;
+	}
+	return true;
+}
+
+int test_enter_host(int i)
+{
+	char path[96];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/var/run/netns/vmrun-mig%d-%c",
+		 (int)getpid(), 'a' + i);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ret = fd >= 0 ? setns(fd, CLONE_NEWNET) : -1;
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }

@@ -51,8 +51,9 @@ int reap_vmrun(pid_t pid, int timeout_ms);
 bool wait_file(const char *path, pid_t pid, int timeout_ms);
 
 /*
- * The value of " @key=" in the last line of @s that holds @prefix (a
- * console's "GUEST IO" line, say), or ~0 if there is none.
+ * The value of " @key=" in the last whole line (one that ends in a
+ * newline) of @s that holds @prefix (a console's "GUEST IO" line, say),
+ * or ~0 if there is none.
  */
 unsigned long long last_kv(const char *s, const char *prefix, const char *key);
 
@@ -96,5 +97,19 @@ struct echo {
 };
 
 void *echo_thread(void *arg);
+
+/*
+ * Two "hosts" for migration tests: network namespaces vmrun-mig<PID>-a
+ * and -b joined by a veth pair, host a at TWO_HOSTS_NET "1" and host b
+ * at TWO_HOSTS_NET "2" (/24). test_two_hosts(true) creates them (false
+ * where ip netns or veth is missing: call test_two_hosts(false) then
+ * too), test_two_hosts(false) removes them. test_enter_host(i) moves
+ * the calling thread into host i's network (0: a, 1: b), so that what it
+ * starts lives there; 0 or -1. Go back with setns() on a descriptor of
+ * /proc/self/ns/net taken before.
+ */
+#define TWO_HOSTS_NET "10.213.7."
+bool test_two_hosts(bool up);
+int test_enter_host(int i);
 
 #endif /* VMM_TESTS_RUN_UTIL_H */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -577,6 +578,9 @@ static pid_t spawn_ctl(const char *const *argv, const char *sock)
  * be NULL) as its network back end over @keep_fd. Returns its pid and
  * the URI it listens on in @uri.
  */
+/* Where start_incoming()'s destination listens. */
+static const char *incoming_listen = "tcp:127.0.0.1:0";
+
 static pid_t start_incoming(const char *tmp, const char *sock, const char *con,
 			    const char *net, int keep_fd, char *uri,
 			    size_t urilen)
@@ -584,7 +588,7 @@ static pid_t start_incoming(const char *tmp, const char *sock, const char *con,
 	char errf[96], spec[128];
 	const char *p = NULL;
 	const char *a[] = {
-		"run",	     "--incoming", "tcp:127.0.0.1:0",	 "--ctl", sock,
+		"run",	     "--incoming", incoming_listen,	 "--ctl", sock,
 		"--console", spec,	   net ? "--net" : NULL, net,	  NULL
 	};
 	pid_t pid;
@@ -787,8 +791,8 @@ static void wait_io(const char *con, unsigned long long blk_w,
 			break;
 		usleep(50000);
 	}
-	TEST_ASSERT(bad == 0 && w != ~0ULL && w > blk_w && r > blk_r &&
-			    e > echo,
+	TEST_ASSERT(bad == 0 && w != ~0ULL && r != ~0ULL && e != ~0ULL &&
+			    w > blk_w && r > blk_r && e > echo,
 		    "%s: blk_w %llu (after %llu), blk_r %llu (after %llu), "
 		    "net_echo %llu (after %llu), bad %llu",
 		    con, w, blk_w, r, blk_r, e, echo, bad);
@@ -801,7 +805,11 @@ static void wait_io(const char *con, unsigned long long blk_w,
  * echoes on each side. On the destination the workload goes on from the
  * freeze with nothing bad, the disk keeps its sectors (the guest reads
  * back what it wrote before the switch), frames flow through the
- * destination's back end, which first heard the guest announced.
+ * destination's back end, which first heard the guest announced. The
+ * source runs on one host and the destination on another, network
+ * namespaces joined by a veth pair that the test creates and removes,
+ * and the stream crosses on two connections (over loopback where there
+ * are no namespaces, saying so).
  */
 static void test_linux_migrates_with_io(void)
 {
@@ -812,7 +820,8 @@ static void test_linux_migrates_with_io(void)
 	pthread_t t[2];
 	struct console_scan cs;
 	unsigned long long w, r, echo, last;
-	int sv[2][2], fd, st, i;
+	int sv[2][2], fd, st, i, self;
+	bool hosts;
 	pid_t src, dst;
 
 	REQUIRE_LINUX();
@@ -827,6 +836,15 @@ static void test_linux_migrates_with_io(void)
 			     getenv("VMRUN_TEST_LINUX_MIGRATE_IO"),
 		     "VMRUN_TEST_LINUX_MIGRATE_IO=1 (the emulated host stops "
 		     "in this test about half the time)");
+	/* Between two hosts made of network namespaces where it can be. */
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	TEST_ASSERT(self >= 0, "/proc/self/ns/net");
+	hosts = test_two_hosts(true);
+	if (!hosts) {
+		test_two_hosts(false);
+		fprintf(stderr, "\n    no network namespaces or veth here: "
+				"migrating over loopback");
+	}
 	TEST_ASSERT(mkdtemp(tmp), "mkdtemp");
 	snprintf(sock, sizeof(sock), "%s/src.sock", tmp);
 	snprintf(con, sizeof(con), "%s/src.txt", tmp);
@@ -856,7 +874,9 @@ static void test_linux_migrates_with_io(void)
 			"--net",  "fd:3",      "--ctl", sock,	    NULL
 		};
 
+		TEST_ASSERT(!hosts || test_enter_host(0) == 0, "host a");
 		src = spawn_ctl_fd(a, sock, sv[0][1]);
+		TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
 	}
 	wait_console(con, 3, 0, 0);
 	wait_io(con, 0, 0, 0);
@@ -864,9 +884,34 @@ static void test_linux_migrates_with_io(void)
 	fprintf(stderr, "\n    source busy; migrating\n");
 
 	/* The destination opens the disk where the source did. */
+	/* The destination opens the disk where the source did; on the
+	 * two hosts it listens on host b's address, and the stream goes
+	 * over the veth on two connections. */
+	if (hosts) {
+		incoming_listen = "tcp:" TWO_HOSTS_NET "2:0";
+		TEST_ASSERT(test_enter_host(1) == 0, "host b");
+	}
 	dst = start_incoming(tmp, sock2, con2, "fd:3", sv[1][1], uri,
 			     sizeof(uri));
-	ctl_ok(sock, "migrate", uri, "migrated to ");
+	TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
+	incoming_listen = "tcp:127.0.0.1:0";
+	{
+		const char *a[] = { "ctl",
+				    sock,
+				    "migrate",
+				    uri,
+				    hosts ? "--connections" : NULL,
+				    "2",
+				    NULL };
+
+		st = run_vmrun(a, out, err, CAP, DEADLINE_MS);
+		TEST_ASSERT(st == 0 && strstr(out, "migrated to ") &&
+				    (!hosts || strstr(out, "2 connections")),
+			    "ctl migrate %s: exit %d: %s %s", uri, st, out,
+			    err);
+	}
+	/* Its figures (the frozen time above all), should a run go wrong. */
+	fprintf(stderr, "    %s", out);
 	st = reap_vmrun(src, DEADLINE_MS);
 	TEST_ASSERT(st == 0, "the migrated source: exit %d", st);
 	console_scan(con, &cs);
@@ -874,6 +919,8 @@ static void test_linux_migrates_with_io(void)
 	w = con_io(con, "blk_w");
 	r = con_io(con, "blk_r");
 	echo = con_io(con, "net_echo");
+	TEST_ASSERT(w != ~0ULL && r != ~0ULL && echo != ~0ULL,
+		    "no whole IO line on the source's console");
 	fprintf(stderr, "    migrated; the destination goes on\n");
 	cs = wait_console(con2, 3, pass, 1);
 	TEST_ASSERT(cs.first_n > last && cs.first_n <= last + 2,
@@ -893,6 +940,9 @@ static void test_linux_migrates_with_io(void)
 		close(sv[i][0]);
 		close(sv[i][1]);
 	}
+	if (hosts)
+		test_two_hosts(false);
+	close(self);
 	snprintf(cmdline, sizeof(cmdline), "rm -rf %s", tmp);
 	TEST_CHECK(system(cmdline) == 0, "%s", cmdline);
 }

@@ -776,74 +776,6 @@ static void test_migrate_announce(void)
 	cleanup();
 }
 
-/* The two "hosts" of the ping-pong test: network namespaces joined by a
- * veth pair, each end with its address. */
-#define PP_NET "10.213.7."
-
-static int sh(const char *cmd)
-{
-	char full[512];
-
-	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
-	return system(full);
-}
-
-/* Creates (@up) or removes the namespaces vmrun-mig<PID>-a and -b. */
-static bool two_hosts(bool up)
-{
-	char cmd[256];
-	int pid = (int)getpid(), i;
-
-	if (!up) {
-		for (i = 0; i < 2; i++) {
-			snprintf(cmd, sizeof(cmd),
-				 "ip netns del vmrun-mig%d-%c", pid, 'a' + i);
-			sh(cmd);
-		}
-		return true;
-	}
-	for (i = 0; i < 2; i++) {
-		snprintf(cmd, sizeof(cmd), "ip netns add vmrun-mig%d-%c", pid,
-			 'a' + i);
-		if (sh(cmd))
-			return false;
-	}
-	snprintf(cmd, sizeof(cmd),
-		 "ip link add vmrmig%da netns vmrun-mig%d-a type veth peer "
-		 "name vmrmig%db netns vmrun-mig%d-b",
-		 pid % 100000, pid, pid % 100000, pid);
-	if (sh(cmd))
-		return false;
-	for (i = 0; i < 2; i++) {
-		snprintf(
-			cmd, sizeof(cmd),
-			"ip -n vmrun-mig%d-%c addr add " PP_NET "%d/24 dev "
-			"vmrmig%d%c && ip -n vmrun-mig%d-%c link set vmrmig%d%c "
-			"up && ip -n vmrun-mig%d-%c link set lo up",
-			pid, 'a' + i, i + 1, pid % 100000, 'a' + i, pid,
-			'a' + i, pid % 100000, 'a' + i, pid, 'a' + i);
-		if (sh(cmd))
-			return false;
-	}
-	return true;
-}
-
-/* Runs @fn(@v...) with this thread in namespace @i's network: what it
- * starts lives there. */
-static int enter_host(int i)
-{
-	char path[96];
-	int fd, ret;
-
-	snprintf(path, sizeof(path), "/var/run/netns/vmrun-mig%d-%c",
-		 (int)getpid(), 'a' + i);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ret = fd >= 0 ? setns(fd, CLONE_NEWNET) : -1;
-	if (fd >= 0)
-		close(fd);
-	return ret;
-}
-
 #define PING_PONG 20
 
 /*
@@ -864,8 +796,8 @@ static void test_migrate_ping_pong(void)
 	setup();
 	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	TEST_ASSERT(self >= 0, "/proc/self/ns/net");
-	if (!two_hosts(true)) {
-		two_hosts(false);
+	if (!test_two_hosts(true)) {
+		test_two_hosts(false);
 		close(self);
 		cleanup();
 		TEST_REQUIRE(false, "network namespaces and veth (ip netns, ip "
@@ -874,7 +806,7 @@ static void test_migrate_ping_pong(void)
 	snprintf(disk, sizeof(disk), "%s/disk.img", top);
 	make_disk(disk);
 	names(&v[0], "hop0");
-	TEST_ASSERT(enter_host(0) == 0, "entering host a");
+	TEST_ASSERT(test_enter_host(0) == 0, "entering host a");
 	/* A quarter of the usual workload: a whole pass after each of the
 	 * many hops costs a quarter as much. */
 	start_source(&v[0], disk,
@@ -889,10 +821,10 @@ static void test_migrate_ping_pong(void)
 		snprintf(name, sizeof(name), "hop%d", i);
 		names(to, name);
 		/* Host b listens on .2, host a on .1. */
-		snprintf(listen, sizeof(listen), "tcp:" PP_NET "%d:0",
+		snprintf(listen, sizeof(listen), "tcp:" TWO_HOSTS_NET "%d:0",
 			 i % 2 + 1);
 		dest_listen = listen;
-		TEST_ASSERT(enter_host(i % 2) == 0, "entering host %c",
+		TEST_ASSERT(test_enter_host(i % 2) == 0, "entering host %c",
 			    'a' + i % 2);
 		start_dest(to, extra, uri, sizeof(uri));
 		TEST_ASSERT(setns(self, CLONE_NEWNET) == 0, "setns back");
@@ -920,7 +852,7 @@ static void test_migrate_ping_pong(void)
 	}
 	stop_vm(&v[PING_PONG % 2]);
 	work_pages = WORK_PAGES;
-	two_hosts(false);
+	test_two_hosts(false);
 	close(self);
 	cleanup();
 }

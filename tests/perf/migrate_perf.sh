@@ -13,6 +13,10 @@
 # line is a lost or garbled page). Then the ratios of vmrun to QEMU.
 #
 #   bash tests/perf/migrate_perf.sh [--quick] [--runs N] [--no-qemu]
+#        [--sizes "MIB ..."] [--migrate-args "ARGS"]
+#
+# --migrate-args: more options for vmrun's ctl migrate (say
+# "--connections 4" or "--compress none").
 #
 # Needs a KVM (this host's, or run it inside tests/kvmhost/kvmhost.sh).
 # One vCPU each: the reference guest finds only its boot CPU under QEMU's
@@ -26,11 +30,14 @@ runs=3
 sizes="256 1024"
 rates="idle 64 0"
 vmms="vmrun qemu qemu-tuned"
+margs=""
 while (($#)); do
 	case "$1" in
 	--quick) runs=1; sizes=256; rates="idle 0" ;;
 	--runs) runs=$2; shift ;;
 	--no-qemu) vmms=vmrun ;;
+	--sizes) sizes=$2; shift ;;
+	--migrate-args) margs=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*) echo "migrate_perf: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -109,7 +116,8 @@ migrate_one() {
 		# whole: every page it owns is written.
 		wait_verified "$dir/src.con" "$own"
 		uri=$(grep -o 'tcp:127.0.0.1:[0-9]*' "$dir/dst.err")
-		json=$("$vmrun" ctl "$dir/src.sock" migrate "$uri" --json)
+		# shellcheck disable=SC2086 # the extra options, word-split
+		json=$("$vmrun" ctl "$dir/src.sock" migrate "$uri" $margs --json)
 		wait "$src"
 		wait_verified "$dir/dst.con" $(($(verified "$dir/src.con") + own))
 		"$vmrun" ctl "$dir/dst.sock" stop >/dev/null

@@ -21,10 +21,14 @@
  * rng: /dev/hwrng when virtio_rng is the current hwrng (env
  *   LINUX_INIT_RNG when not PID 1), 64 bytes per round, non-blocking.
  *
- * A request that takes longer than IO_TIMEOUT is reported once by the
- * main thread's io_watchdog() as "<dev> timeout", and the device is left
- * alone from then on (its thread stops when the request returns, if it
- * ever does); the other devices go on.
+ * A request that takes longer than IO_TIMEOUT, and that the main
+ * thread's io_watchdog() has seen outstanding in IO_TIMEOUT_CHECKS of
+ * its checks, is reported once as "<dev> timeout", and the device is
+ * left alone from then on (its thread stops when the request returns, if
+ * it ever does); the other devices go on. Counting checks, not only
+ * time, keeps a guest that did not run (a host too busy to run it, a
+ * migration's switch) from blaming its devices: its clock went on while
+ * neither the device's thread nor the watchdog ran.
  */
 #define _GNU_SOURCE
 #include "init.h"
@@ -56,19 +60,22 @@
 #define NET_BUF 2048
 #define RNG_BUF 64
 #define IO_TIMEOUT (5 * HZ)
-#define NET_FAILS_MAX IO_TIMEOUT /* failed sends in a row: a timeout */
+#define IO_TIMEOUT_CHECKS 20
+#define NET_FAILS_MAX (5 * HZ) /* failed sends in a row: a timeout */
 
 /*
  * One device and its thread. [I] set before the thread starts; [a]
  * atomic, shared by the device thread and the main thread's watchdog.
  */
 struct iodev {
-	const char *name;   /* [I] "blk", "net", "rng" */
-	void (*step)(void); /* [I] one round */
-	bool on;	    /* [a] cleared by the watchdog: leave it alone */
-	uint64_t busy;	    /* [a] jiffy + 1 a request started at, or 0 */
-	bool started;	    /* [I] its thread runs */
-	bool stopped;	    /* [a] its thread has left its loop */
+	const char *name;     /* [I] "blk", "net", "rng" */
+	void (*step)(void);   /* [I] one round */
+	bool on;	      /* [a] cleared by the watchdog: leave it alone */
+	uint64_t busy;	      /* [a] jiffy + 1 a request started at, or 0 */
+	bool started;	      /* [I] its thread runs */
+	uint64_t wd_busy;     /* the watchdog's: the request it is timing */
+	unsigned int wd_seen; /* and in how many of its checks */
+	bool stopped;	      /* [a] its thread has left its loop */
 };
 
 static void blk_step(void);
@@ -702,7 +709,8 @@ void io_stop(void)
 
 /*
  * Called by the main thread at jiffy @j: a device whose request has been
- * outstanding for IO_TIMEOUT is reported once and left alone.
+ * outstanding for IO_TIMEOUT, and in IO_TIMEOUT_CHECKS calls, is
+ * reported once and left alone.
  */
 void io_watchdog(uint64_t j)
 {
@@ -712,7 +720,12 @@ void io_watchdog(uint64_t j)
 		struct iodev *d = &devs[i];
 		uint64_t busy = __atomic_load_n(&d->busy, __ATOMIC_ACQUIRE);
 
-		if (!busy || j + 1 - busy < IO_TIMEOUT ||
+		if (!busy || busy != d->wd_busy) {
+			d->wd_busy = busy;
+			d->wd_seen = 0;
+		}
+		if (!busy || ++d->wd_seen < IO_TIMEOUT_CHECKS ||
+		    j + 1 - busy < IO_TIMEOUT ||
 		    !__atomic_exchange_n(&d->on, false, __ATOMIC_ACQ_REL))
 			continue;
 		guest_fail("%s timeout", d->name);
