@@ -39,6 +39,13 @@ struct send_ctx {
 	/* The destination's refusal, when it gave one. */
 	int refused;
 	char why[WIRE_MAX_MESSAGE + 1];
+	/*
+	 * Of the downtime target, what the frozen end spends besides its
+	 * pages (the state, the destination loading it, the answer): taken
+	 * to be what the destination took to check the machine and answer,
+	 * at most half the target.
+	 */
+	uint64_t reserve_ns;
 	/* Given up on this side (cancel, time limit, VM stopping): why. */
 	int aborted;
 	char abort_why[256];
@@ -254,10 +261,12 @@ static int await_reply(struct send_ctx *x, int *status)
 static int on_begun(void *opaque, struct stream *s, char *err, size_t errlen)
 {
 	struct send_ctx *x = opaque;
+	uint64_t t0 = vmsnap_now_ns();
 	int status = 0, ret = stream_flush(s);
 
 	if (!ret)
 		ret = await_reply(x, &status);
+	x->reserve_ns = MIN(vmsnap_now_ns() - t0, x->o->downtime_ns / 2);
 	if (ret < 0)
 		return err_printf(err, errlen, ret,
 				  "%s did not check the machine: %s", x->peer,
@@ -319,6 +328,13 @@ static int on_round(void *opaque, const struct vmsnap_round *r, char *err,
 		x->o->max_rounds ? x->o->max_rounds : MIGRATE_MAX_ROUNDS;
 	double per_page = r->pages ? (double)r->bytes / (double)r->pages :
 				     (double)PAGE_SIZE;
+	/* The pages may take the target less the reserve. */
+	uint64_t budget =
+		x->o->downtime_ns ?
+			(uint64_t)((double)r->final_pages *
+				   (double)(x->o->downtime_ns - x->reserve_ns) /
+				   (double)x->o->downtime_ns) :
+			r->final_pages;
 	int ret;
 
 	st->round = r->round + 1;
@@ -333,9 +349,10 @@ static int on_round(void *opaque, const struct vmsnap_round *r, char *err,
 					    (double)r->ns);
 	}
 	st->expected_downtime_ns =
-		st->bandwidth ? (uint64_t)((double)r->next * per_page * 1e9 /
-					   (double)st->bandwidth) :
-				0;
+		(st->bandwidth ? (uint64_t)((double)r->next * per_page * 1e9 /
+					    (double)st->bandwidth) :
+				 0) +
+		x->reserve_ns;
 	pr_info("migration round %u: %llu pages, %llu bytes in %.1f ms; %llu "
 		"dirty again (%.1f ms frozen at this rate)",
 		r->round, (unsigned long long)r->pages,
@@ -345,7 +362,7 @@ static int on_round(void *opaque, const struct vmsnap_round *r, char *err,
 	ret = service(x);
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s", x->abort_why);
-	if (r->next <= r->final_pages) {
+	if (r->next <= budget) {
 		st->phase = MIGRATE_FINAL;
 		return VMSNAP_ROUND_FINAL;
 	}
