@@ -248,7 +248,8 @@ cpu_state() {
 	            break
 	        if out.endswith(b"(qemu) "):
 	            break
-	    return out.decode(errors="replace")
+	    # The monitor ends its lines in CR LF.
+	    return out.decode(errors="replace").replace("\r", "")
 	ask("")
 	cmds = ["info cpus", "info registers -a"]
 	for n in range(int(sys.argv[2])):
@@ -283,7 +284,8 @@ lost_wakeup() {
 	            break
 	        if out.endswith(b"(qemu) "):
 	            break
-	    return out.decode(errors="replace")
+	    # The monitor ends its lines in CR LF.
+	    return out.decode(errors="replace").replace("\r", "")
 	ask("")
 	for n in range(int(sys.argv[2])):
 	    ask("cpu %d" % n)
