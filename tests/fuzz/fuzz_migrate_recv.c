@@ -114,7 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mode = 0; /* the bytes alone */
 	peer_send(sv[0], data + !!size, size - !!size, mode);
 	err[0] = 0;
-	ret = migrate_recv(sv[1], -1, NULL, "fuzz", &o, &m, &st, err, sizeof(err));
+	ret = migrate_recv(sv[1], -1, NULL, "fuzz", &o, &m, &st, err,
+			   sizeof(err));
 	if (getenv("FUZZ_VERBOSE"))
 		fprintf(stderr, "%d: %s\n", ret, err);
 	if (ret < 0 && !err[0])
