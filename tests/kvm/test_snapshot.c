@@ -381,8 +381,9 @@ static void restore_check_span(const char *img, const char *disk,
 		e.stop = 1;
 		pthread_join(et, NULL);
 		close(sv[0]);
+		/* The first IO line, whole (last_kv() reads whole lines). */
 		if (io)
-			snprintf(first, sizeof(first), "%.*s",
+			snprintf(first, sizeof(first), "%.*s\n",
 				 (int)strcspn(io, "\n"), io);
 		/* The guest got echoes back through the restored card. */
 		TEST_CHECK(last_kv(c, "GUEST IO", "net_echo") >
