@@ -52,7 +52,7 @@ struct stripe_conn {
 struct stripe {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool writing, stopping;
+	bool stopping;
 	unsigned int n;
 	unsigned int timeout_ms;
 	struct stripe_conn *c;
@@ -85,18 +85,6 @@ static void chunk_put(struct stripe *sp, struct chunk *c)
 	sp->free = c;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 /* The header and the data of @c, all of it, or -errno. */
 static int send_chunk(int fd, struct chunk *c, uint32_t seq)
 {
@@ -105,8 +93,8 @@ static int send_chunk(int fd, struct chunk *c, uint32_t seq)
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 	size_t left = sizeof(hdr) + c->len;
 
-	put_u32(hdr, c->len);
-	put_u32(hdr + 4, seq);
+	put32(hdr, c->len);
+	put32(hdr + 4, seq);
 	while (left) {
 		ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL);
 
@@ -277,13 +265,13 @@ static void *receiver(void *arg)
 		if (__atomic_load_n(&sp->stopping, __ATOMIC_RELAXED))
 			break;
 		ret = recv_full(sp, c->fd, hdr, sizeof(hdr));
-		if (!ret && (!get_u32(hdr) || get_u32(hdr) > STRIPE_CHUNK ||
-			     get_u32(hdr + 4) != (uint32_t)want))
+		if (!ret && (!get32(hdr) || get32(hdr) > STRIPE_CHUNK ||
+			     get32(hdr + 4) != (uint32_t)want))
 			ret = -EBADMSG;
 		if (!ret && !(ch = chunk_get(sp)))
 			ret = -ENOMEM;
 		if (!ret) {
-			ch->len = get_u32(hdr);
+			ch->len = get32(hdr);
 			ret = recv_full(sp, c->fd, ch->data, ch->len);
 			if (ret == -ENODATA)
 				ret = -EPIPE;
@@ -438,7 +426,6 @@ int stripe_open(const int *fds, unsigned int n, bool writing,
 	}
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
-	sp->writing = writing;
 	sp->n = n;
 	sp->timeout_ms = timeout_ms;
 	for (i = 0; i < n; i++) {

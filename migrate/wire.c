@@ -12,20 +12,6 @@
 #include "kernel/util/log.h"
 #include "migrate/migrate.h"
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 static int send_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -63,26 +49,22 @@ static int recv_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static void put64(uint8_t *p, uint64_t v)
+/* HELLO and DATA: an 8-byte magic, two u32 and the u64 token. */
+static int send_intro(int fd, const char *magic, uint32_t a, uint32_t b,
+		      uint64_t token)
 {
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
+	uint8_t f[24];
 
-static uint64_t get64(const uint8_t *p)
-{
-	return get32(p) | (uint64_t)get32(p + 4) << 32;
+	memcpy(f, magic, 8);
+	put32(f + 8, a);
+	put32(f + 12, b);
+	put64(f + 16, token);
+	return send_all(fd, f, sizeof(f));
 }
 
 int wire_send_hello(int fd, uint32_t conns, uint64_t token)
 {
-	uint8_t b[24];
-
-	memcpy(b, "VMRUNMIG", 8);
-	put32(b + 8, MIGRATE_VERSION);
-	put32(b + 12, conns);
-	put64(b + 16, token);
-	return send_all(fd, b, sizeof(b));
+	return send_intro(fd, "VMRUNMIG", MIGRATE_VERSION, conns, token);
 }
 
 int wire_recv_hello(int fd, uint32_t *version, uint32_t *conns, uint64_t *token,
@@ -115,13 +97,7 @@ int wire_recv_hello(int fd, uint32_t *version, uint32_t *conns, uint64_t *token,
 
 int wire_send_data_hello(int fd, uint32_t index, uint32_t conns, uint64_t token)
 {
-	uint8_t b[24];
-
-	memcpy(b, "VMRUNDAT", 8);
-	put32(b + 8, index);
-	put32(b + 12, conns);
-	put64(b + 16, token);
-	return send_all(fd, b, sizeof(b));
+	return send_intro(fd, "VMRUNDAT", index, conns, token);
 }
 
 int wire_recv_data_hello(int fd, uint32_t *index, uint32_t *conns,
@@ -157,8 +133,7 @@ int wire_send_progress(int fd, uint64_t bytes)
 	uint8_t b[12];
 
 	memcpy(b, "VMRP", 4);
-	put32(b + 4, (uint32_t)bytes);
-	put32(b + 8, (uint32_t)(bytes >> 32));
+	put64(b + 4, bytes);
 	return send_all(fd, b, sizeof(b));
 }
 
@@ -174,7 +149,7 @@ int wire_recv_frame(int fd, enum wire_kind *kind, int *status, uint64_t *bytes,
 		return ret;
 	if (!memcmp(b, "VMRP", 4)) {
 		*kind = WIRE_PROGRESS;
-		*bytes = get32(b + 4) | (uint64_t)get32(b + 8) << 32;
+		*bytes = get64(b + 4);
 		return 0;
 	}
 	n = get32(b + 8);

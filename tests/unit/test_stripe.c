@@ -110,10 +110,8 @@ static void put_hdr(int fd, uint32_t len, uint32_t seq)
 {
 	uint8_t h[STRIPE_HEADER];
 
-	for (int i = 0; i < 4; i++) {
-		h[i] = (uint8_t)(len >> (8 * i));
-		h[4 + i] = (uint8_t)(seq >> (8 * i));
-	}
+	put32(h, len);
+	put32(h + 4, seq);
 	TEST_ASSERT(write(fd, h, sizeof(h)) == sizeof(h), "write");
 }
 
