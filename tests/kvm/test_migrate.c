@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -857,21 +858,66 @@ static void test_migrate_ping_pong(void)
 	cleanup();
 }
 
+/* The handshake's HELLO and a data connection's DATA: magic, two
+ * 32-bit fields (version and connections; index and count), token. */
+#define HELLO_LEN 24
+
+static void put_intro(uint8_t *b, const char *magic, uint32_t x, uint32_t y,
+		      uint64_t token)
+{
+	unsigned int i;
+
+	memcpy(b, magic, 8);
+	for (i = 0; i < 4; i++) {
+		b[8 + i] = (uint8_t)(x >> (8 * i));
+		b[12 + i] = (uint8_t)(y >> (8 * i));
+	}
+	for (i = 0; i < 8; i++)
+		b[16 + i] = (uint8_t)(token >> (8 * i));
+}
+
+/*
+ * On the control connection @fd, as a source would: the answer to the
+ * handshake, then the destination's progress frames (VMRP, 12 bytes
+ * each) up to its "ready" (a reply with status 0 before the pages move
+ * on), then the go-ahead once the stream is whole. Returns false if the
+ * destination said no or went away.
+ */
+static bool go_ahead(int fd)
+{
+	uint8_t reply[12 + 1024];
+	bool ok = recv(fd, reply, 12, MSG_WAITALL) == 12, more;
+	size_t len;
+
+	do {
+		ok = ok && recv(fd, reply, 12, MSG_WAITALL) == 12;
+		more = ok && !memcmp(reply, "VMRP", 4);
+		/* A reply's message: its length is little-endian. */
+		len = reply[8] | (size_t)reply[9] << 8 |
+		      (size_t)reply[10] << 16 | (size_t)reply[11] << 24;
+		ok = ok && (more || len <= sizeof(reply) - 12);
+		if (ok && !more && len)
+			ok = recv(fd, reply + 12, len, MSG_WAITALL) ==
+			     (ssize_t)len;
+		if (ok && !more && !reply[4])
+			more = !memcmp(reply + 12, "ready", 5);
+	} while (more);
+	if (!ok || memcmp(reply, "VMRR", 4) || reply[4])
+		return false;
+	return send(fd, "VMGO", 4, MSG_NOSIGNAL) == 4;
+}
+
 /*
  * vmrun run --incoming fd:3 on one end of a socket pair: the test writes
  * @data, and with @go answers the destination's acceptance with the
  * go-ahead as a source would; returns the exit status.
  */
-/* The handshake's HELLO: magic, version, connections, token. */
-#define HELLO_LEN 24
-
 static int feed(const void *data, size_t len, bool go, char *errbuf,
 		size_t errlen)
 {
 	char errf[128];
 	const char *a[] = { "run",	 "--incoming", "fd:3",
 			    "--console", "none",       NULL };
-	uint8_t reply[12 + 1024];
 	int sv[2], st;
 	pid_t pid;
 
@@ -881,30 +927,136 @@ static int feed(const void *data, size_t len, bool go, char *errbuf,
 	close(sv[1]);
 	/* It may stop reading at any point: a short write is fine. */
 	(void)!send(sv[0], data, len, MSG_NOSIGNAL);
-	if (go) {
-		/* The handshake's answer, then the acceptance after the
-		 * destination's progress frames (VMRP, 12 bytes each) and
-		 * its "ready" (a reply with status 0 before the pages). */
-		bool ok = recv(sv[0], reply, 12, MSG_WAITALL) == 12, more;
-
-		do {
-			ok = ok && recv(sv[0], reply, 12, MSG_WAITALL) == 12;
-			more = ok && !memcmp(reply, "VMRP", 4);
-			if (ok && !more && reply[8])
-				ok = recv(sv[0], reply + 12, reply[8],
-					  MSG_WAITALL) == reply[8];
-			if (ok && !more && !reply[4])
-				more = !memcmp(reply + 12, "ready", 5);
-		} while (more);
-		TEST_ASSERT(ok && !memcmp(reply, "VMRR", 4) && !reply[4],
-			    "no acceptance");
-		(void)!send(sv[0], "VMGO", 4, MSG_NOSIGNAL);
-	}
+	if (go)
+		TEST_ASSERT(go_ahead(sv[0]), "no acceptance");
 	shutdown(sv[0], SHUT_WR);
 	st = reap_vmrun(pid, DEADLINE_MS);
 	close(sv[0]);
 	slurp(errf, errbuf, errlen);
 	return st;
+}
+
+/* A connection to the destination listening on the unix socket @path,
+ * which has sent @intro (HELLO_LEN bytes). */
+static int dial(const char *path, const uint8_t *intro)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = DEADLINE_MS / 1000 };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	TEST_ASSERT(
+		fd >= 0 &&
+			connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				   sizeof(tv)) == 0 &&
+			send(fd, intro, HELLO_LEN, MSG_NOSIGNAL) == HELLO_LEN,
+		"connecting to %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* True once the destination has closed @fd (without waiting for the
+ * link's time-out: well within the deadline). */
+static bool closed_by_peer(int fd)
+{
+	char c;
+	ssize_t r = recv(fd, &c, 1, 0);
+
+	return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/*
+ * A destination asked for two data connections (protocol version 3)
+ * takes, on its listening socket, only the two the source's HELLO
+ * announced. Connections that are not, each introduced in a way a
+ * confused or hostile peer might (not DATA at all, another token, an
+ * index beyond the count, another count, an index already taken), are
+ * closed at once and not counted; the real two then carry the image @buf
+ * (@n bytes) in chunks with their headers, and it runs.
+ */
+static void stray_connections(const uint8_t *buf, size_t n)
+{
+	const uint64_t token = 0x1122334455667788ull;
+	char path[128], errf[128], errbuf[4096];
+	const char *a[] = {
+		"run", "--incoming", path, "--console", "none", NULL
+	};
+	uint8_t intro[HELLO_LEN], hdr[8];
+	int ctl, data[2], fd, st, i;
+	unsigned int strays = 0;
+	size_t off, k, chunk;
+	pid_t pid;
+	const char *p;
+
+	snprintf(errf, sizeof(errf), "%s/stray.err", top);
+	snprintf(path, sizeof(path), "unix:%s/stray.sock", top);
+	pid = spawn(a, errf, -1);
+	TEST_ASSERT(pid > 0 && wait_file(path + 5, pid, DEADLINE_MS),
+		    "the destination did not listen: %s",
+		    slurp(errf, errbuf, sizeof(errbuf)));
+	put_intro(intro, "VMRUNMIG", 3, 2, token);
+	ctl = dial(path + 5, intro);
+
+	/* Not DATA at all. */
+	memcpy(intro, "GET / HTTP/1.0\r\nHost: x\r\n\r\n", HELLO_LEN);
+	fd = dial(path + 5, intro);
+	TEST_ASSERT(closed_by_peer(fd), "an HTTP request: not closed");
+	close(fd);
+	strays++;
+	/* Another migration's token; index 2 of 2; index 0 of 3. */
+	{
+		static const uint32_t ix[3][2] = { { 0, 2 },
+						   { 2, 2 },
+						   { 0, 3 } };
+
+		for (i = 0; i < 3; i++) {
+			put_intro(intro, "VMRUNDAT", ix[i][0], ix[i][1],
+				  i ? token : token + 1);
+			fd = dial(path + 5, intro);
+			TEST_ASSERT(closed_by_peer(fd),
+				    "DATA %u of %u (%s token): not closed",
+				    ix[i][0], ix[i][1], i ? "the" : "another");
+			close(fd);
+			strays++;
+		}
+	}
+	/* The real index 0, then another index 0, then the real index 1. */
+	put_intro(intro, "VMRUNDAT", 0, 2, token);
+	data[0] = dial(path + 5, intro);
+	fd = dial(path + 5, intro);
+	TEST_ASSERT(closed_by_peer(fd), "a second index 0: not closed");
+	close(fd);
+	strays++;
+	put_intro(intro, "VMRUNDAT", 1, 2, token);
+	data[1] = dial(path + 5, intro);
+
+	/* The image in chunks of up to 256 KiB, chunk k on connection
+	 * k mod 2 behind its length and number. */
+	for (off = 0, k = 0; off < n; off += chunk, k++) {
+		chunk = n - off < (256u << 10) ? n - off : (256u << 10);
+		for (i = 0; i < 4; i++) {
+			hdr[i] = (uint8_t)(chunk >> (8 * i));
+			hdr[4 + i] = (uint8_t)(k >> (8 * i));
+		}
+		TEST_ASSERT(send(data[k % 2], hdr, 8, MSG_NOSIGNAL) == 8 &&
+				    send(data[k % 2], buf + off, chunk,
+					 MSG_NOSIGNAL) == (ssize_t)chunk,
+			    "sending chunk %zu: %s", k, strerror(errno));
+	}
+	TEST_ASSERT(go_ahead(ctl), "no acceptance: %s",
+		    slurp(errf, errbuf, sizeof(errbuf)));
+	st = reap_vmrun(pid, DEADLINE_MS);
+	close(ctl);
+	close(data[0]);
+	close(data[1]);
+	slurp(errf, errbuf, sizeof(errbuf));
+	TEST_ASSERT(st == 0 && strstr(errbuf, "migrated in"),
+		    "the stream beside %u strays: exit %d: %s", strays, st,
+		    errbuf);
+	for (p = errbuf, i = 0; (p = strstr(p, "not one of the source's")); p++)
+		i++;
+	TEST_ASSERT(i == (int)strays, "%d of %u strays reported: %s", i, strays,
+		    errbuf);
 }
 
 /*
@@ -987,6 +1139,8 @@ static void test_migrate_bad_streams(void)
 	rc = feed(buf, HELLO_LEN + n, true, errbuf, sizeof(errbuf));
 	TEST_ASSERT(rc == 0 && strstr(errbuf, "migrated in"),
 		    "the whole stream: exit %d: %s", rc, errbuf);
+	/* The same on two data connections, strays among them. */
+	stray_connections(data, n);
 	free(buf);
 	cleanup();
 }
