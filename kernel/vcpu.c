@@ -183,6 +183,31 @@ int vcpu_complete_io(struct vcpu *vcpu)
 	return vcpu == this_vcpu ? complete_pending_io(vcpu) : -EPERM;
 }
 
+bool vcpu_known_runnable(const struct vcpu *vcpu)
+{
+	return vcpu == this_vcpu && vcpu->exited_in_io;
+}
+
+int vcpu_apply_staged(struct vcpu *vcpu)
+{
+	int ret;
+
+	if (!__atomic_load_n(&vcpu->run->kvm_dirty_regs, __ATOMIC_ACQUIRE))
+		return 0;
+	/* KVM applies them before it looks at immediate_exit. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	vcpu->io_pending = false;
+	if (ret < 0 && ret != -EINTR) {
+		pr_err("vCPU %u: applying the staged registers: %s", vcpu->id,
+		       strerror(-ret));
+		vcpu->run->kvm_dirty_regs = 0;
+		return ret;
+	}
+	return vcpu->run->kvm_dirty_regs ? -EIO : 0;
+}
+
 /*
  * Parks the calling vCPU thread while a pause is in force. Returns false
  * if the VM is stopping and the thread should exit.
@@ -234,6 +259,9 @@ static void *vcpu_thread(void *arg)
 		__atomic_add_fetch(&vcpu->run_seq, 1, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		vcpu->io_pending = false;
+		vcpu->exited_in_io =
+			!ret && (run->exit_reason == KVM_EXIT_IO ||
+				 run->exit_reason == KVM_EXIT_MMIO);
 		__atomic_add_fetch(&vcpu->stats.exits, 1, __ATOMIC_RELAXED);
 		if (ret < 0) {
 			if (ret == -EINTR || ret == -EAGAIN) {
@@ -257,9 +285,13 @@ static void *vcpu_thread(void *arg)
 					vm_stop(vm, VM_EXIT_REQUESTED);
 				continue;
 			}
-			vm_stop_detail(vm, VM_EXIT_ERROR,
-				       "vCPU %u: KVM_RUN failed: %s", vcpu->id,
-				       strerror(-ret));
+			vm_stop_detail(
+				vm, VM_EXIT_ERROR,
+				"vCPU %u: KVM_RUN failed: %s%s", vcpu->id,
+				strerror(-ret),
+				run->kvm_dirty_regs ?
+					" (refusing the staged registers)" :
+					"");
 			break;
 		}
 		ret = vcpu_handle_exit(vcpu);

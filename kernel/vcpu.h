@@ -45,6 +45,24 @@ struct vcpu *vcpu_self(void);
 int vcpu_complete_io(struct vcpu *vcpu) __must_check;
 
 /*
+ * True from the vCPU's own thread, in the handler of an I/O or MMIO exit:
+ * the vCPU was executing an instruction, so its MP state is RUNNABLE
+ * (not halted, not waiting for INIT or SIPI). Finishing the exit
+ * (vcpu_complete_io()) does not change that.
+ */
+bool vcpu_known_runnable(const struct vcpu *vcpu);
+
+/*
+ * Registers, sregs and events staged in kvm_run (KVM_CAP_SYNC_REGS, by a
+ * reload on the vCPU's own thread: x86_vcpu_reload()) reach KVM on the
+ * next KVM_RUN. Anything that reads or writes those through ioctls first
+ * calls this, which applies them now (a KVM_RUN that returns at once),
+ * from any thread while the vCPU is not running. Returns 0 (also when
+ * nothing is staged) or -errno, -EINVAL if KVM refused them.
+ */
+int vcpu_apply_staged(struct vcpu *vcpu) __must_check;
+
+/*
  * Called in the vCPU's thread each time KVM_RUN came back for a kick
  * (-EINTR), before a pause is served: a timer aimed at the thread with
  * vcpu_kick_signal() gets there. Returns VCPU_CONTINUE, VCPU_STOP or

@@ -35,6 +35,7 @@ struct vcpu {
 	bool thread_started; /* [l] */
 	bool parked;	     /* [l] acknowledged the pause */
 	bool io_pending;     /* [v] last exit needs a KVM_RUN to finish */
+	bool exited_in_io;   /* [v] the last KVM_RUN ended in I/O or MMIO */
 	bool running;	     /* [a] inside KVM_RUN (for ring kicks) */
 	uint64_t run_seq;    /* [a] KVM_RUN calls that returned */
 

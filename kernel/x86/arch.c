@@ -164,22 +164,35 @@ int vcpu_arch_init(struct vcpu *vcpu)
 	return ret;
 }
 
+/* Each first applies what a reload staged (vcpu_apply_staged()). */
 int vcpu_get_regs(struct vcpu *vcpu, struct kvm_regs *regs)
 {
-	return kvm_ioctl(vcpu->fd, KVM_GET_REGS, regs);
+	int ret = vcpu_apply_staged(vcpu);
+
+	return ret < 0 ? ret : kvm_ioctl(vcpu->fd, KVM_GET_REGS, regs);
 }
 
 int vcpu_set_regs(struct vcpu *vcpu, const struct kvm_regs *regs)
 {
-	return kvm_ioctl(vcpu->fd, KVM_SET_REGS, (void *)(uintptr_t)regs);
+	int ret = vcpu_apply_staged(vcpu);
+
+	return ret < 0 ? ret :
+			 kvm_ioctl(vcpu->fd, KVM_SET_REGS,
+				   (void *)(uintptr_t)regs);
 }
 
 int vcpu_get_sregs(struct vcpu *vcpu, struct kvm_sregs *sregs)
 {
-	return kvm_ioctl(vcpu->fd, KVM_GET_SREGS, sregs);
+	int ret = vcpu_apply_staged(vcpu);
+
+	return ret < 0 ? ret : kvm_ioctl(vcpu->fd, KVM_GET_SREGS, sregs);
 }
 
 int vcpu_set_sregs(struct vcpu *vcpu, const struct kvm_sregs *sregs)
 {
-	return kvm_ioctl(vcpu->fd, KVM_SET_SREGS, (void *)(uintptr_t)sregs);
+	int ret = vcpu_apply_staged(vcpu);
+
+	return ret < 0 ? ret :
+			 kvm_ioctl(vcpu->fd, KVM_SET_SREGS,
+				   (void *)(uintptr_t)sregs);
 }

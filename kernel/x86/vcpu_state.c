@@ -416,6 +416,8 @@ int x86_vcpu_state_save(struct vcpu *vcpu, Vmrun__VcpuState **out)
 	int ret;
 
 	ret = state_access_ok(vcpu);
+	if (!ret)
+		ret = vcpu_apply_staged(vcpu);
 	if (ret < 0)
 		return ret;
 	st = malloc(sizeof(*st));
