@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include "kernel/util/bitmap.h"
@@ -115,32 +114,9 @@ int image_compress_to(enum image_codec codec, ZSTD_CCtx **zc,
 	return 0;
 }
 
-void image_seg_write(const struct image_seg *s, uint64_t page,
-		     const uint8_t *src, uint64_t nr)
-{
-	const size_t len = nr * IMAGE_PAGE_SIZE;
-	const off_t off = (off_t)(page * IMAGE_PAGE_SIZE);
-	size_t done = 0;
-	ssize_t n;
-
-	while (s->fd >= 0 && done < len) {
-		n = pwrite(s->fd, src + done, len - done, off + (off_t)done);
-		if (n > 0)
-			done += (size_t)n;
-		else if (n < 0 && errno == EINTR)
-			continue;
-		else
-			break;
-	}
-	if (done < len)
-		memcpy(s->mem + page * IMAGE_PAGE_SIZE + done, src + done,
-		       len - done);
-}
-
 /*
  * Reader: decompresses the batch (straight into guest memory when it is
- * one run, is applied and the segment has no file to write through) and
- * copies its runs into the segment.
+ * one run and is applied) and copies its runs into the segment.
  */
 static void job_decompress(struct image_job *j, struct image_wctx *w)
 {
@@ -148,7 +124,7 @@ static void job_decompress(struct image_job *j, struct image_wctx *w)
 	const uint8_t *src = j->payload + m->data_offset;
 	const size_t want = (size_t)m->nr_pages * IMAGE_PAGE_SIZE;
 	const size_t dlen = j->clen;
-	bool in_place = j->mem && m->n_runs == 2 && j->sp->fd < 0;
+	bool in_place = j->mem && m->n_runs == 2;
 	uint8_t *dst;
 	uint64_t idx = 0;
 	size_t i;
@@ -168,8 +144,8 @@ static void job_decompress(struct image_job *j, struct image_wctx *w)
 	for (i = 0; i < m->n_runs; i += 2) {
 		uint64_t first = m->runs[i], nr = m->runs[i + 1];
 
-		image_seg_write(j->sp, first, j->data + idx * IMAGE_PAGE_SIZE,
-				nr);
+		memcpy(j->mem + first * IMAGE_PAGE_SIZE,
+		       j->data + idx * IMAGE_PAGE_SIZE, nr * IMAGE_PAGE_SIZE);
 		idx += nr;
 	}
 }

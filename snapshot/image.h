@@ -217,17 +217,6 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 		      void *mem) __must_check;
 
 /*
- * Pages image_read() gives segment @seg are written through @fd, the file
- * behind its memory (page p at offset p * 4096; borrowed), rather than
- * stored through the mapping. For a memfd that is the faster way to fill
- * fresh memory: a whole-page write allocates the page without clearing
- * it, where a store into a page not yet there first faults in a cleared
- * one. Anything pwrite() refuses goes through the mapping. Call after
- * image_add_segment() with memory.
- */
-int image_segment_fd(struct image *img, uint32_t seg, int fd) __must_check;
-
-/*
  * For a chain read newest first: pages of segment @seg whose bit is set
  * in @done (the caller's bitmap, one bit per page) are left as they are,
  * and each page image_read() writes there, zero pages included, gets its

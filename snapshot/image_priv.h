@@ -16,7 +16,6 @@ struct image_seg {
 	uint32_t id;
 	uint64_t nr_pages;
 	uint8_t *mem;	/* NULL: pages go to the sink only */
-	int fd;		/* -1, or the file behind @mem (image_segment_fd()) */
 	uint64_t *seen; /* pages given so far, unless rewrites are allowed */
 	uint64_t *done; /* the caller's: pages not to write, and written */
 	uint64_t *mine; /* pages this image wrote (images with rewrites) */
@@ -52,7 +51,7 @@ struct image_job {
 	Vmrun__PageBatch *m;
 	uint8_t *payload;
 	size_t payload_cap;
-	struct image_seg *sp; /* [main thread]; workers read mem, fd */
+	struct image_seg *sp; /* [main thread] */
 	uint8_t *mem;	      /* the segment's memory, NULL: apply nothing */
 	const uint8_t *data;  /* the pages, once the job has run */
 	uint64_t off;	      /* stream offset of raw data (or NO_OFFSET) */
@@ -172,9 +171,5 @@ static inline uint64_t get_le64(const uint8_t *p)
 
 /* The frame's self-check over its first 28 bytes. */
 uint32_t image_frame_check(const uint8_t *frame);
-
-/* Pages [@page, @page + @nr) of @s get @src (image_segment_fd()). */
-void image_seg_write(const struct image_seg *s, uint64_t page,
-		     const uint8_t *src, uint64_t nr);
 
 #endif /* VMM_SNAPSHOT_IMAGE_PRIV_H */

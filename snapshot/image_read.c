@@ -243,7 +243,6 @@ int image_add_segment(struct image *img, uint32_t seg, uint64_t nr_pages,
 	s->id = seg;
 	s->nr_pages = nr_pages;
 	s->mem = mem;
-	s->fd = -1;
 	s->seen = NULL;
 	s->done = NULL;
 	s->mine = NULL;
@@ -266,16 +265,6 @@ static struct image_seg *image_find_seg(struct image *img, uint32_t id)
 		if (img->segs[i].id == id)
 			return &img->segs[i];
 	return NULL;
-}
-
-int image_segment_fd(struct image *img, uint32_t seg, int fd)
-{
-	struct image_seg *s = image_find_seg(img, seg);
-
-	if (img->writing || !s || !s->mem)
-		return -EINVAL;
-	s->fd = fd;
-	return 0;
 }
 
 int image_segment_done(struct image *img, uint32_t seg, uint64_t *done)
@@ -307,8 +296,8 @@ static int image_put_rewrites(struct image *img, struct image_seg *seg,
 		    !bitmap_test(seg->mine, p))
 			continue;
 		if (src)
-			image_seg_write(seg, p,
-					src + (p - first) * IMAGE_PAGE_SIZE, 1);
+			memcpy(dst, src + (p - first) * IMAGE_PAGE_SIZE,
+			       IMAGE_PAGE_SIZE);
 		else if (!(img->flags & IMAGE_READ_MEM_ZEROED) ||
 			 bitmap_test(seg->mine, p))
 			memset(dst, 0, IMAGE_PAGE_SIZE);
@@ -337,9 +326,9 @@ static void image_put_pages(struct image *img, struct image_seg *seg,
 		}
 		q = seg->done ? bitmap_next_set(seg->done, end, p + 1) : end;
 		if (src)
-			image_seg_write(seg, p,
-					src + (p - first) * IMAGE_PAGE_SIZE,
-					q - p);
+			memcpy(seg->mem + p * IMAGE_PAGE_SIZE,
+			       src + (p - first) * IMAGE_PAGE_SIZE,
+			       (q - p) * IMAGE_PAGE_SIZE);
 		else if (!(img->flags & IMAGE_READ_MEM_ZEROED))
 			memset(seg->mem + p * IMAGE_PAGE_SIZE, 0,
 			       (q - p) * IMAGE_PAGE_SIZE);

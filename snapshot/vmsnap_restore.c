@@ -510,14 +510,6 @@ struct bctx {
 	bool layout_ok;
 };
 
-/* The RAM's pages are written through its memfd (image_segment_fd()). */
-static int ram_through_fd(struct image *img, struct machine *m)
-{
-	int fd = mem_seg_fd(machine_ram(m));
-
-	return fd < 0 ? 0 : image_segment_fd(img, 0, fd);
-}
-
 static int base_on_layout(void *opaque, uint32_t type, const void *data,
 			  size_t len)
 {
@@ -668,8 +660,6 @@ static int read_base(struct rctx *c, struct link *l, struct machine *m,
 					  mem_seg_hva_load(machine_ram(m)));
 	if (!ret && !c->lazy)
 		ret = image_segment_done(l->img, 0, done);
-	if (!ret && !c->lazy)
-		ret = ram_through_fd(l->img, m);
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "%s: %s", l->path,
 				  strerror(-ret));
@@ -751,8 +741,6 @@ static int restore(const char *path, struct stream *s,
 					o->lazy ? NULL :
 						  mem_seg_hva_load(
 							  machine_ram(m)));
-			if (!ret && !o->lazy)
-				ret = ram_through_fd(img, m);
 			if (!ret && o->lazy) {
 				ret = vmsnap_lazy_create(
 					c.mc->mem_bytes / PAGE_SIZE, &c.lazy);

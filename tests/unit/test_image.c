@@ -3,7 +3,6 @@
 #include "snapshot/image.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -85,43 +84,6 @@ static const struct image_sink collect_sink = {
 /* Codec workers read_image() reads with. */
 static unsigned int read_threads;
 
-/*
- * How read_image() writes the pages (image_segment_fd()): through the
- * mapping (READ_MAPPED), through the memfd behind it (READ_FD: the
- * memory comes from read_mem()), or given an fd that pwrite() refuses,
- * so that the mapping takes every page after all (READ_FD_REFUSED).
- */
-enum read_mode { READ_MAPPED, READ_FD, READ_FD_REFUSED };
-static enum read_mode read_mode;
-static int read_memfd = -1;
-
-/* @nr_pages of memory for read_image(): a memfd's in READ_FD mode. */
-static uint8_t *read_mem(uint64_t nr_pages)
-{
-	size_t len = nr_pages * 4096;
-	uint8_t *p;
-
-	if (read_mode != READ_FD)
-		return malloc(len);
-	read_memfd = memfd_create("test-image", MFD_CLOEXEC);
-	TEST_ASSERT(read_memfd >= 0 && ftruncate(read_memfd, (off_t)len) == 0,
-		    "memfd: %s", strerror(errno));
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, read_memfd, 0);
-	TEST_ASSERT(p != MAP_FAILED, "mmap: %s", strerror(errno));
-	return p;
-}
-
-static void read_mem_free(uint8_t *p, uint64_t nr_pages)
-{
-	if (read_mode != READ_FD) {
-		free(p);
-		return;
-	}
-	munmap(p, nr_pages * 4096);
-	close(read_memfd);
-	read_memfd = -1;
-}
-
 /* Reads @buf into @mem; returns 0 or the error, with the reason printed. */
 static int read_image(const void *buf, size_t len, uint8_t *mem,
 		      uint64_t nr_pages, unsigned int flags, struct collect *c)
@@ -136,20 +98,8 @@ static int read_image(const void *buf, size_t len, uint8_t *mem,
 	TEST_ASSERT(image_reader_create(s, flags, &img) == 0, "reader");
 	TEST_ASSERT(image_set_threads(img, read_threads) == 0, "threads");
 	ret = image_add_segment(img, GEN_SEG, nr_pages, mem);
-	if (!ret && mem && read_mode != READ_MAPPED) {
-		int fd = read_mode == READ_FD ?
-				 read_memfd :
-				 open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		TEST_ASSERT(fd >= 0, "an fd for the segment");
-		TEST_ASSERT(image_segment_fd(img, GEN_SEG, fd) == 0,
-			    "image_segment_fd");
+	if (!ret)
 		ret = image_read(img, &sink);
-		if (read_mode == READ_FD_REFUSED)
-			close(fd);
-	} else if (!ret) {
-		ret = image_read(img, &sink);
-	}
 	if (ret)
 		TEST_ASSERT(image_error(img)[0], "error %d without a reason",
 			    ret);
@@ -160,7 +110,7 @@ static int read_image(const void *buf, size_t len, uint8_t *mem,
 
 static void round_trip(enum image_codec codec, enum gen_kind kind)
 {
-	uint8_t *mem = malloc(NR_PAGES * 4096), *back = read_mem(NR_PAGES);
+	uint8_t *mem = malloc(NR_PAGES * 4096), *back = malloc(NR_PAGES * 4096);
 	struct collect c = { .fd = -1 };
 	size_t len;
 	void *buf;
@@ -192,13 +142,11 @@ static void round_trip(enum image_codec codec, enum gen_kind kind)
 			    image_codec_name(codec), len);
 	free(buf);
 	free(mem);
-	read_mem_free(back, NR_PAGES);
+	free(back);
 }
 
 /* Each codec and kind of page, written and read with no codec workers,
- * with one, and with three (images of the same bytes either way); read
- * through the mapping, through the memfd behind it, and with an fd that
- * refuses every write. */
+ * with one, and with three (images of the same bytes either way). */
 static void test_image_round_trip_codecs(void)
 {
 	enum image_codec codecs[] = { IMAGE_CODEC_NONE, IMAGE_CODEC_LZ4,
@@ -206,18 +154,15 @@ static void test_image_round_trip_codecs(void)
 	enum gen_kind kinds[] = { GEN_MIXED, GEN_ZERO, GEN_RANDOM, GEN_TEXT };
 	static const unsigned int threads[] = { 0, 1, 3 };
 	uint8_t *mem = malloc(NR_PAGES * 4096);
-	unsigned int i, j, t, m;
+	unsigned int i, j, t;
 
-	for (m = READ_MAPPED; m <= READ_FD_REFUSED; m++)
-		for (t = 0; t < ARRAY_SIZE(threads); t++) {
-			read_mode = (enum read_mode)m;
-			gen_image_threads = threads[t];
-			read_threads = threads[(t + 1) % ARRAY_SIZE(threads)];
-			for (i = 0; i < ARRAY_SIZE(codecs); i++)
-				for (j = 0; j < ARRAY_SIZE(kinds); j++)
-					round_trip(codecs[i], kinds[j]);
-		}
-	read_mode = READ_MAPPED;
+	for (t = 0; t < ARRAY_SIZE(threads); t++) {
+		gen_image_threads = threads[t];
+		read_threads = threads[(t + 1) % ARRAY_SIZE(threads)];
+		for (i = 0; i < ARRAY_SIZE(codecs); i++)
+			for (j = 0; j < ARRAY_SIZE(kinds); j++)
+				round_trip(codecs[i], kinds[j]);
+	}
 	/* The workers change where the work is done, not one byte. */
 	gen_pages(mem, NR_PAGES, GEN_MIXED, 7);
 	for (i = 0; i < ARRAY_SIZE(codecs); i++) {
@@ -308,7 +253,7 @@ static void test_image_adaptive_reads_back(void)
 static void test_image_threads_rewrites_in_order(void)
 {
 	enum { N = 3000, ROUNDS = 12 };
-	uint8_t *mem = malloc(N * 4096), *back;
+	uint8_t *mem = malloc(N * 4096), *back = malloc(N * 4096);
 	uint64_t *dirty = bitmap_alloc(N), total = 0, x = 12345;
 	struct image_header hdr = { .rewrites = true };
 	static const enum image_codec codecs[] = { IMAGE_CODEC_LZ4,
@@ -358,21 +303,16 @@ static void test_image_threads_rewrites_in_order(void)
 		TEST_ASSERT(image_finish(img, NULL) == 0, "finish");
 		image_destroy(img);
 		data = stream_mem_data(s, &len);
-		/* Into zeroed memory, into memory holding something else,
-		 * and through a fresh memfd. */
-		for (k = 0; k < 3; k++) {
+		for (k = 0; k < 2; k++) {
 			struct collect col = { .fd = -1 };
 
-			read_mode = k == 2 ? READ_FD : READ_MAPPED;
-			back = read_mem(N);
-			if (k < 2)
-				memset(back, k ? 0x5a : 0, N * 4096);
+			memset(back, k ? 0x5a : 0, N * 4096);
 			read_threads = 3;
-			TEST_ASSERT(
-				read_image(data, len, back, N,
-					   k == 1 ? 0 : IMAGE_READ_MEM_ZEROED,
-					   &col) == 0,
-				"%s read %u", image_codec_name(codecs[c]), k);
+			TEST_ASSERT(read_image(data, len, back, N,
+					       k ? 0 : IMAGE_READ_MEM_ZEROED,
+					       &col) == 0,
+				    "%s read %u", image_codec_name(codecs[c]),
+				    k);
 			TEST_ASSERT(!memcmp(back, mem, N * 4096),
 				    "%s read %u: not the last copies",
 				    image_codec_name(codecs[c]), k);
@@ -380,14 +320,13 @@ static void test_image_threads_rewrites_in_order(void)
 				    "the sink heard of %llu pages of %llu",
 				    (unsigned long long)col.pages,
 				    (unsigned long long)total);
-			read_mem_free(back, N);
 		}
-		read_mode = READ_MAPPED;
 		read_threads = 0;
 		stream_close(s);
 	}
 	bitmap_free(dirty);
 	free(mem);
+	free(back);
 }
 
 static void test_image_bitmap_writes_only_set_pages(void)
