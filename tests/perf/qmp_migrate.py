@@ -39,13 +39,15 @@ class Qmp:
 
 
 def main():
-    q = Qmp(sys.argv[1])
     if sys.argv[2] == "quit":
+        # A QEMU that is gone already (a destination that quit by
+        # itself) is as good as one that quits now.
         try:
-            q.cmd("quit")
+            Qmp(sys.argv[1]).cmd("quit")
         except (OSError, ValueError):
             pass
         return
+    q = Qmp(sys.argv[1])
     uri = sys.argv[3]
     tuned = "--tuned" in sys.argv
     params = {"downtime-limit": 300}
@@ -59,8 +61,12 @@ def main():
     while True:
         m = q.cmd("query-migrate")
         st = m.get("status")
-        if st in ("completed", "failed", "cancelled") or \
-                time.monotonic() > deadline:
+        if st in ("completed", "failed", "cancelled"):
+            break
+        if time.monotonic() > deadline:
+            # Never converged: reported as it stands, then stopped, so
+            # that the next run does not share the machine with it.
+            q.cmd("migrate_cancel")
             break
         time.sleep(0.02)
     ram = m.get("ram", {})
