@@ -73,6 +73,8 @@ gap() {
 	local a b
 	a=$(grep -a 'GUEST TICK' "$1" | tail -1 | cut -d' ' -f1)
 	b=$(grep -a 'GUEST TICK' "$2" | head -1 | cut -d' ' -f1)
+	# No tick on one side (a destination that never ran): no gap.
+	[ -n "$a" ] && [ -n "$b" ] || return 1
 	python3 -c "print(f'{($b - $a) * 1000:.0f}')"
 }
 
