@@ -82,8 +82,11 @@ start_linux() {
 	echo "--- build: the linux suite on a one-CPU emulated host, in the background ---"
 	linux_out=$(mktemp)
 	linux_t0=$SECONDS
+	# A Linux guest whose I/O stalls is saved there, as evidence.
+	mkdir -p build/evidence
 	bash tests/kvmhost/kvmhost.sh --npt "$npt" --cpus 1 --timeout 900 \
-		-- build/tests/kvm/kvm_tests linux >"$linux_out" 2>&1 &
+		-- env VMRUN_TEST_EVIDENCE="$top/build/evidence" \
+		build/tests/kvm/kvm_tests linux >"$linux_out" 2>&1 &
 	linux_pid=$!
 	# What runs beside it from here (sanitizer builds and suites) yields
 	# the CPU to it: twice, starved beside them, the one-CPU emulated
