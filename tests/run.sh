@@ -16,7 +16,7 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 bash tests/deps.sh || exit 1
 
 quick=0

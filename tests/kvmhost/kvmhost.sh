@@ -165,7 +165,9 @@ if [ ! -f "$dir/initrd-$recipe" ] || [ ! -f "$dir/vmlinuz" ]; then
 		[ -f "$dir/initrd-$recipe" ] && [ -f "$dir/vmlinuz" ] ||
 			build_initramfs "${dir##*/kvmhost-}" "$dir"
 	) 9>"$cache/.lock" || exit 126
-	rm -f $(ls "$dir"/initrd-* | grep -v "initrd-$recipe")
+	for f in "$dir"/initrd-*; do
+		[ "$f" = "$dir/initrd-$recipe" ] || rm -f "$f"
+	done
 fi
 ((prepare_only)) && { echo "$dir"; exit 0; }
 

@@ -80,8 +80,8 @@ gap() {
 
 # wait_verified FILE PAGES: until the guest has verified PAGES more.
 wait_verified() {
-	local i
-	for i in $(seq 1 3000); do
+	local _
+	for _ in $(seq 1 3000); do
 		(($(verified "$1") >= $2)) && return 0
 		sleep 0.1
 	done
@@ -109,7 +109,7 @@ migrate_one() {
 		"$vmrun" run --incoming tcp:127.0.0.1:0 --ctl "$dir/dst.sock" \
 			--console stdio 2>"$dir/dst.err" > >(stamp "$dir/dst.con") &
 		dst=$!
-		for i in $(seq 1 3000); do
+		for _ in $(seq 1 3000); do
 			grep -q "on tcp:" "$dir/dst.err" 2>/dev/null &&
 				[ -S "$dir/src.sock" ] && break
 			sleep 0.1
@@ -130,11 +130,12 @@ migrate_one() {
 		src=$!
 		qemu_run dst "$mib" "$cmd" -incoming "tcp:127.0.0.1:$port"
 		dst=$!
-		for i in $(seq 1 3000); do
+		for _ in $(seq 1 3000); do
 			[ -S "$dir/src.qmp" ] && [ -S "$dir/dst.qmp" ] && break
 			sleep 0.1
 		done
 		wait_verified "$dir/src.con" "$own"
+		# shellcheck disable=SC2046 # no word at all when not tuned
 		json=$(python3 "$top/tests/perf/qmp_migrate.py" "$dir/src.qmp" \
 			migrate "tcp:127.0.0.1:$port" \
 			$([ "$vmm" = qemu-tuned ] && echo --tuned))
