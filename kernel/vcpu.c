@@ -153,12 +153,29 @@ void vcpu_kick(struct vcpu *vcpu)
 }
 
 /*
+ * One KVM_RUN with immediate_exit set: KVM applies what is staged in
+ * kvm_run and finishes a pending I/O or MMIO exit, then returns without
+ * entering the guest. The flag is cleared after, as after any KVM_RUN: a
+ * kick landing meanwhile is answered by the thread's loop, which looks
+ * for a pause or a stop before it runs the guest again. Returns 0 or
+ * -errno (not -EINTR, which is the expected answer).
+ */
+static int run_at_once(struct vcpu *vcpu)
+{
+	int ret;
+
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	vcpu->io_pending = false;
+	return ret < 0 && ret != -EINTR ? ret : 0;
+}
+
+/*
  * KVM finishes an I/O or MMIO exit (stores IN data, advances RIP) only on
  * the next KVM_RUN. Before the vCPU parks (or an exit handler reads or
- * loads its state, vcpu_complete_io()), run once with immediate_exit set
- * so that the registers are final. The flag is cleared after, as after
- * any KVM_RUN: a kick landing meanwhile is answered by the thread's loop,
- * which looks for a pause or a stop before it runs the guest again.
+ * loads its state, vcpu_complete_io()), one run_at_once() makes its
+ * registers final.
  */
 static int complete_pending_io(struct vcpu *vcpu)
 {
@@ -166,16 +183,11 @@ static int complete_pending_io(struct vcpu *vcpu)
 
 	if (!vcpu->io_pending)
 		return 0;
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
-	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-	vcpu->io_pending = false;
-	if (ret < 0 && ret != -EINTR) {
+	ret = run_at_once(vcpu);
+	if (ret < 0)
 		pr_warn("vCPU %u: completing I/O: %s", vcpu->id,
 			strerror(-ret));
-		return ret;
-	}
-	return 0;
+	return ret;
 }
 
 int vcpu_complete_io(struct vcpu *vcpu)
@@ -195,11 +207,8 @@ int vcpu_apply_staged(struct vcpu *vcpu)
 	if (!__atomic_load_n(&vcpu->run->kvm_dirty_regs, __ATOMIC_ACQUIRE))
 		return 0;
 	/* KVM applies them before it looks at immediate_exit. */
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
-	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-	vcpu->io_pending = false;
-	if (ret < 0 && ret != -EINTR) {
+	ret = run_at_once(vcpu);
+	if (ret < 0) {
 		pr_err("vCPU %u: applying the staged registers: %s", vcpu->id,
 		       strerror(-ret));
 		vcpu->run->kvm_dirty_regs = 0;
