@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "migrate/migrate_priv.h"
 #include "tests/kvm/kvm_tests.h"
 #include "tests/kvm/run_util.h"
 
@@ -865,15 +866,10 @@ static void test_migrate_ping_pong(void)
 static void put_intro(uint8_t *b, const char *magic, uint32_t x, uint32_t y,
 		      uint64_t token)
 {
-	unsigned int i;
-
 	memcpy(b, magic, 8);
-	for (i = 0; i < 4; i++) {
-		b[8 + i] = (uint8_t)(x >> (8 * i));
-		b[12 + i] = (uint8_t)(y >> (8 * i));
-	}
-	for (i = 0; i < 8; i++)
-		b[16 + i] = (uint8_t)(token >> (8 * i));
+	put32(b + 8, x);
+	put32(b + 12, y);
+	put64(b + 16, token);
 }
 
 /*
@@ -981,7 +977,7 @@ static void stray_connections(const uint8_t *buf, size_t n)
 	const char *a[] = {
 		"run", "--incoming", path, "--console", "none", NULL
 	};
-	uint8_t intro[HELLO_LEN], hdr[8];
+	uint8_t intro[HELLO_LEN], hdr[STRIPE_HEADER];
 	int ctl, data[2], fd, st, i;
 	unsigned int strays = 0;
 	size_t off, k, chunk;
@@ -1033,12 +1029,11 @@ static void stray_connections(const uint8_t *buf, size_t n)
 	/* The image in chunks of up to 256 KiB, chunk k on connection
 	 * k mod 2 behind its length and number. */
 	for (off = 0, k = 0; off < n; off += chunk, k++) {
-		chunk = n - off < (256u << 10) ? n - off : (256u << 10);
-		for (i = 0; i < 4; i++) {
-			hdr[i] = (uint8_t)(chunk >> (8 * i));
-			hdr[4 + i] = (uint8_t)(k >> (8 * i));
-		}
-		TEST_ASSERT(send(data[k % 2], hdr, 8, MSG_NOSIGNAL) == 8 &&
+		chunk = MIN(n - off, (size_t)STRIPE_CHUNK);
+		put32(hdr, (uint32_t)chunk);
+		put32(hdr + 4, (uint32_t)k);
+		TEST_ASSERT(send(data[k % 2], hdr, sizeof(hdr), MSG_NOSIGNAL) ==
+					    sizeof(hdr) &&
 				    send(data[k % 2], buf + off, chunk,
 					 MSG_NOSIGNAL) == (ssize_t)chunk,
 			    "sending chunk %zu: %s", k, strerror(errno));
