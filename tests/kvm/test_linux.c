@@ -783,6 +783,7 @@ static void wait_io(const char *con, const char *sock, unsigned long long blk_w,
 {
 	long long end = now_ms() + DEADLINE_MS;
 	unsigned long long w, r, e, bad;
+	bool ok;
 
 	for (;;) {
 		w = con_io(con, "blk_w");
@@ -796,8 +797,9 @@ static void wait_io(const char *con, const char *sock, unsigned long long blk_w,
 			break;
 		usleep(50000);
 	}
-	if (sock && !(bad == 0 && w != ~0ULL && r != ~0ULL && e != ~0ULL &&
-		      w > blk_w && r > blk_r && e > echo)) {
+	ok = bad == 0 && w != ~0ULL && r != ~0ULL && e != ~0ULL && w > blk_w &&
+	     r > blk_r && e > echo;
+	if (sock && !ok) {
 		const char *keep = getenv("VMRUN_TEST_EVIDENCE");
 		char img[160];
 		const char *const p[] = { "ctl", sock, "pause", NULL };
@@ -811,8 +813,7 @@ static void wait_io(const char *con, const char *sock, unsigned long long blk_w,
 		if (run_vmrun(a, out, err, CAP, DEADLINE_MS) == 0)
 			fprintf(stderr, "\n    stalled; its state: %s\n", img);
 	}
-	TEST_ASSERT(bad == 0 && w != ~0ULL && r != ~0ULL && e != ~0ULL &&
-			    w > blk_w && r > blk_r && e > echo,
+	TEST_ASSERT(ok,
 		    "%s: blk_w %llu (after %llu), blk_r %llu (after %llu), "
 		    "net_echo %llu (after %llu), bad %llu",
 		    con, w, blk_w, r, blk_r, e, echo, bad);
