@@ -281,6 +281,18 @@ static int load_build(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 	return 0;
 }
 
+/* @m as a struct kvm_sregs (KVM_SET_SREGS's, or kvm_run's to stage):
+ * an sregs2 message has no interrupt bitmap (its events carry it). */
+static void sregs_from_msg(struct kvm_sregs *s, const Vmrun__X86Sregs *m)
+{
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	SREGS_COMMON_FROM_MSG(s, m);
+	for (i = 0; !m->sregs2 && i < m->n_interrupt_bitmap; i++)
+		s->interrupt_bitmap[i] = m->interrupt_bitmap[i];
+}
+
 static int load_sregs(struct vcpu *vcpu, const Vmrun__X86Sregs *m)
 {
 	unsigned int i;
@@ -297,10 +309,7 @@ static int load_sregs(struct vcpu *vcpu, const Vmrun__X86Sregs *m)
 	} else {
 		struct kvm_sregs s;
 
-		memset(&s, 0, sizeof(s));
-		SREGS_COMMON_FROM_MSG(&s, m);
-		for (i = 0; i < m->n_interrupt_bitmap; i++)
-			s.interrupt_bitmap[i] = m->interrupt_bitmap[i];
+		sregs_from_msg(&s, m);
 		return kvm_ioctl(vcpu->fd, KVM_SET_SREGS, &s);
 	}
 }
@@ -436,13 +445,8 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 	if ((kvm_check_cap(vcpu->vm->vm_fd, KVM_CAP_SYNC_REGS) & SYNC_SETS) ==
 		    SYNC_SETS &&
 	    sregs_stageable(st->sregs)) {
-		const Vmrun__X86Sregs *m = st->sregs;
-		size_t i;
-
 		r->can_stage = true;
-		SREGS_COMMON_FROM_MSG(&r->sregs, m);
-		for (i = 0; !m->sregs2 && i < m->n_interrupt_bitmap; i++)
-			r->sregs.interrupt_bitmap[i] = m->interrupt_bitmap[i];
+		sregs_from_msg(&r->sregs, st->sregs);
 	}
 	*out = r;
 	return 0;
