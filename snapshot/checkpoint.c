@@ -35,6 +35,7 @@ static const uint32_t clock_msrs[] = {
 	0x40000020, /* Hyper-V's reference time counter */
 };
 #define LAPIC_TMCCT 0x390u /* the timer's current count */
+#define XSAVE_HEADER 512u /* XSTATE_BV, in the XSAVE area */
 /*
  * SYSENTER_ESP and SYSENTER_EIP: for a guest whose CPUID says AMD, KVM on
  * AMD lets the guest's WRMSR reach the VMCB whole but keeps only the low
@@ -458,6 +459,19 @@ static void mask_vcpu(Vmrun__VcpuState *now, const Vmrun__VcpuState *ck)
 	if (now->lapic.len == ck->lapic.len && now->lapic.len > LAPIC_TMCCT + 4)
 		memcpy(now->lapic.data + LAPIC_TMCCT,
 		       ck->lapic.data + LAPIC_TMCCT, 4);
+	/*
+	 * XSTATE_BV, the XSAVE header's first field, has a bit clear for each
+	 * component in its initial state, but a CPU may keep a bit set for a
+	 * component that holds its initial values again (an AMD EPYC under
+	 * PVM reports SSE so after some resets, with the XMM registers all
+	 * zero). KVM_GET_XSAVE writes a clear component's initial values
+	 * into the area, so the components' own bytes say whether the state
+	 * is the same, and the header's bits are the checkpoint's.
+	 */
+	if (now->xsave.len == ck->xsave.len &&
+	    now->xsave.len >= XSAVE_HEADER + 8)
+		memcpy(now->xsave.data + XSAVE_HEADER,
+		       ck->xsave.data + XSAVE_HEADER, 8);
 }
 
 static void mask_vm(Vmrun__VmState *now, const Vmrun__VmState *ck)
