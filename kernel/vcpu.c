@@ -204,6 +204,12 @@ int vcpu_apply_staged(struct vcpu *vcpu)
 {
 	int ret;
 
+	/* An exit a reset left pending (x86_vcpu_reload()) is finished. */
+	if (vcpu == this_vcpu && vcpu->io_pending) {
+		ret = complete_pending_io(vcpu);
+		if (ret < 0)
+			return ret;
+	}
 	if (!__atomic_load_n(&vcpu->run->kvm_dirty_regs, __ATOMIC_ACQUIRE))
 		return 0;
 	/* KVM applies them before it looks at immediate_exit. */
@@ -247,6 +253,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	struct kvm_run *run = vcpu->run;
+	uint64_t synced;
 	sigset_t set;
 	int ret;
 
@@ -262,9 +269,11 @@ static void *vcpu_thread(void *arg)
 				break;
 			continue;
 		}
+		synced = run->kvm_valid_regs;
 		__atomic_store_n(&vcpu->running, true, __ATOMIC_SEQ_CST);
 		ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
 		__atomic_store_n(&vcpu->running, false, __ATOMIC_SEQ_CST);
+		vcpu->exit_synced = ret ? 0 : synced;
 		__atomic_add_fetch(&vcpu->run_seq, 1, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		vcpu->io_pending = false;

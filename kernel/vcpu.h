@@ -57,8 +57,10 @@ bool vcpu_known_runnable(const struct vcpu *vcpu);
  * reload on the vCPU's own thread: x86_vcpu_reload()) reach KVM on the
  * next KVM_RUN. Anything that reads or writes those through ioctls first
  * calls this, which applies them now (a KVM_RUN that returns at once),
- * from any thread while the vCPU is not running. Returns 0 (also when
- * nothing is staged) or -errno, -EINVAL if KVM refused them.
+ * from any thread while the vCPU is not running; on the vCPU's own
+ * thread it first finishes the exit being handled (vcpu_complete_io()),
+ * so that what is read next is final. Returns 0 (also when nothing is
+ * staged) or -errno, -EINVAL if KVM refused them.
  */
 int vcpu_apply_staged(struct vcpu *vcpu) __must_check;
 

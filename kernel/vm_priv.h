@@ -36,6 +36,8 @@ struct vcpu {
 	bool parked;	     /* [l] acknowledged the pause */
 	bool io_pending;     /* [v] last exit needs a KVM_RUN to finish */
 	bool exited_in_io;   /* [v] the last KVM_RUN ended in I/O or MMIO */
+	uint64_t exit_synced; /* [v] the kvm_valid_regs sets KVM stored in
+			       * kvm_run at the last exit */
 	bool running;	     /* [a] inside KVM_RUN (for ring kicks) */
 	uint64_t run_seq;    /* [a] KVM_RUN calls that returned */
 

@@ -17,9 +17,11 @@
  * itself costs the size of each memslot's bitmap.)
  *
  * Every call needs the machine quiet: frozen (machine_freeze()), or made
- * from a vCPU thread of it inside an exit handler, with that exit's I/O
- * completed (vcpu_complete_io()); the calls freeze the machine themselves
- * then, which costs no kick for the calling vCPU.
+ * from a vCPU thread of it inside an exit handler; the calls freeze the
+ * machine themselves then, which costs no kick for the calling vCPU. That
+ * exit's I/O is finished by whatever reads the vCPU's state; a reset
+ * finishes it or, where that changes nothing, leaves it to KVM
+ * (x86_vcpu_reload()).
  *
  * A checkpoint takes over the RAM's dirty bitmap: a reset consumes it, so
  * an incremental save after a reset has no valid base (the caller ends

@@ -141,7 +141,7 @@ static int start_exec(struct fuzzer *f)
 	return VCPU_CONTINUE;
 }
 
-static int end_exec(struct fuzzer *f, struct vcpu *vcpu, enum fuzz_outcome o,
+static int end_exec(struct fuzzer *f, enum fuzz_outcome o,
 		    uint32_t code, const char *detail)
 {
 	struct checkpoint_reset_stats rs;
@@ -150,10 +150,11 @@ static int end_exec(struct fuzzer *f, struct vcpu *vcpu, enum fuzz_outcome o,
 	uint64_t t0;
 	int ret;
 
-	ret = vcpu_complete_io(vcpu);
-	if (ret < 0)
-		return fuzz_fail(f, "completing the guest's I/O: %s",
-				 strerror(-ret));
+	/*
+	 * The harness's exit is not finished here: the reset finishes it or
+	 * leaves it to KVM (x86_vcpu_reload()), and anything reading the
+	 * vCPU's state before that finishes it first (vcpu_apply_staged()).
+	 */
 	f->in_exec = false;
 	e.n = f->st.execs;
 	e.outcome = o;
@@ -204,7 +205,7 @@ static int on_checkpoint(struct fuzzer *f, struct vcpu *vcpu)
 
 	if (f->ck) {
 		/* A second checkpoint call within an execution: ends it. */
-		return end_exec(f, vcpu, FUZZ_OK, 0,
+		return end_exec(f, FUZZ_OK, 0,
 				"the guest called checkpoint again");
 	}
 	if (!d)
@@ -257,7 +258,7 @@ static int harness_event(void *opaque, struct vcpu *vcpu, enum harness_event ev,
 	case HARNESS_DONE:
 		if (!f->in_exec)
 			return VCPU_CONTINUE;
-		return end_exec(f, vcpu, FUZZ_OK, 0, "done");
+		return end_exec(f, FUZZ_OK, 0, "done");
 	case HARNESS_CRASH:
 		if (!f->in_exec)
 			return VCPU_CONTINUE;
@@ -267,7 +268,7 @@ static int harness_event(void *opaque, struct vcpu *vcpu, enum harness_event ev,
 		else
 			snprintf(detail, sizeof(detail),
 				 "the guest reported crash code %#x", code);
-		return end_exec(f, vcpu, FUZZ_CRASH, code, detail);
+		return end_exec(f, FUZZ_CRASH, code, detail);
 	}
 	return VCPU_CONTINUE;
 }
@@ -276,17 +277,17 @@ static const struct harness_ops fuzzer_harness_ops = {
 	.event = harness_event,
 };
 
-static int kick(struct vcpu *vcpu, void *opaque)
+static int kick(struct vcpu *vcpu __unused, void *opaque)
 {
 	struct fuzzer *f = opaque;
 
 	if (!f->in_exec || f->stopped ||
 	    vmsnap_now_ns() - f->exec_start < f->o.timeout_ms * 1000000ULL)
 		return VCPU_CONTINUE;
-	return end_exec(f, vcpu, FUZZ_TIMEOUT, 0, "time-out");
+	return end_exec(f, FUZZ_TIMEOUT, 0, "time-out");
 }
 
-static bool guest_stop(struct vcpu *vcpu, enum vm_exit_reason r,
+static bool guest_stop(struct vcpu *vcpu __unused, enum vm_exit_reason r,
 		       const char *detail, void *opaque)
 {
 	struct fuzzer *f = opaque;
@@ -297,7 +298,7 @@ static bool guest_stop(struct vcpu *vcpu, enum vm_exit_reason r,
 	if (!f->in_exec || f->stopped)
 		return false;
 	/* end_exec() stops the VM itself if the reset fails. */
-	end_exec(f, vcpu, FUZZ_CRASH, code, detail);
+	end_exec(f, FUZZ_CRASH, code, detail);
 	return true;
 }
 

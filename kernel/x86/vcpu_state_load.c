@@ -483,6 +483,48 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
  * is not loaded into a vCPU known to be runnable (an execution that ended
  * in an I/O exit, vcpu_known_runnable()).
  */
+/* KVM's linear RIP (kvm_get_linear_rip()): CS base + RIP outside 64-bit mode. */
+static uint64_t linear_rip(const struct kvm_regs *regs,
+			   const struct kvm_sregs *sregs)
+{
+	if ((sregs->efer & (1ULL << 10)) && sregs->cs.l) /* EFER.LMA, CS.L */
+		return regs->rip;
+	return (uint32_t)(sregs->cs.base + regs->rip);
+}
+
+/* The sets KVM stores in kvm_run at each exit of a vCPU a reset staged. */
+#define EXIT_SETS (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+
+/*
+ * A reset inside the handler of the vCPU's own I/O exit (a fuzzer's
+ * harness call) decides what becomes of that exit. KVM finishes an exit
+ * on the next KVM_RUN, after it has applied staged registers. For an OUT
+ * that KVM left to finish, that means skipping the instruction, but only
+ * if RIP is still the OUT's (kvm_run holds the RIP of the exit); an OUT
+ * KVM emulated was finished before the exit. So when the RIP the reset
+ * stages is another, the exit is left to KVM, which then finishes
+ * nothing: one KVM_RUN less per reset. Otherwise, and for IN and MMIO,
+ * whose completion writes registers, it is finished first
+ * (vcpu_complete_io()).
+ */
+static int settle_io(struct vcpu *vcpu, const struct x86_vcpu_reload *r,
+		     bool stage)
+{
+	const struct kvm_run *run = vcpu->run;
+
+	if (!vcpu->io_pending)
+		return 0;
+	if (stage && run->exit_reason == KVM_EXIT_IO &&
+	    run->io.direction == KVM_EXIT_IO_OUT &&
+	    (vcpu->exit_synced & EXIT_SETS) == EXIT_SETS &&
+	    linear_rip(&run->s.regs.regs, &run->s.regs.sregs) !=
+		    linear_rip(&r->regs, &r->sregs)) {
+		vcpu->io_pending = false;
+		return 0;
+	}
+	return vcpu_complete_io(vcpu);
+}
+
 int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 {
 	bool stage = r->can_stage && vcpu_self() == vcpu;
@@ -493,6 +535,11 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 	ret = state_access_ok(vcpu);
 	if (ret < 0)
 		return ret;
+	if (vcpu_self() == vcpu) {
+		ret = settle_io(vcpu, r, stage);
+		if (ret < 0)
+			return ret;
+	}
 	/* What an earlier reload staged is replaced whole. */
 	vcpu->run->kvm_dirty_regs = 0;
 	if (!stage)
@@ -552,6 +599,8 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 		run->s.regs.events = r->ev;
 		__atomic_store_n(&run->kvm_dirty_regs, SYNC_SETS,
 				 __ATOMIC_RELEASE);
+		/* For the next reset's settle_io(). */
+		run->kvm_valid_regs = EXIT_SETS;
 	}
 	if (ret < 0)
 		pr_err("vCPU %u: loading state, %s: %s", vcpu->id, step,
