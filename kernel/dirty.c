@@ -110,22 +110,50 @@ static int sync_slot(struct vm *vm, struct mem_map *map)
 }
 
 /*
- * Ring mode: moves every published entry of @vcpu's ring into the segment
- * bitmaps and marks it for reset. Called with vcpu->ring_lock and the mem
- * read lock held. Returns the number of entries harvested.
+ * Ring mode. Entries [ring_held, ring_fetch) of a vCPU's ring were
+ * harvested but not yet given back to KVM (dirty_hold()): KVM leaves
+ * their pages writable, so a write to them again makes no fault and no
+ * entry, and every sync marks them dirty again.
  */
-static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu)
+
+/* Whether a sync gives @vcpu's held entries back now (see dirty_hold()). */
+static bool ring_give_back(struct vm *vm, struct vcpu *vcpu)
 {
+	uint32_t held = vcpu->ring_fetch - vcpu->ring_held;
+
+	if (!vm->dirty_hold)
+		return true;
+	if (!vcpu->ring_hold_base) {
+		vcpu->ring_hold_base = held ? held : 1;
+		return held > vcpu->ring_entries / 2;
+	}
+	/* The pages held have doubled since one execution's worth: many
+	 * are likely stale, and each costs a copy per reset. */
+	return held > 2 * vcpu->ring_hold_base + 64 ||
+	       held > vcpu->ring_entries / 2;
+}
+
+/*
+ * Moves every newly published entry of @vcpu's ring, and every held one,
+ * into the segment bitmaps; with @give_back, marks them all for reset.
+ * Called with vcpu->ring_lock and the mem read lock held. Returns the
+ * number of entries marked for reset.
+ */
+static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
+{
+	uint32_t mask = vcpu->ring_entries - 1, i, n;
+	uint32_t last_slot = UINT32_MAX;
 	struct mem_map *map = NULL;
-	uint32_t n = 0, last_slot = UINT32_MAX;
 
-	for (;;) {
-		struct kvm_dirty_gfn *e = &vcpu->ring[vcpu->ring_fetch &
-						      (vcpu->ring_entries - 1)];
-		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+	while (__atomic_load_n(&vcpu->ring[vcpu->ring_fetch & mask].flags,
+			       __ATOMIC_ACQUIRE) &
+	       KVM_DIRTY_GFN_F_DIRTY)
+		vcpu->ring_fetch++;
+	if (!give_back)
+		give_back = ring_give_back(vm, vcpu);
+	for (i = vcpu->ring_held; i != vcpu->ring_fetch; i++) {
+		struct kvm_dirty_gfn *e = &vcpu->ring[i & mask];
 
-		if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
-			break;
 		if (e->slot != last_slot) {
 			/* Address space 0 only: high 16 bits of slot. */
 			map = (e->slot >> 16) ?
@@ -138,11 +166,15 @@ static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu)
 		else
 			pr_warn("dirty ring entry for unknown slot %#x",
 				e->slot);
-		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
-				 __ATOMIC_RELEASE);
-		vcpu->ring_fetch++;
-		n++;
+		if (give_back)
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
 	}
+	if (!give_back)
+		return 0;
+	n = vcpu->ring_fetch - vcpu->ring_held;
+	vcpu->ring_held = vcpu->ring_fetch;
+	vcpu->ring_hold_base = 0;
 	return n;
 }
 
@@ -164,12 +196,20 @@ int dirty_ring_harvest(struct vcpu *vcpu)
 
 	if (!vcpu->ring)
 		return -EINVAL;
+	/* A full ring gives everything back, held entries too. */
 	pthread_mutex_lock(&vcpu->ring_lock);
 	mem_rdlock(vm->mem);
-	n = ring_collect(vm, vcpu);
+	n = ring_collect(vm, vcpu, true);
 	mem_unlock(vm->mem);
 	pthread_mutex_unlock(&vcpu->ring_lock);
 	return n ? ring_reset(vm) : 0;
+}
+
+void dirty_hold(struct vm *vm, bool on)
+{
+	pthread_mutex_lock(&vm->dirty_lock);
+	vm->dirty_hold = on && vm->cfg.dirty == DIRTY_MODE_RING;
+	pthread_mutex_unlock(&vm->dirty_lock);
 }
 
 /*
@@ -230,7 +270,7 @@ int dirty_sync(struct vm *vm)
 
 			pthread_mutex_lock(&vcpu->ring_lock);
 			mem_rdlock(vm->mem);
-			n += ring_collect(vm, vcpu);
+			n += ring_collect(vm, vcpu, false);
 			mem_unlock(vm->mem);
 			pthread_mutex_unlock(&vcpu->ring_lock);
 		}
@@ -268,6 +308,7 @@ int dirty_stop(struct vm *vm)
 	if (!dirty_active(vm))
 		return -EINVAL;
 	/* Keep what KVM recorded so far: the bitmaps stay valid. */
+	dirty_hold(vm, false);
 	ret = dirty_sync(vm);
 	pthread_mutex_lock(&vm->dirty_lock);
 	if (mem_set_logging(vm->mem, false) < 0 && !ret)

@@ -40,6 +40,19 @@ size_t dirty_count(struct mem_seg *seg);
 int dirty_stop(struct vm *vm) __must_check;
 bool dirty_active(struct vm *vm);
 
+/*
+ * Ring mode only: with @on, a sync keeps the pages it harvests writable
+ * in KVM (it does not give their ring entries back) and marks them dirty
+ * again at every later sync, until the pages held have doubled since the
+ * sync after the last give-back, or fill half the ring (or it is full).
+ * For a fuzzer, whose executions write mostly the same pages: those then
+ * cost a copy per reset but no write-protection fault per execution.
+ * Every write is still seen: a held page counts as dirty at every sync.
+ * Off (the default, and after dirty_stop()): everything harvested is
+ * given back at once.
+ */
+void dirty_hold(struct vm *vm, bool on);
+
 /* Harvests one vCPU's ring (ring mode only); used on ring-full exits. */
 int dirty_ring_harvest(struct vcpu *vcpu) __must_check;
 

@@ -45,6 +45,10 @@ struct vcpu {
 	struct kvm_dirty_gfn *ring; /* [I] mmap of the vCPU's ring */
 	uint32_t ring_entries;	    /* [I] */
 	uint32_t ring_fetch;	    /* [r] next entry to harvest */
+	uint32_t ring_held;	    /* [r] first harvested entry not yet
+				     * given back to KVM (dirty_hold()) */
+	uint32_t ring_hold_base;    /* [r] entries held one sync after the
+				     * last give-back */
 	pthread_mutex_t ring_lock;
 
 	struct vcpu_stats stats; /* [a] */
@@ -77,6 +81,7 @@ struct vm {
 	int stop_efd;		    /* [I] written once on stop */
 
 	bool dirty_on;		    /* [d] tracking active */
+	bool dirty_hold;	    /* [d] ring mode: hold pages (dirty_hold()) */
 	pthread_mutex_t dirty_lock; /* [d] serializes dirty_sync/start/stop */
 	uint64_t *dirty_scratch;    /* [d] KVM_GET_DIRTY_LOG buffer */
 	size_t dirty_scratch_words; /* [d] */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernel/dev/harness.h"
+#include "kernel/dirty.h"
 #include "kernel/machine.h"
 #include "kernel/mem.h"
 #include "kernel/util/compiler.h"
@@ -226,6 +227,8 @@ static int on_checkpoint(struct fuzzer *f, struct vcpu *vcpu)
 		return fuzz_fail(f, "%s", err);
 	f->st.ckpt_ns = vmsnap_now_ns() - t0;
 	f->st.ckpt_pages = checkpoint_mem_pages(f->ck);
+	/* Pages every execution writes then cost no fault (dirty_hold()). */
+	dirty_hold(f->vm, !f->o.no_hold);
 	f->st.start_ns = vmsnap_now_ns();
 	f->st.cov_size = f->desc.cov_size;
 	f->st.input_max = f->desc.input_max;

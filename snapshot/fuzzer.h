@@ -69,6 +69,7 @@ struct fuzzer_ops {
 struct fuzzer_opts {
 	unsigned int timeout_ms; /* 0: none */
 	bool verify_reset;
+	bool no_hold; /* give written pages back at each reset (dirty_hold()) */
 };
 
 struct fuzzer_stats {

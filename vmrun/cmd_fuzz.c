@@ -54,6 +54,11 @@ static void fuzz_usage(FILE *f)
 		"  --dirty-log        track dirty pages with KVM's dirty log (default: the\n"
 		"                     dirty ring, if KVM has it; its cost follows the pages\n"
 		"                     written, the log's follows the guest's size)\n"
+		"  --no-hold          with the ring, give every page an execution wrote\n"
+		"                     back to KVM's write protection at each reset; by\n"
+		"                     default pages the executions keep writing stay\n"
+		"                     writable and are copied back at every reset,\n"
+		"                     which spares a fault per page and execution\n"
 		"  --corpus DIR       seed inputs; inputs that reach new edges are added\n"
 		"  --crashes DIR      where each new crash's input is written\n"
 		"  --crash-snapshots  also save the machine at each new crash, as\n"
@@ -127,6 +132,7 @@ int cmd_fuzz(int argc, char **argv)
 		{ "rng", no_argument, NULL, 'r' },
 		{ "console", required_argument, NULL, 'o' },
 		{ "dirty-log", no_argument, NULL, 'L' },
+		{ "no-hold", no_argument, NULL, 'H' },
 		{ "corpus", required_argument, NULL, 'C' },
 		{ "crashes", required_argument, NULL, 'X' },
 		{ "crash-snapshots", no_argument, NULL, 'S' },
@@ -191,6 +197,9 @@ int cmd_fuzz(int argc, char **argv)
 			break;
 		case 'L':
 			dirty_log = true;
+			break;
+		case 'H':
+			fo.no_hold = true;
 			break;
 		case 'C':
 			z->corpus = optarg;

@@ -263,6 +263,124 @@ static void test_dirty_ring_full_exits_lose_nothing(void)
 	exactness(DIRTY_MODE_RING, 2, 512, 3000);
 }
 
+/*
+ * Segment A's pages reported by a sync: each page in @want must be there,
+ * and none outside @allowed. Returns how many were reported.
+ */
+static size_t hold_round(struct stamp_vm *s, struct mem_seg *a, uint64_t *got,
+			 const uint64_t *want, const uint64_t *allowed,
+			 const char *what)
+{
+	size_t pages = mem_seg_pages(a), p, n;
+	uint64_t *sys = bitmap_alloc(mem_seg_pages(s->sys));
+	int ret;
+
+	TEST_ASSERT(sys, "out of memory");
+	ret = dirty_sync(s->vm);
+	TEST_ASSERT(ret == 0, "%s: dirty_sync: %s", what, strerror(-ret));
+	dirty_take(s->sys, sys); /* the mailboxes, the guest's own pages */
+	bitmap_free(sys);
+	n = dirty_take(a, got);
+	for (p = 0; p < pages; p++) {
+		TEST_ASSERT(!bitmap_test(want, p) || bitmap_test(got, p),
+			    "%s: page %zu written but not reported (%zu reported)",
+			    what, p, n);
+		TEST_ASSERT(!bitmap_test(got, p) || bitmap_test(allowed, p),
+			    "%s: page %zu reported but never written", what, p);
+	}
+	return n;
+}
+
+/* Stamps @n fresh random pages of A (none in @used); marks them in @set. */
+static void hold_stamp(struct stamp_vm *s, uint64_t *used, uint64_t *set,
+		       unsigned int n, uint64_t value, uint64_t *gpas)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t p;
+
+		do
+			p = rnd() % (SIZE_A / 4096);
+		while (bitmap_test(used, p));
+		bitmap_set(used, p);
+		bitmap_set(set, p);
+		gpas[i] = GPA_A + p * 4096;
+	}
+	stamp_list(s, 0, value, gpas, n);
+}
+
+/*
+ * dirty_hold() in ring mode: a harvested page stays writable and is
+ * reported at every later sync, written again or not, so no write is
+ * ever missed; once the pages held have grown well past one round's
+ * worth they are given back, and pages not written since are no longer
+ * reported; turning it off gives everything back.
+ */
+static void test_dirty_ring_hold(void)
+{
+	struct vm_config cfg = { .nr_vcpus = 1, .dirty = DIRTY_MODE_RING };
+	struct stamp_vm *s = stamp_vm_create(&cfg);
+	struct mem_seg *a = stamp_vm_add_mem(s, "A", SIZE_A, GPA_A);
+	size_t pages = mem_seg_pages(a), n, total = 0;
+	uint64_t *used = bitmap_alloc(pages), *first = bitmap_alloc(pages);
+	uint64_t *round = bitmap_alloc(pages), *none = bitmap_alloc(pages);
+	uint64_t *got = bitmap_alloc(pages), gpas[50];
+	unsigned int r;
+	int ret;
+
+	TEST_ASSERT(used && first && round && none && got, "out of memory");
+	stamp_vm_boot(s);
+	ret = dirty_start(s->vm);
+	TEST_ASSERT(ret == 0, "dirty_start: %s", strerror(-ret));
+	bitmap_fill(first, pages); /* at start all of A counts as dirty */
+	hold_round(s, a, got, first, first, "the first sync");
+	bitmap_zero(first, pages);
+	hold_round(s, a, got, none, none, "the second sync");
+	dirty_hold(s->vm, true);
+
+	hold_stamp(s, used, first, 50, 1, gpas);
+	hold_round(s, a, got, first, used, "round 1");
+	/* The same pages again: held, so no fault, yet reported. */
+	stamp_list(s, 0, 2, gpas, 50);
+	hold_round(s, a, got, first, used, "round 1's pages written again");
+	/* Nothing written: the held pages are still reported. */
+	hold_round(s, a, got, first, used, "a round without writes");
+	/* Fresh pages every round: the pages held grow until given back. */
+	for (r = 0; r < 6; r++) {
+		bitmap_zero(round, pages);
+		hold_stamp(s, used, round, 50, 10 + r, gpas);
+		hold_round(s, a, got, round, used, "a round of fresh pages");
+	}
+	n = hold_round(s, a, got, none, used, "after the fresh rounds");
+	total = bitmap_weight(used, pages);
+	TEST_ASSERT(n < total,
+		    "all %zu pages ever written are still held: never given back",
+		    total);
+	for (r = 0; r < pages; r++)
+		TEST_ASSERT(!bitmap_test(first, r) || !bitmap_test(got, r),
+			    "page %u of round 1 still held after the give-back",
+			    r);
+	/* Off: the next sync gives everything back. */
+	dirty_hold(s->vm, false);
+	hold_round(s, a, got, none, used, "turning the hold off");
+	n = hold_round(s, a, got, none, used, "after the hold");
+	TEST_ASSERT(n == 0, "%zu pages still reported with the hold off", n);
+	/* And a write is seen again through the ring. */
+	bitmap_zero(round, pages);
+	hold_stamp(s, used, round, 10, 99, gpas);
+	n = hold_round(s, a, got, round, used, "a write after the hold");
+	TEST_ASSERT(n == 10, "%zu pages reported, expected the 10 written", n);
+	TEST_ASSERT(dirty_stop(s->vm) == 0, "stop");
+	bitmap_free(used);
+	bitmap_free(first);
+	bitmap_free(round);
+	bitmap_free(none);
+	bitmap_free(got);
+	mem_seg_put(a);
+	stamp_vm_destroy(s);
+}
+
 /* Only the VMM writes: those pages and nothing else. */
 static void test_dirty_vmm_writes_are_tracked(void)
 {
@@ -303,5 +421,6 @@ const struct test_case dirty_tests[] = {
 	{ "ring_full_exits_lose_nothing",
 	  test_dirty_ring_full_exits_lose_nothing },
 	{ "vmm_writes_are_tracked", test_dirty_vmm_writes_are_tracked },
+	{ "ring_hold", test_dirty_ring_hold },
 	{ NULL, NULL },
 };
