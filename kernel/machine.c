@@ -718,7 +718,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out,
 {
 	struct vm_config vc = { .nr_vcpus = cfg->cpus,
 				.pit = true,
-				.dirty = cfg->dirty };
+				.dirty = cfg->dirty,
+				.dirty_ring_size = cfg->dirty_ring_size };
 	struct kernel_image img;
 	struct machine *m;
 	size_t cmdlen = cfg->cmdline ? strlen(cfg->cmdline) : 0;

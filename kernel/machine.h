@@ -43,6 +43,7 @@ struct machine_config {
 	unsigned int nr_nets;
 	bool rng;
 	enum dirty_mode dirty;
+	uint32_t dirty_ring_size; /* entries per vCPU; 0: the VM's default */
 	/* If non-zero: track dirty pages from the start and harvest (sync
 	 * and take, discarding) every this many ms, as a pre-copy migration
 	 * would; for measuring what tracking costs a running guest. */

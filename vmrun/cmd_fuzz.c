@@ -30,6 +30,13 @@
 #include "vmrun/vmrun.h"
 
 #define DEFAULT_CMDLINE "work=fuzz"
+/*
+ * Dirty ring entries per vCPU (512 KiB; KVM caps it at what it allows):
+ * up to half of them hold the pages of executions that write thousands
+ * of pages (dirty_hold()), and a ring that fills mid-execution costs an
+ * exit to user space.
+ */
+#define FUZZ_RING_ENTRIES 32768u
 
 static void fuzz_usage(FILE *f)
 {
@@ -152,7 +159,8 @@ int cmd_fuzz(int argc, char **argv)
 	struct machine_config cfg = { .mem = 256ULL << 20,
 				      .cpus = 1,
 				      .console = "none",
-				      .dirty = DIRTY_MODE_RING };
+				      .dirty = DIRTY_MODE_RING,
+				      .dirty_ring_size = FUZZ_RING_ENTRIES };
 	struct fuzzer_opts fo = { .timeout_ms = 1000 };
 	const char *kernel_path = NULL, *snapshot = NULL;
 	struct itimerspec its = { .it_value = { 600, 0 } };
@@ -376,7 +384,9 @@ int cmd_fuzz(int argc, char **argv)
 		const struct machine_config *mc = machine_config(z->m);
 		struct machine_config keep = { .mem = mc->mem,
 					       .rng = mc->rng,
-					       .dirty = mc->dirty };
+					       .dirty = mc->dirty,
+					       .dirty_ring_size =
+						       mc->dirty_ring_size };
 		struct harness_desc d;
 		struct checkpoint *ck = fuzzer_take_checkpoint(z->f, &d);
 

@@ -7,7 +7,9 @@
 # column is what each reset copied back: N, plus the guest's stack, the
 # input buffer, the descriptor and the coverage map (and on hardware
 # paging the page-table pages the CPU's walker marks). Also the dirty log
-# instead of the ring at 16 pages, whose cost grows with the guest, and
+# instead of the ring at 16 pages, whose cost grows with the guest,
+# --no-hold at 16 and 256 pages (every page given back to KVM's write
+# protection at each reset: a fault per page and execution), and
 # --jobs 2 at 16 pages. Each figure is the median of N runs (default 3).
 #
 #   bash tests/perf/fuzz_perf.sh [--quick] [--runs N] [--vmrun PATH]
@@ -60,6 +62,11 @@ for mem in $sizes; do
 	done
 	read -r rps pg us <<<"$(one "$mem" 16 --dirty-log)"
 	printf '| %s MiB, dirty log | 16 | %s | %s | %s | | |\n' "$mem" "$pg" "$rps" "$us"
+	for p in 16 256; do
+		[[ " $pages " == *" $p "* ]] || continue
+		read -r rps pg us <<<"$(one "$mem" "$p" --no-hold)"
+		printf '| %s MiB, --no-hold | %s | %s | %s | %s | | |\n' "$mem" "$p" "$pg" "$rps" "$us"
+	done
 done
 read -r rps pg us <<<"$(one 256 16 --jobs 2)"
 printf '| 256 MiB, --jobs 2 (sum) | 16 | %s | %s | %s | | |\n' "$pg" "$rps" "$us"
