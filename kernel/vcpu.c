@@ -273,7 +273,7 @@ static void *vcpu_thread(void *arg)
 		__atomic_store_n(&vcpu->running, true, __ATOMIC_SEQ_CST);
 		ret = kvm_ioctl(vcpu->fd, KVM_RUN, NULL);
 		__atomic_store_n(&vcpu->running, false, __ATOMIC_SEQ_CST);
-		vcpu->exit_synced = ret ? 0 : synced;
+		vcpu->exit_sets = ret ? 0 : synced;
 		__atomic_add_fetch(&vcpu->run_seq, 1, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		vcpu->io_pending = false;

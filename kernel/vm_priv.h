@@ -36,8 +36,7 @@ struct vcpu {
 	bool parked;	     /* [l] acknowledged the pause */
 	bool io_pending;     /* [v] last exit needs a KVM_RUN to finish */
 	bool exited_in_io;   /* [v] the last KVM_RUN ended in I/O or MMIO */
-	uint64_t exit_synced; /* [v] the kvm_valid_regs sets KVM stored in
-			       * kvm_run at the last exit */
+	uint64_t exit_sets;  /* [v] kvm_valid_regs at the last exit */
 	bool running;	     /* [a] inside KVM_RUN (for ring kicks) */
 	uint64_t run_seq;    /* [a] KVM_RUN calls that returned */
 
@@ -81,7 +80,7 @@ struct vm {
 	int stop_efd;		    /* [I] written once on stop */
 
 	bool dirty_on;		    /* [d] tracking active */
-	bool dirty_hold;	    /* [d] ring mode: hold pages (dirty_hold()) */
+	bool dirty_hold;	    /* [d] dirty_hold() */
 	pthread_mutex_t dirty_lock; /* [d] serializes dirty_sync/start/stop */
 	uint64_t *dirty_scratch;    /* [d] KVM_GET_DIRTY_LOG buffer */
 	size_t dirty_scratch_words; /* [d] */

@@ -35,7 +35,7 @@ static const uint32_t clock_msrs[] = {
 	0x40000020, /* Hyper-V's reference time counter */
 };
 #define LAPIC_TMCCT 0x390u /* the timer's current count */
-#define XSAVE_HEADER 512u /* XSTATE_BV, in the XSAVE area */
+#define XSAVE_HEADER 512u  /* XSTATE_BV, in the XSAVE area */
 /*
  * SYSENTER_ESP and SYSENTER_EIP: for a guest whose CPUID says AMD, KVM on
  * AMD lets the guest's WRMSR reach the VMCB whole but keeps only the low

@@ -142,8 +142,8 @@ static int start_exec(struct fuzzer *f)
 	return VCPU_CONTINUE;
 }
 
-static int end_exec(struct fuzzer *f, enum fuzz_outcome o,
-		    uint32_t code, const char *detail)
+static int end_exec(struct fuzzer *f, enum fuzz_outcome o, uint32_t code,
+		    const char *detail)
 {
 	struct checkpoint_reset_stats rs;
 	struct fuzz_exec e = { 0 };

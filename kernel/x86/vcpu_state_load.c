@@ -516,7 +516,7 @@ static int settle_io(struct vcpu *vcpu, const struct x86_vcpu_reload *r,
 		return 0;
 	if (stage && run->exit_reason == KVM_EXIT_IO &&
 	    run->io.direction == KVM_EXIT_IO_OUT &&
-	    (vcpu->exit_synced & EXIT_SETS) == EXIT_SETS &&
+	    (vcpu->exit_sets & EXIT_SETS) == EXIT_SETS &&
 	    linear_rip(&run->s.regs.regs, &run->s.regs.sregs) !=
 		    linear_rip(&r->regs, &r->sregs)) {
 		vcpu->io_pending = false;

@@ -282,9 +282,10 @@ static size_t hold_round(struct stamp_vm *s, struct mem_seg *a, uint64_t *got,
 	bitmap_free(sys);
 	n = dirty_take(a, got);
 	for (p = 0; p < pages; p++) {
-		TEST_ASSERT(!bitmap_test(want, p) || bitmap_test(got, p),
-			    "%s: page %zu written but not reported (%zu reported)",
-			    what, p, n);
+		TEST_ASSERT(
+			!bitmap_test(want, p) || bitmap_test(got, p),
+			"%s: page %zu written but not reported (%zu reported)",
+			what, p, n);
 		TEST_ASSERT(!bitmap_test(got, p) || bitmap_test(allowed, p),
 			    "%s: page %zu reported but never written", what, p);
 	}
@@ -354,9 +355,10 @@ static void test_dirty_ring_hold(void)
 	}
 	n = hold_round(s, a, got, none, used, "after the fresh rounds");
 	total = bitmap_weight(used, pages);
-	TEST_ASSERT(n < total,
-		    "all %zu pages ever written are still held: never given back",
-		    total);
+	TEST_ASSERT(
+		n < total,
+		"all %zu pages ever written are still held: never given back",
+		total);
 	for (r = 0; r < pages; r++)
 		TEST_ASSERT(!bitmap_test(first, r) || !bitmap_test(got, r),
 			    "page %u of round 1 still held after the give-back",
