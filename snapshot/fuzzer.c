@@ -359,6 +359,7 @@ int fuzzer_create_at(struct machine *m, struct checkpoint *ck,
 	f->in_exec = true;
 	f->warmup = true;
 	f->exec_start = f->st.start_ns;
+	dirty_hold(f->vm, !o->no_hold);
 	*out = f;
 	return 0;
 }

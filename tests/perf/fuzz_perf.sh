@@ -13,6 +13,7 @@
 # --jobs 2 at 16 pages. Each figure is the median of N runs (default 3).
 #
 #   bash tests/perf/fuzz_perf.sh [--quick] [--runs N] [--vmrun PATH]
+#       [--sizes "MiB ..."] [--pages "N ..."]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +24,8 @@ while (($#)); do
 	--quick) runs=1 sizes=256 pages="1 16" ;;
 	--runs) runs=$2; shift ;;
 	--vmrun) vmrun=$2; shift ;;
+	--sizes) sizes=$2; shift ;;
+	--pages) pages=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*) echo "fuzz_perf: unknown argument $1" >&2; exit 2 ;;
 	esac
