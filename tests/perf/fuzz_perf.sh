@@ -3,7 +3,8 @@
 # execution writes (1, 16, 256, 4096, with the reference guest's
 # work=fuzz fuzz_pages=N), for 256 MiB and 4 GiB guests, beside the floor
 # measured in the same run on the same KVM (tests/perf/fuzz_floor: one
-# exit to user space and entry, plus copying that many pages). The pages
+# exit to user space and entry, plus copying that many pages, scattered or
+# consecutive, whichever is cheaper). The pages
 # column is what each reset copied back: N, plus the guest's stack, the
 # input buffer, the descriptor and the coverage map (and on hardware
 # paging the page-table pages the CPU's walker marks). Also the dirty log
