@@ -204,7 +204,7 @@ int vcpu_apply_staged(struct vcpu *vcpu)
 {
 	int ret;
 
-	/* An exit a reset left pending (x86_vcpu_reload()) is finished. */
+	/* An exit a reset left pending (x86_vcpu_reload_settle()) is finished. */
 	if (vcpu == this_vcpu && vcpu->io_pending) {
 		ret = complete_pending_io(vcpu);
 		if (ret < 0)

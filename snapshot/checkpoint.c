@@ -374,8 +374,15 @@ int checkpoint_reset(struct checkpoint *c, struct machine *m,
 	if (ret < 0)
 		return err_printf(err, errlen, ret, "freezing the VM: %s",
 				  strerror(-ret));
-	what = "harvesting dirty pages";
-	ret = dirty_sync(vm);
+	/* The calling vCPU's exit, before any page is copied back. */
+	for (i = 0; !ret && i < c->nr_cpus; i++) {
+		what = "finishing the vCPU's exit";
+		ret = x86_vcpu_reload_settle(vm_vcpu(vm, i), c->reload[i]);
+	}
+	if (!ret) {
+		what = "harvesting dirty pages";
+		ret = dirty_sync(vm);
+	}
 	if (!ret) {
 		pages = mem_seg_dirty_take_each(
 			machine_ram(m), fault == 1 ? skip_page : copy_page, &x);

@@ -21,7 +21,7 @@
  * machine themselves then, which costs no kick for the calling vCPU. That
  * exit's I/O is finished by whatever reads the vCPU's state; a reset
  * finishes it or, where that changes nothing, leaves it to KVM
- * (x86_vcpu_reload()).
+ * (x86_vcpu_reload_settle()).
  *
  * A checkpoint takes over the RAM's dirty bitmap: a reset consumes it, so
  * an incremental save after a reset has no valid base (the caller ends

@@ -153,7 +153,7 @@ static int end_exec(struct fuzzer *f, enum fuzz_outcome o, uint32_t code,
 
 	/*
 	 * The harness's exit is not finished here: the reset finishes it or
-	 * leaves it to KVM (x86_vcpu_reload()), and anything reading the
+	 * leaves it to KVM (x86_vcpu_reload_settle()), and anything reading the
 	 * vCPU's state before that finishes it first (vcpu_apply_staged()).
 	 */
 	f->in_exec = false;

@@ -66,6 +66,17 @@ int x86_vcpu_reload_prepare(struct vcpu *vcpu, const Vmrun__VcpuState *st,
 int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r) __must_check;
 void x86_vcpu_reload_free(struct x86_vcpu_reload *r);
 
+/*
+ * From the vCPU's own thread, inside an exit handler, before a reset
+ * writes anything (memory included): finishes the exit being handled, or
+ * leaves it to KVM where a reload of @r makes finishing it change nothing
+ * (see the function). Finishing it is a KVM_RUN, and a KVM may write guest
+ * memory on any KVM_RUN (PVM does), so it must come before the memory is
+ * copied back. Elsewhere it does nothing. Returns 0 or -errno.
+ */
+int x86_vcpu_reload_settle(struct vcpu *vcpu,
+			   const struct x86_vcpu_reload *r) __must_check;
+
 /* Frees a message from x86_vcpu_state_save() or from unpacking. */
 void x86_vcpu_state_free(Vmrun__VcpuState *st);
 

@@ -507,14 +507,13 @@ static uint64_t linear_rip(const struct kvm_regs *regs,
  * whose completion writes registers, it is finished first
  * (vcpu_complete_io()).
  */
-static int settle_io(struct vcpu *vcpu, const struct x86_vcpu_reload *r,
-		     bool stage)
+int x86_vcpu_reload_settle(struct vcpu *vcpu, const struct x86_vcpu_reload *r)
 {
 	const struct kvm_run *run = vcpu->run;
 
-	if (!vcpu->io_pending)
+	if (vcpu_self() != vcpu || !vcpu->io_pending)
 		return 0;
-	if (stage && run->exit_reason == KVM_EXIT_IO &&
+	if (r->can_stage && run->exit_reason == KVM_EXIT_IO &&
 	    run->io.direction == KVM_EXIT_IO_OUT &&
 	    (vcpu->exit_sets & EXIT_SETS) == EXIT_SETS &&
 	    linear_rip(&run->s.regs.regs, &run->s.regs.sregs) !=
@@ -535,11 +534,10 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 	ret = state_access_ok(vcpu);
 	if (ret < 0)
 		return ret;
-	if (vcpu_self() == vcpu) {
-		ret = settle_io(vcpu, r, stage);
-		if (ret < 0)
-			return ret;
-	}
+	/* Where the caller did not settle it first. */
+	ret = x86_vcpu_reload_settle(vcpu, r);
+	if (ret < 0)
+		return ret;
 	/* What an earlier reload staged is replaced whole. */
 	vcpu->run->kvm_dirty_regs = 0;
 	if (!stage)
@@ -599,7 +597,7 @@ int x86_vcpu_reload(struct vcpu *vcpu, struct x86_vcpu_reload *r)
 		run->s.regs.events = r->ev;
 		__atomic_store_n(&run->kvm_dirty_regs, SYNC_SETS,
 				 __ATOMIC_RELEASE);
-		/* For the next reset's settle_io(). */
+		/* For the next reset's x86_vcpu_reload_settle(). */
 		run->kvm_valid_regs = EXIT_SETS;
 	}
 	if (ret < 0)
