@@ -116,32 +116,41 @@ static int sync_slot(struct vm *vm, struct mem_map *map)
  * entry, and every sync marks them dirty again.
  */
 
-/* Whether a sync gives @vcpu's held entries back now (see dirty_hold()). */
-static bool ring_give_back(struct vm *vm, struct vcpu *vcpu)
+/*
+ * Whether a sync gives @vcpu's held entries back now (see dirty_hold()).
+ * @pages is how many different pages they hold: KVM adds an entry each
+ * time it writes guest memory itself (kvmclock, steal time), so entries
+ * repeat pages, and only pages cost a copy per reset.
+ */
+static bool ring_give_back(struct vm *vm, struct vcpu *vcpu, uint32_t pages)
 {
 	uint32_t held = vcpu->ring_fetch - vcpu->ring_held;
 
-	if (!vm->dirty_hold)
+	if (!vm->dirty_hold || held > vcpu->ring_entries / 2)
 		return true;
 	if (!vcpu->ring_hold_base) {
-		vcpu->ring_hold_base = held ? held : 1;
-		return held > vcpu->ring_entries / 2;
+		vcpu->ring_hold_base = pages ? pages : 1;
+		return false;
 	}
-	/* The pages held have doubled since one execution's worth: many
-	 * are likely stale, and each costs a copy per reset. */
-	return held > 2 * vcpu->ring_hold_base + 64 ||
-	       held > vcpu->ring_entries / 2;
+	/*
+	 * The pages held have doubled since one execution's worth: many are
+	 * likely stale, and each costs a copy per reset. Or the entries
+	 * have: each sync walks them all (a few ns each), which after
+	 * thousands of repeats costs more than the faults a give-back brings.
+	 */
+	return pages > 2 * vcpu->ring_hold_base + 64 ||
+	       held > 4 * vcpu->ring_hold_base + 1024;
 }
 
 /*
  * Moves every newly published entry of @vcpu's ring, and every held one,
- * into the segment bitmaps; with @give_back, marks them all for reset.
- * Called with vcpu->ring_lock and the mem read lock held. Returns the
- * number of entries marked for reset.
+ * into the segment bitmaps; with @give_back (or when ring_give_back()
+ * says so), marks them all for reset. Called with vcpu->ring_lock and the
+ * mem read lock held. Returns the number of entries marked for reset.
  */
 static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
 {
-	uint32_t mask = vcpu->ring_entries - 1, i, n;
+	uint32_t mask = vcpu->ring_entries - 1, i, n, pages = 0;
 	uint32_t last_slot = UINT32_MAX;
 	struct mem_map *map = NULL;
 
@@ -149,8 +158,6 @@ static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
 			       __ATOMIC_ACQUIRE) &
 	       KVM_DIRTY_GFN_F_DIRTY)
 		vcpu->ring_fetch++;
-	if (!give_back)
-		give_back = ring_give_back(vm, vcpu);
 	for (i = vcpu->ring_held; i != vcpu->ring_fetch; i++) {
 		struct kvm_dirty_gfn *e = &vcpu->ring[i & mask];
 
@@ -162,16 +169,16 @@ static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
 			last_slot = e->slot;
 		}
 		if (map)
-			mem_map_mark_page(map, e->offset);
+			pages += mem_map_mark_page(map, e->offset);
 		else
 			pr_warn("dirty ring entry for unknown slot %#x",
 				e->slot);
-		if (give_back)
-			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
-					 __ATOMIC_RELEASE);
 	}
-	if (!give_back)
+	if (!give_back && !ring_give_back(vm, vcpu, pages))
 		return 0;
+	for (i = vcpu->ring_held; i != vcpu->ring_fetch; i++)
+		__atomic_store_n(&vcpu->ring[i & mask].flags,
+				 KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 	n = vcpu->ring_fetch - vcpu->ring_held;
 	vcpu->ring_held = vcpu->ring_fetch;
 	vcpu->ring_hold_base = 0;
