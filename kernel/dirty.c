@@ -9,6 +9,7 @@
 #include "kernel/kvm_ioctl.h"
 #include "kernel/mem.h"
 #include "kernel/util/bitmap.h"
+#include "kernel/util/compiler.h"
 #include "kernel/util/log.h"
 #include "kernel/vm_priv.h"
 
@@ -114,67 +115,157 @@ static int sync_slot(struct vm *vm, struct mem_map *map)
  * harvested but not yet given back to KVM (dirty_hold()): KVM leaves
  * their pages writable, so a write to them again makes no fault and no
  * entry, and every sync marks them dirty again.
+ *
+ * The held entries repeat pages (KVM adds an entry each time it writes
+ * guest memory itself: kvmclock, steal time, a few per execution), so
+ * a sync does not walk them: it marks the set of their pages, kept once
+ * each in a hash set, and walks only the entries published since.
  */
+struct ring_held_set {
+	uint32_t n, cap; /* pages in keys[] */
+	uint32_t mask;	 /* tab[] has mask + 1 slots */
+	uint64_t *keys;	 /* (slot << 48) | page offset */
+	uint32_t tab[];	 /* index into keys[] + 1; 0 is empty */
+};
+
+#define HELD_OFF_MASK ((1ULL << 48) - 1)
+
+static struct ring_held_set *held_set_new(uint32_t ring_entries)
+{
+	uint32_t cap = MAX(ring_entries / 2, 1u), slots = 2;
+	struct ring_held_set *h;
+
+	while (slots < 2 * cap)
+		slots *= 2;
+	h = calloc(1, sizeof(*h) + (size_t)slots * sizeof(h->tab[0]));
+	if (!h)
+		return NULL;
+	h->keys = malloc((size_t)cap * sizeof(h->keys[0]));
+	if (!h->keys) {
+		free(h);
+		return NULL;
+	}
+	h->cap = cap;
+	h->mask = slots - 1;
+	return h;
+}
+
+static uint32_t held_slot(const struct ring_held_set *h, uint64_t key)
+{
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32) & h->mask;
+}
+
+/* Adds @key unless there; false if the set is full. */
+static bool held_add(struct ring_held_set *h, uint64_t key)
+{
+	uint32_t i = held_slot(h, key);
+
+	for (; h->tab[i]; i = (i + 1) & h->mask)
+		if (h->keys[h->tab[i] - 1] == key)
+			return true;
+	if (h->n == h->cap)
+		return false;
+	h->keys[h->n++] = key;
+	h->tab[i] = h->n;
+	return true;
+}
+
+static void held_clear(struct ring_held_set *h)
+{
+	uint32_t k, i;
+
+	if (h->n > (h->mask + 1) / 16) {
+		memset(h->tab, 0, (size_t)(h->mask + 1) * sizeof(h->tab[0]));
+	} else {
+		for (k = 0; k < h->n; k++) {
+			i = held_slot(h, h->keys[k]);
+			while (h->tab[i] != k + 1)
+				i = (i + 1) & h->mask;
+			h->tab[i] = 0;
+		}
+	}
+	h->n = 0;
+}
+
+void dirty_vcpu_free(struct vcpu *vcpu)
+{
+	if (vcpu->held)
+		free(vcpu->held->keys);
+	free(vcpu->held);
+	vcpu->held = NULL;
+}
 
 /*
- * Whether a sync gives @vcpu's held entries back now (see dirty_hold()).
- * @pages is how many different pages they hold: KVM adds an entry each
- * time it writes guest memory itself (kvmclock, steal time), so entries
- * repeat pages, and only pages cost a copy per reset.
+ * Whether a sync gives @vcpu's held entries back now (see dirty_hold()):
+ * when they fill half the ring, or when the pages held have doubled
+ * since one execution's worth (many are likely stale, and each costs a
+ * copy per reset). Then the set is learned again.
  */
-static bool ring_give_back(struct vm *vm, struct vcpu *vcpu, uint32_t pages)
+static bool ring_give_back(struct vcpu *vcpu)
 {
 	uint32_t held = vcpu->ring_fetch - vcpu->ring_held;
+	uint32_t pages = vcpu->held->n;
 
-	if (!vm->dirty_hold || held > vcpu->ring_entries / 2)
+	if (held > vcpu->ring_entries / 2)
 		return true;
 	if (!vcpu->ring_hold_base) {
 		vcpu->ring_hold_base = pages ? pages : 1;
 		return false;
 	}
-	/*
-	 * The pages held have doubled since one execution's worth: many are
-	 * likely stale, and each costs a copy per reset. Or the entries
-	 * have: each sync walks them all (a few ns each), which after
-	 * thousands of repeats costs more than the faults a give-back brings.
-	 */
-	return pages > 2 * vcpu->ring_hold_base + 64 ||
-	       held > 4 * vcpu->ring_hold_base + 1024;
+	return pages > 2 * vcpu->ring_hold_base + 64;
+}
+
+/* Marks one page a ring entry names; the map of its slot, or NULL. */
+static struct mem_map *ring_mark(struct vm *vm, uint32_t slot, uint64_t off,
+				 uint32_t *last_slot, struct mem_map **map)
+{
+	if (slot != *last_slot) {
+		/* Address space 0 only: high 16 bits of slot. */
+		*map = (slot >> 16) ? NULL : mem_slot_map_locked(vm->mem, slot);
+		*last_slot = slot;
+	}
+	if (*map)
+		mem_map_mark_page(*map, off);
+	else
+		pr_warn("dirty ring entry for unknown slot %#x", slot);
+	return *map;
 }
 
 /*
- * Moves every newly published entry of @vcpu's ring, and every held one,
- * into the segment bitmaps; with @give_back (or when ring_give_back()
- * says so), marks them all for reset. Called with vcpu->ring_lock and the
- * mem read lock held. Returns the number of entries marked for reset.
+ * Moves every newly published entry of @vcpu's ring, and the pages of
+ * every held one, into the segment bitmaps; with @give_back (or when
+ * ring_give_back() says so), marks them all for reset. Called with
+ * vcpu->ring_lock and the mem read lock held. Returns the number of
+ * entries marked for reset.
  */
 static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
 {
-	uint32_t mask = vcpu->ring_entries - 1, i, n, pages = 0;
+	uint32_t mask = vcpu->ring_entries - 1, i, n, first = vcpu->ring_fetch;
 	uint32_t last_slot = UINT32_MAX;
+	struct ring_held_set *h = vcpu->held;
 	struct mem_map *map = NULL;
+	bool hold = vm->dirty_hold && !give_back;
 
+	if (hold && !h && !(h = vcpu->held = held_set_new(vcpu->ring_entries)))
+		hold = false; /* no memory for it: give back, as without */
 	while (__atomic_load_n(&vcpu->ring[vcpu->ring_fetch & mask].flags,
 			       __ATOMIC_ACQUIRE) &
 	       KVM_DIRTY_GFN_F_DIRTY)
 		vcpu->ring_fetch++;
-	for (i = vcpu->ring_held; i != vcpu->ring_fetch; i++) {
+	for (i = 0; h && i < h->n; i++)
+		ring_mark(vm, (uint32_t)(h->keys[i] >> 48),
+			  h->keys[i] & HELD_OFF_MASK, &last_slot, &map);
+	for (i = first; i != vcpu->ring_fetch; i++) {
 		struct kvm_dirty_gfn *e = &vcpu->ring[i & mask];
 
-		if (e->slot != last_slot) {
-			/* Address space 0 only: high 16 bits of slot. */
-			map = (e->slot >> 16) ?
-				      NULL :
-				      mem_slot_map_locked(vm->mem, e->slot);
-			last_slot = e->slot;
-		}
-		if (map)
-			pages += mem_map_mark_page(map, e->offset);
-		else
-			pr_warn("dirty ring entry for unknown slot %#x",
-				e->slot);
+		/* A full set gives everything back. */
+		if (ring_mark(vm, e->slot, e->offset, &last_slot, &map) &&
+		    hold &&
+		    !held_add(h, ((uint64_t)e->slot << 48) |
+					 (e->offset & HELD_OFF_MASK)))
+			hold = false;
 	}
-	if (!give_back && !ring_give_back(vm, vcpu, pages))
+	if (hold && !ring_give_back(vcpu))
 		return 0;
 	for (i = vcpu->ring_held; i != vcpu->ring_fetch; i++)
 		__atomic_store_n(&vcpu->ring[i & mask].flags,
@@ -182,6 +273,8 @@ static uint32_t ring_collect(struct vm *vm, struct vcpu *vcpu, bool give_back)
 	n = vcpu->ring_fetch - vcpu->ring_held;
 	vcpu->ring_held = vcpu->ring_fetch;
 	vcpu->ring_hold_base = 0;
+	if (h)
+		held_clear(h);
 	return n;
 }
 

@@ -44,8 +44,9 @@ bool dirty_active(struct vm *vm);
  * Ring mode only: with @on, a sync keeps the pages it harvests writable
  * in KVM (it does not give their ring entries back) and marks them dirty
  * again at every later sync, until the pages held have doubled since the
- * sync after the last give-back (or their ring entries, which repeat the
- * pages KVM writes itself, grow past a bound, or the ring is full).
+ * sync after the last give-back (or their ring entries fill half the
+ * ring). A sync marks each held page once, from a set kept beside the
+ * ring, and walks only the entries published since the last one.
  * For a fuzzer, whose executions write mostly the same pages: those then
  * cost a copy per reset but no write-protection fault per execution.
  * Every write is still seen: a held page counts as dirty at every sync.

@@ -135,6 +135,7 @@ err_free:
 
 void vcpu_destroy(struct vcpu *vcpu)
 {
+	dirty_vcpu_free(vcpu);
 	if (vcpu->ring)
 		munmap(vcpu->ring,
 		       vcpu->ring_entries * sizeof(struct kvm_dirty_gfn));

@@ -15,6 +15,7 @@
 
 struct vm_mem;
 struct mem_map;
+struct ring_held_set;
 
 /*
  * Locking legend:
@@ -46,8 +47,10 @@ struct vcpu {
 	uint32_t ring_fetch;	    /* [r] next entry to harvest */
 	uint32_t ring_held;	    /* [r] first harvested entry not yet
 				     * given back to KVM (dirty_hold()) */
-	uint32_t ring_hold_base;    /* [r] entries held one sync after the
+	uint32_t ring_hold_base;    /* [r] pages held one sync after the
 				     * last give-back */
+	struct ring_held_set *held; /* [r] the held entries' pages, once
+				     * each (kernel/dirty.c) */
 	pthread_mutex_t ring_lock;
 
 	struct vcpu_stats stats; /* [a] */
@@ -122,6 +125,9 @@ bool mem_map_mark_page(struct mem_map *map, uint64_t page);
 /* ORs a slot-sized KVM dirty bitmap into the map's segment bitmap. */
 void mem_map_or_bitmap(struct mem_map *map, const uint64_t *bits);
 void mem_mark_all_dirty(struct vm_mem *mem);
+
+/* dirty.c: frees what a vCPU's held dirty-ring entries needed. */
+void dirty_vcpu_free(struct vcpu *vcpu);
 
 /* exit handlers, vcpu_exit.c */
 int vcpu_handle_exit(struct vcpu *vcpu);

@@ -585,13 +585,21 @@ int checkpoint_verify(struct checkpoint *c, struct machine *m, char *what,
 		if (memcmp(ram + off, c->mem + off, PAGE))
 			break;
 	if (off < c->size) {
+		size_t b = 0, n = 0, k;
+
+		while (ram[off + b] == c->mem[off + b])
+			b++;
+		for (k = b; k < PAGE; k++)
+			n += ram[off + k] != c->mem[off + k];
 		g.off = off;
 		mem_for_each_map (vm_mem(machine_vm(m)), gpa_of, &g)
 			;
 		ret = err_printf(what, len, 1,
 				 "memory: the page at guest-physical %#llx "
-				 "(RAM offset %#zx) differs",
-				 (unsigned long long)g.gpa, off);
+				 "(RAM offset %#zx) differs: %zu bytes, the "
+				 "first at %#zx (%#x, checkpoint %#x)",
+				 (unsigned long long)g.gpa, off, n, b,
+				 ram[off + b], c->mem[off + b]);
 	} else {
 		ret = verify_state(c, m, what, len);
 	}

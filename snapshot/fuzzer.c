@@ -189,8 +189,12 @@ static int end_exec(struct fuzzer *f, enum fuzz_outcome o, uint32_t code,
 		ret = checkpoint_verify(f->ck, f->m, what, sizeof(what));
 		if (ret)
 			return fuzz_fail(
-				f, "--verify-reset: after execution %llu: %s",
+				f,
+				"--verify-reset: after execution %llu (%s): %s",
 				(unsigned long long)e.n + 1,
+				o == FUZZ_OK	  ? "done" :
+				o == FUZZ_TIMEOUT ? "timed out" :
+						    "crashed",
 				ret < 0 ? strerror(-ret) : what);
 	}
 	count(&f->st.reset_ns, vmsnap_now_ns() - t0);

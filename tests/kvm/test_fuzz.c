@@ -232,7 +232,7 @@ static void test_fuzz_verify_catches(void)
 		unsetenv("VMRUN_TEST_RESET_FAULT");
 		TEST_ASSERT(rc == 1 &&
 				    strstr(err, "--verify-reset: after "
-						"execution 1:") &&
+						"execution 1 (") &&
 				    strstr(err, cases[i].want),
 			    "a reset missing a %s: exit %d\n%s", cases[i].fault,
 			    rc, err);
