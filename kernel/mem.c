@@ -849,3 +849,9 @@ void mem_mark_all_dirty(struct vm_mem *mem)
 		seg_mark_pages(seg, 0, seg->size / PAGE_SIZE);
 	pthread_rwlock_unlock(&mem->lock);
 }
+
+void mem_copy_page(void *dst, const void *src)
+{
+	memcpy(__builtin_assume_aligned(dst, PAGE_SIZE),
+	       __builtin_assume_aligned(src, PAGE_SIZE), PAGE_SIZE);
+}

@@ -136,6 +136,13 @@ int mem_fill(struct vm_mem *mem, uint64_t gpa, int byte,
 	     size_t len) __must_check;
 
 /*
+ * Copies one page (both addresses page-aligned). One compiled copy for
+ * every user: a checkpoint's reset and the floor it is measured against
+ * (tests/perf/fuzz_floor.c) copy the same way.
+ */
+void mem_copy_page(void *dst, const void *src);
+
+/*
  * Translation for device emulation that reads guest buffers in place.
  * Returns NULL if [gpa, gpa + len) is not inside one map.
  */

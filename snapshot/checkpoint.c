@@ -321,7 +321,7 @@ static void copy_page(void *opaque, size_t page)
 {
 	struct copy_ctx *x = opaque;
 
-	memcpy(x->ram + page * PAGE, x->ck + page * PAGE, PAGE);
+	mem_copy_page(x->ram + page * PAGE, x->ck + page * PAGE);
 }
 
 /*
