@@ -2,7 +2,8 @@
 #ifndef VMM_SNAPSHOT_IMAGE_PRIV_H
 #define VMM_SNAPSHOT_IMAGE_PRIV_H
 
-/* Shared by image.c (common), image_write.c and image_read.c. */
+/* Shared by image.c (common), image_write.c, image_read.c and
+ * image_pages.c. */
 
 #include <lz4frame.h>
 #include <zstd.h>
@@ -11,6 +12,13 @@
 #include "snapshot/format.h"
 #include "snapshot/image.h"
 #include "snapshot/pool.h"
+
+/* A section as its frame describes it. */
+struct section {
+	uint32_t type, arg, flags;
+	uint64_t len, hash;
+	uint64_t offset; /* stream offset of the payload */
+};
 
 struct image_seg {
 	uint32_t id;
@@ -116,6 +124,17 @@ int image_jobs_reap(struct image *img, bool wait);
  * the sink). */
 int image_write_job_done(struct image *img, struct image_job *j);
 int image_read_job_done(struct image *img, struct image_job *j);
+/* image_read.c: fails @img for a read error @ret in @what (a short read
+ * is a truncated image). */
+int image_read_fail(struct image *img, int ret, const char *what);
+/* image_read.c: reads @sec's payload (at most @limit bytes) into
+ * img->payload and checks its hash. */
+int image_read_payload(struct image *img, const struct section *sec,
+		       uint64_t limit);
+/* image_pages.c: reads a PAGES section (its frame @sec just read) and
+ * applies it, hands it to the pool, or indexes it. */
+int image_do_pages(struct image *img, const struct section *sec,
+		   const struct image_sink *sink);
 /* The zstd level images are written at: the fast end, since images are
  * written while the guest waits. */
 #define IMAGE_ZSTD_LEVEL 1
