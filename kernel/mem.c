@@ -822,16 +822,10 @@ bool mem_map_logging(const struct mem_map *map)
 	return map->kvm_flags & KVM_MEM_LOG_DIRTY_PAGES;
 }
 
-bool mem_map_mark_page(struct mem_map *map, uint64_t page)
+void mem_map_mark_page(struct mem_map *map, uint64_t page)
 {
-	size_t p = map->seg_off / PAGE_SIZE + page;
-	bool was_clear;
-
-	if (page >= map->len / PAGE_SIZE)
-		return false;
-	was_clear = !bitmap_test(map->seg->dirty, p);
-	seg_mark_pages(map->seg, p, 1);
-	return was_clear;
+	if (page < map->len / PAGE_SIZE)
+		seg_mark_pages(map->seg, map->seg_off / PAGE_SIZE + page, 1);
 }
 
 void mem_map_or_bitmap(struct mem_map *map, const uint64_t *bits)

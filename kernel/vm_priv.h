@@ -120,8 +120,7 @@ unsigned int mem_nr_maps_locked(struct vm_mem *mem);
 struct mem_map *mem_map_at_locked(struct vm_mem *mem, unsigned int i);
 bool mem_map_logging(const struct mem_map *map);
 /* Marks page @page of the map (counted from the map's start). */
-/* Returns whether the page's bit was clear before. */
-bool mem_map_mark_page(struct mem_map *map, uint64_t page);
+void mem_map_mark_page(struct mem_map *map, uint64_t page);
 /* ORs a slot-sized KVM dirty bitmap into the map's segment bitmap. */
 void mem_map_or_bitmap(struct mem_map *map, const uint64_t *bits);
 void mem_mark_all_dirty(struct vm_mem *mem);
