@@ -2,12 +2,16 @@
 #ifndef VMM_SNAPSHOT_VMSNAP_PRIV_H
 #define VMM_SNAPSHOT_VMSNAP_PRIV_H
 
-/* Shared by vmsnap.c (saving), vmsnap_restore.c and vmsnap_info.c. */
+/* Shared by vmsnap.c (saving), vmsnap_sections.c (what a save writes),
+ * vmsnap_restore.c and vmsnap_info.c. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "machine.pb-c.h"
+#include "vcpu_x86.pb-c.h"
+#include "vm_state.pb-c.h"
 
 struct machine;
 struct mem_seg;
@@ -43,10 +47,42 @@ struct image_header;
 int vmsnap_find_base(const char *path, const struct image_header *h, char *base,
 		     size_t blen, char *err, size_t errlen);
 
-/* Lazy restore (vmsnap_lazy.c). */
+/* Saving (vmsnap.c), written by vmsnap_sections.c. */
 struct image;
-struct image_batch;
 struct stream;
+struct vmsnap_save_opts;
+struct vmsnap_stats;
+
+/* The state of a frozen machine, captured before anything is written. */
+struct capture {
+	Vmrun__VmState *vms;
+	Vmrun__VcpuState **cpus;
+	unsigned int nr;
+};
+
+/*
+ * The machine section, or with @disks_only the DISKS section of a live
+ * save (a MachineConfig with only the disks, as they are at the end).
+ */
+int put_config(struct image *img, struct machine *m, bool disks_only, char *err,
+	       size_t errlen);
+/* The header (from vCPU 0's CPU features), the machine and the layout. */
+int begin_image(struct machine *m, struct stream *s,
+		const struct vmsnap_save_opts *o, bool incremental, bool live,
+		const struct capture *cs, struct image **out, char *err,
+		size_t errlen);
+/* The VM, vCPU and device state sections. */
+int put_state(struct image *img, struct machine *m, const struct capture *cs,
+	      char *err, size_t errlen);
+/* Memory: the pages set in @dirty, or (@dirty NULL) every page. */
+int put_pages(struct image *img, struct machine *m, const uint64_t *dirty,
+	      const struct vmsnap_save_opts *o, char *err, size_t errlen);
+/* The END section, then @st's counts and hash. */
+int end_image(struct image *img, struct machine *m, struct stream *s,
+	      struct vmsnap_stats *st, char *err, size_t errlen);
+
+/* Lazy restore (vmsnap_lazy.c). */
+struct image_batch;
 struct vmsnap_lazy;
 
 int vmsnap_lazy_create(uint64_t nr_pages, struct vmsnap_lazy **out);
