@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc binutils python3
-      libzstd-dev liblz4-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler
+      libzstd-dev liblz4-dev liblzma-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler
       protobuf-compiler
       libnl-3-dev libnl-route-3-dev libcunit1-dev iproute2
       clang-format git afl++ xz-utils)

@@ -324,8 +324,9 @@ int cmd_fuzz(int argc, char **argv)
 			"--cmdline with it");
 		goto usage;
 	}
-	if (!snapshot && config_kernel(&cfg, kernel_path, DEFAULT_CMDLINE,
-				       cmdline_set, &kdata, &ksize))
+	if (!snapshot &&
+	    config_kernel(&cfg, kernel_path, KBOOT_AUTO, DEFAULT_CMDLINE,
+			  cmdline_set, &kdata, &ksize))
 		goto usage;
 	if (dirty_log)
 		cfg.dirty = DIRTY_MODE_LOG;

@@ -33,6 +33,13 @@ static void run_usage(FILE *f)
 		"                     Multiboot v1 image, or an ELF with a PVH or vmrun\n"
 		"                     entry note (default: the built-in reference guest)\n"
 		"  --initrd FILE      the initramfs for a Linux kernel\n"
+		"  --kernel-entry E   how a bzImage boots: auto (default) through the\n"
+		"                     PVH entry of the vmlinux inside when it has one,\n"
+		"                     unpacked on the host (xz or zstd) and cached in\n"
+		"                     kernels/ under $VMRUN_CACHE or ~/.cache/vmrun,\n"
+		"                     skipping the kernel's own decompressor; else its\n"
+		"                     64-bit entry; pvh (that way or fail); bzimage\n"
+		"                     (its own 64-bit entry, the kernel unpacking itself)\n"
 		"  --linux            boot the project's Linux test guest: Debian's kernel\n"
 		"                     and an initramfs made by tests/guest/linux/prepare.sh\n"
 		"                     (found in $VMRUN_CACHE or ~/.cache/vmrun); the\n"
@@ -144,9 +151,71 @@ int read_file(const char *path, void **data, size_t *size)
 	return 0;
 }
 
+int parse_kernel_boot(const char *s, enum kernel_boot *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = KBOOT_AUTO;
+	else if (!strcmp(s, "pvh"))
+		*out = KBOOT_PVH;
+	else if (!strcmp(s, "bzimage"))
+		*out = KBOOT_BZIMAGE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* True for a Linux bzImage (the setup header's magic). */
+static bool is_bzimage(const void *data, size_t size)
+{
+	return data && size > 0x206 &&
+	       !memcmp((const char *)data + 0x202, "HdrS", 4);
+}
+
+/*
+ * A bzImage at @path: its vmlinux through the PVH entry, unless @boot
+ * says otherwise or (AUTO) it cannot boot that way. Returns 0 (with
+ * *@kdata, *@ksize replaced when unpacked) or EXIT_USAGE after saying
+ * why.
+ */
+static int config_bzimage(const char *path, enum kernel_boot boot, void **kdata,
+			  size_t *ksize)
+{
+	char why[512];
+	void *data;
+	size_t n;
+	int ret;
+
+	/* PVM runs only kernels built as PVM guests; say so before a stock
+	 * kernel crawls through PVM's instruction emulator. */
+	if (!access("/sys/module/kvm_pvm", F_OK) &&
+	    access("/sys/module/kvm_intel", F_OK) &&
+	    access("/sys/module/kvm_amd", F_OK))
+		pr_warn("this host's KVM is PVM: a stock Linux kernel needs VMX or SVM and will not boot here in reasonable time (a PVM guest kernel would)");
+	if (boot == KBOOT_BZIMAGE)
+		return 0;
+	ret = kernel_unpacked(path, *kdata, *ksize, &data, &n, why,
+			      sizeof(why));
+	if (ret == -ENOTSUP && boot == KBOOT_AUTO) {
+		pr_info("%s: booting through its own 64-bit entry: %s", path,
+			why);
+		return 0;
+	}
+	if (ret < 0) {
+		die_msg("--kernel %s: %s%s", path, why,
+			ret == -ENOTSUP ?
+				" (--kernel-entry bzimage boots it as it is)" :
+				"");
+		return EXIT_USAGE;
+	}
+	munmap(*kdata, *ksize);
+	*kdata = data;
+	*ksize = n;
+	return 0;
+}
+
 int config_kernel(struct machine_config *cfg, const char *path,
-		  const char *default_cmdline, bool cmdline_set, void **kdata,
-		  size_t *ksize)
+		  enum kernel_boot boot, const char *default_cmdline,
+		  bool cmdline_set, void **kdata, size_t *ksize)
 {
 	int ret;
 
@@ -158,6 +227,9 @@ int config_kernel(struct machine_config *cfg, const char *path,
 						 strerror(-ret));
 			return EXIT_USAGE;
 		}
+		if (is_bzimage(*kdata, *ksize) &&
+		    config_bzimage(path, boot, kdata, ksize))
+			return EXIT_USAGE;
 		cfg->kernel = *kdata;
 		cfg->kernel_size = *ksize;
 		cfg->kernel_name = path;
@@ -182,8 +254,8 @@ int config_kernel(struct machine_config *cfg, const char *path,
  */
 static int find_linux_guest(char *dir, size_t len)
 {
-	const char *env = getenv("VMRUN_LINUX_DIR"), *home = getenv("HOME");
-	char pat[PATH_MAX];
+	const char *env = getenv("VMRUN_LINUX_DIR");
+	char cache[PATH_MAX], pat[PATH_MAX + 32];
 	glob_t g;
 	int ret;
 
@@ -191,15 +263,11 @@ static int find_linux_guest(char *dir, size_t len)
 		snprintf(dir, len, "%s", env);
 		return 0;
 	}
-	if (getenv("VMRUN_CACHE"))
-		snprintf(pat, sizeof(pat), "%s/linux-*/initrd.img",
-			 getenv("VMRUN_CACHE"));
-	else if (getenv("XDG_CACHE_HOME"))
-		snprintf(pat, sizeof(pat), "%s/vmrun/linux-*/initrd.img",
-			 getenv("XDG_CACHE_HOME"));
-	else
-		snprintf(pat, sizeof(pat), "%s/.cache/vmrun/linux-*/initrd.img",
-			 home ? home : "");
+	if (vmrun_cache_dir(cache, sizeof(cache)) < 0) {
+		die_msg("--linux: no cache directory ($VMRUN_CACHE, $XDG_CACHE_HOME or $HOME) to find the prepared Linux guest in");
+		return -ENOENT;
+	}
+	snprintf(pat, sizeof(pat), "%s/linux-*/initrd.img", cache);
 	ret = glob(pat, 0, NULL, &g);
 	if (ret || !g.gl_pathc) {
 		if (!ret)
@@ -238,6 +306,7 @@ int cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'i' },
+		{ "kernel-entry", required_argument, NULL, 'E' },
 		{ "linux", no_argument, NULL, 'L' },
 		{ "cmdline", required_argument, NULL, 'c' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -266,6 +335,7 @@ int cmd_run(int argc, char **argv)
 	size_t ksize = 0, isize = 0;
 	char err[512], ldir[PATH_MAX], lkernel[PATH_MAX + 16],
 		linitrd[PATH_MAX + 16], lcmdline[4096];
+	enum kernel_boot boot = KBOOT_AUTO;
 	int c, ret, verbose = 0;
 
 	optind = 1;
@@ -277,6 +347,14 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'i':
 			initrd_path = optarg;
+			others = true;
+			break;
+		case 'E':
+			if (parse_kernel_boot(optarg, &boot)) {
+				die_msg("--kernel-entry '%s': expected auto, pvh or bzimage",
+					optarg);
+				return EXIT_USAGE;
+			}
 			others = true;
 			break;
 		case 'L':
@@ -406,21 +484,13 @@ int cmd_run(int argc, char **argv)
 		cfg.initrd_size = isize;
 		cfg.initrd_name = initrd_path;
 	}
-	if (config_kernel(&cfg, kernel_path, DEFAULT_CMDLINE, cmdline_set,
+	if (config_kernel(&cfg, kernel_path, boot, DEFAULT_CMDLINE, cmdline_set,
 			  &kdata, &ksize)) {
 		if (idata)
 			munmap(idata, isize);
 		return EXIT_USAGE;
 	}
 
-	/* PVM runs only kernels built as PVM guests; say so before a stock
-	 * kernel crawls through PVM's instruction emulator. */
-	if (kdata && ksize > 0x206 &&
-	    !memcmp((char *)kdata + 0x202, "HdrS", 4) &&
-	    !access("/sys/module/kvm_pvm", F_OK) &&
-	    access("/sys/module/kvm_intel", F_OK) &&
-	    access("/sys/module/kvm_amd", F_OK))
-		pr_warn("this host's KVM is PVM: a stock Linux kernel needs VMX or SVM and will not boot here in reasonable time (a PVM guest kernel would)");
 	ret = machine_create(&cfg, &m, err, sizeof(err));
 	/* The kernel and initramfs are in guest memory now (or never will
 	 * be); the machine keeps no pointer to either. */

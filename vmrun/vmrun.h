@@ -45,9 +45,37 @@ int read_file(const char *path, void **data, size_t *size);
  */
 struct machine_config;
 #include <stdbool.h>
+
+/*
+ * How a bzImage boots (--kernel-entry): AUTO through the PVH entry of
+ * the vmlinux inside, unpacked on the host and cached (kcache.c), when
+ * it has one, else through its own 64-bit entry; PVH only through the
+ * former; BZIMAGE only through the latter, the kernel unpacking itself.
+ */
+enum kernel_boot { KBOOT_AUTO, KBOOT_PVH, KBOOT_BZIMAGE };
+/* Parses auto|pvh|bzimage; 0 or -EINVAL. */
+int parse_kernel_boot(const char *s, enum kernel_boot *out);
+
 int config_kernel(struct machine_config *cfg, const char *path,
-		  const char *default_cmdline, bool cmdline_set, void **kdata,
-		  size_t *ksize);
+		  enum kernel_boot boot, const char *default_cmdline,
+		  bool cmdline_set, void **kdata, size_t *ksize);
+
+/*
+ * kcache.c. The directory vmrun caches in: $VMRUN_CACHE, else
+ * $XDG_CACHE_HOME/vmrun, else ~/.cache/vmrun. 0, -ENOENT (no HOME) or
+ * -ENAMETOOLONG.
+ */
+int vmrun_cache_dir(char *buf, size_t len);
+/*
+ * The vmlinux inside bzImage @bz (@size bytes, from file @name), as a
+ * PVH kernel: from the cache or unpacked now (and cached when the cache
+ * directory is writable). *@out is a mapping of *@outlen bytes for the
+ * caller to munmap(). -ENOTSUP (with the reason in @err) when it cannot
+ * boot that way: a payload format vmrun does not unpack, or no PVH note;
+ * -EINVAL for a corrupt payload.
+ */
+int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
+		    size_t *outlen, char *err, size_t errlen);
 
 struct machine;
 

@@ -393,7 +393,7 @@ static const char *compressed_name(const uint8_t *p, size_t left)
  * these checks cannot see is damage in the middle of the stream; the
  * decompressor's own check finds that, in the guest.)
  */
-static int bz_payload(const struct kernel_image *img, uint64_t pm_off,
+static int bz_payload(struct kernel_image *img, uint64_t pm_off,
 		      uint64_t pm_len, uint64_t init_size, char *err,
 		      size_t errlen)
 {
@@ -427,6 +427,10 @@ static int bz_payload(const struct kernel_image *img, uint64_t pm_off,
 		return err_printf(
 			err, errlen, -EINVAL,
 			"bzImage payload (xz) has no stream footer: the file is corrupt or truncated");
+	img->bz.payload_off = pm_off + off;
+	img->bz.payload_len = len;
+	img->bz.payload_size = out;
+	img->bz.payload_fmt = fmt;
 	return 0;
 }
 

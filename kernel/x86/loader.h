@@ -39,6 +39,10 @@ struct linux_setup {
 	uint32_t initrd_max;	   /* highest address an initrd may end at */
 	uint64_t load;		   /* where the protected-mode kernel goes */
 	uint64_t init_size;	   /* memory from @load it needs to boot */
+	/* The compressed vmlinux inside (see kernel_unpack()). */
+	uint64_t payload_off, payload_len; /* in the file */
+	uint32_t payload_size;		   /* decompressed, as it says */
+	const char *payload_fmt;	   /* "xz", "zstd", "gzip", ... */
 };
 
 #define KERNEL_MAX_SEGS 16
@@ -88,5 +92,18 @@ const char *kernel_entry_name(enum kernel_entry kind);
  */
 int initrd_check(const void *data, size_t size, char *err,
 		 size_t errlen) __must_check;
+
+/*
+ * The vmlinux ELF compressed inside a parsed bzImage, decompressed on the
+ * host into a fresh anonymous mapping (*@out, *@outlen bytes; the caller
+ * munmap()s it). Booting that ELF through its PVH entry skips the
+ * kernel's own decompressor, a single-threaded xz pass that is the
+ * longest step of a stock kernel's early boot. xz (liblzma) and zstd
+ * payloads are unpacked; -ENOTSUP for the other formats Linux knows,
+ * -EINVAL (with the decoder's reason) for a corrupt or truncated one, or
+ * one that decompresses to another size than its trailer says.
+ */
+int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
+		  char *err, size_t errlen) __must_check;
 
 #endif /* VMM_X86_LOADER_H */

@@ -32,8 +32,10 @@
 
 static char out[CAP], err[CAP];
 static char kernel[4096], vmlinux[4096], initrd[4096];
-/* What boot() boots: vmlinuz (the bzImage entry) unless a test says. */
-static const char *boot_kernel = kernel;
+/* What boot() boots: vmlinuz unless a test says, and how (vmrun's
+ * --kernel-entry: auto unpacks the vmlinux inside on the host and boots
+ * it through its PVH entry). */
+static const char *boot_kernel = kernel, *boot_entry = "auto";
 
 /* True if this KVM runs an unmodified kernel (not PVM). */
 static bool stock_kernels_boot(void)
@@ -135,11 +137,12 @@ static int boot_until(const char *cpus, const char *extra,
 		      const char *const *args, run_until_t until)
 {
 	char cmdline[1024];
-	const char *a[32] = { "run",  "--kernel",  boot_kernel, "--initrd",
-			      initrd, "--cpus",	   cpus,	"--mem",
-			      "512M", "--console", "stdio",	"--cmdline",
-			      cmdline };
-	unsigned int n = 13;
+	const char *a[32] = { "run",	   "--kernel",	     boot_kernel,
+			      "--initrd",  initrd,	     "--cpus",
+			      cpus,	   "--mem",	     "512M",
+			      "--console", "stdio",	     "--cmdline",
+			      cmdline,	   "--kernel-entry", boot_entry };
+	unsigned int n = 15;
 
 	snprintf(cmdline, sizeof(cmdline),
 		 "console=ttyS0 panic=-1 quiet loglevel=4 %s", extra);
@@ -238,14 +241,21 @@ static void workload(const char *cpus, bool poweroff)
 		    "no POWEROFF line: %s", out);
 }
 
+/* The bzImage through its own 64-bit entry: the kernel unpacks itself. */
 static void test_linux_boots_1vcpu(void)
 {
+	boot_entry = "bzimage";
 	workload("1", false);
+	boot_entry = "auto";
 }
 
+/* The vmlinux inside the bzImage, unpacked on the host (or taken from
+ * its cache), through the PVH entry; "pvh" fails if it cannot. */
 static void test_linux_boots_4vcpus(void)
 {
+	boot_entry = "pvh";
 	workload("4", false);
+	boot_entry = "auto";
 }
 
 /* The vmlinux ELF inside the same vmlinuz, through its PVH entry. */
@@ -429,17 +439,41 @@ static size_t cpio_entry(char *buf, const char *name, unsigned int filesize)
 	return n;
 }
 
-/* vmrun run with @k and @i must exit 2 naming @why. */
-static void refused(const char *k, const char *i, const char *why)
+/* bad_images works on a copy of the prepared kernel (not a synthetic one). */
+static bool real_kernel;
+
+/* vmrun run with @k and @i (--kernel-entry @entry) must exit 2 naming @why. */
+static void refused_as(const char *k, const char *i, const char *entry,
+		       const char *why)
 {
-	const char *const a[] = { "run",      "--kernel",  k,
-				  "--initrd", i,	   "--mem",
-				  "512M",     "--cmdline", "console=ttyS0",
+	const char *const a[] = { "run",
+				  "--kernel",
+				  k,
+				  "--initrd",
+				  i,
+				  "--mem",
+				  "512M",
+				  "--cmdline",
+				  "console=ttyS0",
+				  "--kernel-entry",
+				  entry,
 				  NULL };
 	int rc = run_vmrun(a, out, err, CAP, 60000);
 
-	TEST_ASSERT(rc == 2 && strstr(err, why),
-		    "exit %d (want 2), stderr lacks '%s': %s", rc, why, err);
+	TEST_ASSERT(
+		rc == 2 && strstr(err, why),
+		"--kernel-entry %s: exit %d (want 2), stderr lacks '%s': %s",
+		entry, rc, why, err);
+}
+
+/* Refused by the parser's checks, through the bzImage's own entry and
+ * unpacked on the host alike (the synthetic image's payload is only a
+ * magic and a footer: it has nothing to unpack). */
+static void refused(const char *k, const char *i, const char *why)
+{
+	refused_as(k, i, "bzimage", why);
+	if (real_kernel)
+		refused_as(k, i, "auto", why);
 }
 
 /*
@@ -453,6 +487,7 @@ static void test_linux_bad_images(void)
 	size_t kn = 0, in = 0;
 	uint8_t *kd, *id;
 	const char *vdir = getenv("VMRUN_LINUX_DIR");
+	bool real;
 
 	TEST_ASSERT(mkdtemp(dir), "mkdtemp");
 	snprintf(k, sizeof(k), "%s/vmlinuz", dir);
@@ -464,6 +499,8 @@ static void test_linux_bad_images(void)
 	}
 	kd = vdir ? slurp(kernel, &kn) : NULL;
 	id = vdir ? slurp(initrd, &in) : NULL;
+	real = kd && id;
+	real_kernel = real;
 	if (!kd || !id) {
 		/* No prepared guest: a minimal well-formed bzImage header
 		 * (boot protocol 2.15, 64-bit, 1 setup sector, xz payload)
@@ -525,6 +562,19 @@ static void test_linux_bad_images(void)
 		TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
 		refused(k, good_i, "corrupt");
 		kd[setup + po] ^= 0x55;
+		/* Damage in the middle of a real kernel's payload: unpacking
+		 * it on the host finds it (through the bzImage's own entry
+		 * only the guest's decompressor would, halting the guest). */
+		if (real) {
+			uint32_t pl;
+
+			memcpy(&pl, kd + 0x24c, 4);
+			kd[setup + po + pl / 2] ^= 0x55;
+			TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s",
+				    k);
+			refused_as(k, good_i, "auto", "payload (xz)");
+			kd[setup + po + pl / 2] ^= 0x55;
+		}
 	}
 	TEST_ASSERT(write_file(k, kd, kn) == 0, "writing %s", k);
 

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* vmrun run end to end: kernels of each boot protocol, exit codes, bad input. */
 #include <fcntl.h>
+#include <glob.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include "tests/harness/bzimage.h"
 #include "tests/kvm/kvm_tests.h"
 #include "tests/kvm/run_util.h"
 
@@ -36,6 +39,125 @@ static void test_run_pvh_poweroff(void)
 	TEST_ASSERT(rc == 0, "exit %d, stderr: %s", rc, err);
 	TEST_ASSERT(strstr(out, "hello from pvh: pvh-args\n"), "console: '%s'",
 		    out);
+}
+
+/* Writes @len bytes of @data to @path. */
+static void put_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	TEST_ASSERT(fd >= 0, "create %s", path);
+	TEST_ASSERT(write(fd, data, len) == (ssize_t)len, "write %s", path);
+	close(fd);
+}
+
+/*
+ * A bzImage boots through the PVH entry of the ELF inside, unpacked on
+ * the host and then taken from the cache. The kernel here is
+ * hello_pvh.elf wrapped (xz, then zstd) as the kernel's build wraps a
+ * vmlinux; it has no decompressor of its own, so only the unpacked way
+ * can boot it. A damaged cache file is replaced, a damaged payload
+ * refused, and --kernel-entry pvh refuses a format vmrun does not unpack.
+ */
+static void test_run_bzimage_unpacked(void)
+{
+	char dir[] = "/tmp/vmrun-bz-XXXXXX", k[64], cache[64], pat[96];
+	static uint8_t elf[65536];
+	uint8_t *bz;
+	size_t len, off, plen;
+	ssize_t n;
+	glob_t g;
+	int fd, rc;
+
+	fd = open(GUEST_DIR "/hello_pvh.elf", O_RDONLY);
+	TEST_ASSERT(fd >= 0, "open hello_pvh.elf");
+	n = read(fd, elf, sizeof(elf));
+	close(fd);
+	TEST_ASSERT(n > 200 && n < (ssize_t)sizeof(elf), "read %zd", n);
+	TEST_ASSERT(mkdtemp(dir), "mkdtemp");
+	snprintf(k, sizeof(k), "%s/vmlinuz", dir);
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	snprintf(pat, sizeof(pat), "%s/kernels/vmlinux-*", cache);
+	setenv("VMRUN_CACHE", cache, 1);
+
+	bz = bzimage_wrap(elf, (size_t)n, "xz", &len, &off, &plen);
+	TEST_ASSERT(bz, "wrapping");
+	put_file(k, bz, len);
+	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "unpacked",
+		 "--mem", "64M");
+	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: unpacked\n") &&
+			   strstr(err, "unpacked (xz"),
+		   "first boot: exit %d, console '%s', stderr %s", rc, out,
+		   err);
+	TEST_CHECK(glob(pat, 0, NULL, &g) == 0 && g.gl_pathc == 1,
+		   "no cached kernel %s", pat);
+	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "cached",
+		 "--mem", "64M");
+	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: cached\n") &&
+			   strstr(err, "unpacked before"),
+		   "cached boot: exit %d, console '%s', stderr %s", rc, out,
+		   err);
+	if (g.gl_pathc == 1) {
+		TEST_CHECK(truncate(g.gl_pathv[0], 100) == 0, "truncate");
+		rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline",
+			 "again", "--mem", "64M");
+		TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: again\n") &&
+				   strstr(err, "damaged"),
+			   "damaged cache: exit %d, console '%s', stderr %s",
+			   rc, out, err);
+	}
+	globfree(&g);
+
+	/* A flipped byte in the middle of the stream: refused (not cached:
+	 * the file's hash is new). */
+	bz[off + plen / 2] ^= 0x40;
+	put_file(k, bz, len);
+	rc = RUN(120000, "run", "--kernel", k, "--mem", "64M");
+	TEST_CHECK(rc == 2 && strstr(err, "payload (xz)"),
+		   "damaged payload: exit %d, stderr %s", rc, err);
+	/* gzip is the kernel's to unpack: --kernel-entry pvh refuses it. */
+	bz[off] = 0x1f;
+	bz[off + 1] = 0x8b;
+	put_file(k, bz, len);
+	rc = RUN(120000, "run", "--kernel-entry", "pvh", "--kernel", k);
+	TEST_CHECK(rc == 2 && strstr(err, "gzip") &&
+			   strstr(err, "--kernel-entry bzimage"),
+		   "gzip with --kernel-entry pvh: exit %d, stderr %s", rc, err);
+	free(bz);
+	rc = RUN(120000, "run", "--kernel-entry", "elf", "--kernel", k);
+	TEST_CHECK(rc == 2 && strstr(err, "auto, pvh or bzimage"),
+		   "--kernel-entry elf: exit %d, stderr %s", rc, err);
+
+	/* Three older kernels in the cache: storing the zstd one makes
+	 * five, and the oldest goes. */
+	for (fd = 0; fd < 3; fd++) {
+		struct timeval tv[2] = { { 1000000000 + fd, 0 },
+					 { 1000000000 + fd, 0 } };
+		char junk[128];
+
+		snprintf(junk, sizeof(junk), "%s/kernels/vmlinux-old%d", cache,
+			 fd);
+		put_file(junk, "old", 3);
+		TEST_CHECK(utimes(junk, tv) == 0, "utimes %s", junk);
+	}
+	bz = bzimage_wrap(elf, (size_t)n, "zstd", &len, NULL, NULL);
+	TEST_ASSERT(bz, "wrapping");
+	put_file(k, bz, len);
+	free(bz);
+	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "zstd",
+		 "--mem", "64M");
+	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: zstd\n") &&
+			   strstr(err, "unpacked (zstd"),
+		   "zstd: exit %d, console '%s', stderr %s", rc, out, err);
+	TEST_CHECK(glob(pat, 0, NULL, &g) == 0 && g.gl_pathc == 4,
+		   "%zu kernels cached, want 4", g.gl_pathc);
+	globfree(&g);
+	snprintf(pat, sizeof(pat), "%s/kernels/vmlinux-old0", cache);
+	TEST_CHECK(access(pat, F_OK) < 0, "the oldest kernel was kept");
+
+	unsetenv("VMRUN_CACHE");
+	snprintf(pat, sizeof(pat), "rm -rf %s", dir);
+	TEST_CHECK(system(pat) == 0, "%s", pat);
 }
 
 static void test_run_console_file(void)
@@ -203,6 +325,7 @@ static void test_run_info(void)
 const struct test_case run_tests[] = {
 	{ "multiboot_poweroff", test_run_multiboot_poweroff },
 	{ "pvh_poweroff", test_run_pvh_poweroff },
+	{ "bzimage_unpacked", test_run_bzimage_unpacked },
 	{ "console_file", test_run_console_file },
 	{ "triple_fault_exit_code", test_run_triple_fault_exit_code },
 	{ "guest_reset_exit_code", test_run_guest_reset_exit_code },

@@ -5,7 +5,9 @@
 #include <elf.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
+#include "tests/harness/bzimage.h"
 #include "tests/unit/unit_tests.h"
 
 /* Builds a minimal ELF64 with one PT_LOAD and one PT_NOTE. */
@@ -364,6 +366,119 @@ static void test_loader_mutations_never_crash(void)
 		    accepted);
 }
 
+/* Unpacks @d (@len bytes); the error (or "") into @err. */
+static int unpack(const uint8_t *d, size_t len, uint8_t **out, size_t *n,
+		  char *err, size_t errlen)
+{
+	struct kernel_image img;
+	void *p = NULL;
+	int ret = kernel_parse(d, len, &img, err, errlen);
+
+	*out = NULL;
+	if (ret < 0)
+		return ret;
+	ret = kernel_unpack(&img, &p, n, err, errlen);
+	*out = p;
+	return ret;
+}
+
+/*
+ * The vmlinux inside a bzImage, unpacked on the host: xz and zstd come
+ * out byte for byte; damage anywhere in the stream, or a trailer that
+ * lies about the size, is refused with a reason; other formats are left
+ * to the kernel.
+ */
+static void test_loader_bzimage_unpack(void)
+{
+	static const char *const fmts[] = { "xz", "zstd" };
+	uint8_t elf[0x400], *bz, *out;
+	struct kernel_image img;
+	size_t len, off, plen, n, i;
+	char err[256];
+	uint32_t v;
+	int ret;
+
+	make_elf64(elf, sizeof(elf), "Xen", 18, 0x100020);
+	for (i = 0; i < ARRAY_SIZE(fmts); i++) {
+		bz = bzimage_wrap(elf, sizeof(elf), fmts[i], &len, &off, &plen);
+		TEST_ASSERT(bz, "wrapping as %s", fmts[i]);
+		ret = unpack(bz, len, &out, &n, err, sizeof(err));
+		TEST_ASSERT(ret == 0, "%s: %d %s", fmts[i], ret, err);
+		TEST_ASSERT(n == sizeof(elf) && !memcmp(out, elf, n),
+			    "%s: %zu bytes, not the ELF", fmts[i], n);
+		TEST_ASSERT(kernel_parse(out, n, &img, err, sizeof(err)) == 0 &&
+				    img.kind == KERNEL_ENTRY_PVH,
+			    "%s: the unpacked ELF: %s", fmts[i], err);
+		munmap(out, n);
+
+		/* A flipped byte in the middle of the stream. */
+		bz[off + plen / 2] ^= 0x40;
+		ret = unpack(bz, len, &out, &n, err, sizeof(err));
+		TEST_ASSERT(ret == -EINVAL && !out && strstr(err, fmts[i]),
+			    "%s: damage accepted: %d %s", fmts[i], ret, err);
+		bz[off + plen / 2] ^= 0x40;
+
+		/* The trailer one byte short, then one byte long. */
+		v = sizeof(elf) - 1;
+		memcpy(bz + off + plen - 4, &v, 4);
+		ret = unpack(bz, len, &out, &n, err, sizeof(err));
+		TEST_ASSERT(ret == -EINVAL && strstr(err, "trailer"),
+			    "%s: short trailer: %d %s", fmts[i], ret, err);
+		v = sizeof(elf) + 1;
+		memcpy(bz + off + plen - 4, &v, 4);
+		ret = unpack(bz, len, &out, &n, err, sizeof(err));
+		TEST_ASSERT(ret == -EINVAL && strstr(err, "trailer"),
+			    "%s: long trailer: %d %s", fmts[i], ret, err);
+		free(bz);
+	}
+
+	/* gzip: the kernel unpacks it itself. */
+	bz = bzimage_wrap(elf, sizeof(elf), "xz", &len, &off, &plen);
+	TEST_ASSERT(bz, "wrapping");
+	bz[off] = 0x1f;
+	bz[off + 1] = 0x8b;
+	ret = unpack(bz, len, &out, &n, err, sizeof(err));
+	TEST_ASSERT(ret == -ENOTSUP && strstr(err, "gzip"), "gzip: %d %s", ret,
+		    err);
+	free(bz);
+}
+
+/* Random damage to a compressed kernel never crashes the decoders. */
+static void test_loader_unpack_mutations(void)
+{
+	static const char *const fmts[] = { "xz", "zstd" };
+	uint8_t elf[0x400], *good, *bz, *out;
+	size_t len, off, plen, n, i, j, k;
+	unsigned int unpacked = 0;
+	char err[256];
+	uint64_t x = 88172645463325252ULL;
+
+	make_elf64(elf, sizeof(elf), "Xen", 18, 0x100020);
+	for (i = 0; i < ARRAY_SIZE(fmts); i++) {
+		good = bzimage_wrap(elf, sizeof(elf), fmts[i], &len, &off,
+				    &plen);
+		TEST_ASSERT(good, "wrapping");
+		bz = malloc(len);
+		TEST_ASSERT(bz, "malloc");
+		for (j = 0; j < 2000; j++) {
+			memcpy(bz, good, len);
+			for (k = 0; k < 1 + j % 4; k++) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				bz[off + x % plen] = (uint8_t)(x >> 32);
+			}
+			if (unpack(bz, len, &out, &n, err, sizeof(err)) == 0) {
+				unpacked++;
+				munmap(out, n);
+			}
+		}
+		free(bz);
+		free(good);
+	}
+	TEST_ASSERT(unpacked < 4000, "every damaged stream unpacked");
+}
+
 const struct test_case loader_tests[] = {
 	{ "vmrun_note", test_loader_vmrun_note },
 	{ "pvh_note", test_loader_pvh_note },
@@ -371,6 +486,8 @@ const struct test_case loader_tests[] = {
 	{ "multiboot_kludge", test_loader_multiboot_kludge },
 	{ "mutations_never_crash", test_loader_mutations_never_crash },
 	{ "bzimage", test_loader_bzimage },
+	{ "bzimage_unpack", test_loader_bzimage_unpack },
+	{ "unpack_mutations", test_loader_unpack_mutations },
 	{ "initrd_check", test_loader_initrd_check },
 	{ NULL, NULL },
 };

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A bzImage's compressed vmlinux, decompressed on the host (see
+ * kernel_unpack() in loader.h). The parser has already found the payload
+ * and checked its magic and trailer; here the decoder checks the rest
+ * (xz carries a CRC of what it decompresses, zstd a frame structure), so
+ * damage in the middle of the stream is refused with a message instead
+ * of halting the guest's decompressor with interrupts off.
+ */
+#include <errno.h>
+#include <lzma.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "kernel/util/log.h"
+#include "kernel/x86/loader.h"
+
+/* liblzma's decoder for one xz stream; a kernel's uses a 32 MiB window. */
+#define XZ_MEMLIMIT (256ULL << 20)
+
+static const char *lzma_why(lzma_ret r)
+{
+	switch (r) {
+	case LZMA_MEM_ERROR:
+		return "out of memory";
+	case LZMA_MEMLIMIT_ERROR:
+		return "it needs more than 256 MiB to decompress";
+	case LZMA_FORMAT_ERROR:
+		return "not an xz stream";
+	case LZMA_OPTIONS_ERROR:
+		return "it uses options this liblzma does not support";
+	case LZMA_DATA_ERROR:
+		return "the data is corrupt";
+	case LZMA_BUF_ERROR:
+		return "it is truncated";
+	default:
+		return "the decoder failed";
+	}
+}
+
+static int unpack_xz(const uint8_t *in, size_t len, uint8_t *out, size_t outlen,
+		     char *err, size_t errlen)
+{
+	lzma_stream s = LZMA_STREAM_INIT;
+	lzma_ret r;
+
+	r = lzma_stream_decoder(&s, XZ_MEMLIMIT, 0);
+	if (r != LZMA_OK)
+		return err_printf(err, errlen,
+				  r == LZMA_MEM_ERROR ? -ENOMEM : -EINVAL,
+				  "bzImage payload (xz): %s", lzma_why(r));
+	s.next_in = in;
+	s.avail_in = len;
+	s.next_out = out;
+	s.avail_out = outlen;
+	/* One stream, then the 4-byte size the build appends: the decoder
+	 * (not LZMA_CONCATENATED) stops at the stream's end. */
+	r = lzma_code(&s, LZMA_FINISH);
+	lzma_end(&s);
+	if (r == LZMA_OK || (r == LZMA_BUF_ERROR && !s.avail_out))
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (xz) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
+			outlen);
+	if (r != LZMA_STREAM_END)
+		return err_printf(err, errlen,
+				  r == LZMA_MEM_ERROR ? -ENOMEM : -EINVAL,
+				  "bzImage payload (xz) at byte %zu of %zu: %s",
+				  len - s.avail_in, len, lzma_why(r));
+	if (s.avail_out)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (xz) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
+			outlen - s.avail_out, outlen);
+	return 0;
+}
+
+static int unpack_zstd(const uint8_t *in, size_t len, uint8_t *out,
+		       size_t outlen, char *err, size_t errlen)
+{
+	size_t clen = ZSTD_findFrameCompressedSize(in, len), n;
+	ZSTD_DCtx *dc;
+
+	if (ZSTD_isError(clen))
+		return err_printf(err, errlen, -EINVAL,
+				  "bzImage payload (zstd): %s",
+				  ZSTD_getErrorName(clen));
+	dc = ZSTD_createDCtx();
+	if (!dc)
+		return err_printf(err, errlen, -ENOMEM,
+				  "bzImage payload (zstd): out of memory");
+	/* The kernel's build compresses with --ultra -22: a 128 MiB window. */
+	ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, 27);
+	n = ZSTD_decompressDCtx(dc, out, outlen, in, clen);
+	ZSTD_freeDCtx(dc);
+	if (ZSTD_isError(n) &&
+	    ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (zstd) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
+			outlen);
+	if (ZSTD_isError(n))
+		return err_printf(err, errlen, -EINVAL,
+				  "bzImage payload (zstd): %s",
+				  ZSTD_getErrorName(n));
+	if (n != outlen)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (zstd) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
+			n, outlen);
+	return 0;
+}
+
+int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
+		  char *err, size_t errlen)
+{
+	const struct linux_setup *ls = &img->bz;
+	const uint8_t *in = img->data + ls->payload_off;
+	size_t n = ls->payload_size;
+	uint8_t *buf;
+	int ret;
+
+	if (img->kind != KERNEL_ENTRY_LINUX64 || !ls->payload_fmt)
+		return err_printf(err, errlen, -EINVAL,
+				  "not a bzImage: nothing to unpack");
+	if (strcmp(ls->payload_fmt, "xz") && strcmp(ls->payload_fmt, "zstd"))
+		return err_printf(
+			err, errlen, -ENOTSUP,
+			"bzImage payload is %s: vmrun unpacks xz and zstd (the kernel unpacks the others itself)",
+			ls->payload_fmt);
+	buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	if (buf == MAP_FAILED)
+		return err_printf(err, errlen, -ENOMEM,
+				  "%zu bytes for the unpacked kernel: %s", n,
+				  strerror(errno));
+	if (!strcmp(ls->payload_fmt, "xz"))
+		ret = unpack_xz(in, ls->payload_len, buf, n, err, errlen);
+	else
+		ret = unpack_zstd(in, ls->payload_len, buf, n, err, errlen);
+	if (ret < 0) {
+		munmap(buf, n);
+		return ret;
+	}
+	*out = buf;
+	*outlen = n;
+	return 0;
+}
