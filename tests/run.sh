@@ -181,11 +181,13 @@ for dir in "${configs[@]}"; do
 		run_suite "" "$dir/tests/unit/unit_tests"
 		# Fuzz harnesses, replayed over pseudo-random and mutated inputs.
 		for f in fuzz_virtq fuzz_image_load fuzz_image_read fuzz_vmsnap_info \
-			fuzz_migrate_recv; do
+			fuzz_migrate_recv fuzz_kernel_unpack; do
 			# The receiver builds a machine for a quarter of its
-			# inputs (with a KVM here): fewer of those.
+			# inputs (with a KVM here), the kernel loader
+			# compresses a payload for half: fewer of those.
 			n=20000
 			[ "$f" = fuzz_migrate_recv ] && n=2000
+			[ "$f" = fuzz_kernel_unpack ] && n=4000
 			if FUZZ_SEEDS="$dir/tests/guest" "$dir/tests/fuzz/$f" --smoke "$n"; then
 				count "" 1 0
 			else

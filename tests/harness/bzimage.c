@@ -23,7 +23,7 @@ uint8_t *bzimage_wrap(const void *elf, size_t n, const char *fmt, size_t *len,
 	if (!c)
 		return NULL;
 	if (!strcmp(fmt, "xz")) {
-		if (lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, NULL, elf, n,
+		if (lzma_easy_buffer_encode(0, LZMA_CHECK_CRC32, NULL, elf, n,
 					    c, &clen, cap) != LZMA_OK)
 			goto fail;
 	} else if (!strcmp(fmt, "zstd")) {
