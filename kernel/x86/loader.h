@@ -98,8 +98,8 @@ int initrd_check(const void *data, size_t size, char *err,
  * host into a fresh anonymous mapping (*@out, *@outlen bytes; the caller
  * munmap()s it). Booting that ELF through its PVH entry skips the
  * kernel's own decompressor, a single-threaded xz pass that is the
- * longest step of a stock kernel's early boot. xz (liblzma) and zstd
- * payloads are unpacked; -ENOTSUP for the other formats Linux knows,
+ * longest step of a stock kernel's early boot. xz (liblzma), zstd and
+ * lz4 payloads are unpacked; -ENOTSUP for the other formats Linux knows,
  * -EINVAL (with the decoder's reason) for a corrupt or truncated one, or
  * one that decompresses to another size than its trailer says.
  */

@@ -8,6 +8,7 @@
  * of halting the guest's decompressor with interrupts off.
  */
 #include <errno.h>
+#include <lz4.h>
 #include <lzma.h>
 #include <stdio.h>
 #include <string.h>
@@ -114,6 +115,66 @@ static int unpack_zstd(const uint8_t *in, size_t len, uint8_t *out,
 	return 0;
 }
 
+/*
+ * lz4 as the kernel's build writes it: the legacy frame ("lz4 -l"), a
+ * magic, then blocks of at most 8 MiB decompressed, each after its
+ * compressed size; another magic may start a concatenated archive.
+ */
+#define LZ4_LEGACY_MAGIC 0x184c2102u
+#define LZ4_LEGACY_BLOCK (8u << 20)
+
+static int unpack_lz4(const uint8_t *in, size_t len, uint8_t *out,
+		      size_t outlen, char *err, size_t errlen)
+{
+	size_t at = 4, pos = 0;
+	uint32_t c;
+
+	/* The input ends with the 4-byte size the build appends. */
+	len -= 4;
+	while (at < len) {
+		int n;
+
+		if (len - at < 4)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"bzImage payload (lz4) is truncated in a block header at byte %zu",
+				at);
+		memcpy(&c, in + at, 4);
+		at += 4;
+		if (c == LZ4_LEGACY_MAGIC)
+			continue;
+		if (!c || c > len - at ||
+		    c > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK))
+			return err_printf(
+				err, errlen, -EINVAL,
+				"bzImage payload (lz4) has a %u-byte block at byte %zu of %zu: the file is corrupt",
+				c, at - 4, len);
+		if (pos == outlen)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"bzImage payload (lz4) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
+				outlen);
+		n = LZ4_decompress_safe((const char *)in + at,
+					(char *)out + pos, (int)c,
+					(int)(outlen - pos < LZ4_LEGACY_BLOCK ?
+						      outlen - pos :
+						      LZ4_LEGACY_BLOCK));
+		if (n <= 0)
+			return err_printf(
+				err, errlen, -EINVAL,
+				"bzImage payload (lz4): the block at byte %zu is corrupt (or decompresses to more than its trailer says)",
+				at - 4);
+		at += c;
+		pos += (size_t)n;
+	}
+	if (pos != outlen)
+		return err_printf(
+			err, errlen, -EINVAL,
+			"bzImage payload (lz4) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
+			pos, outlen);
+	return 0;
+}
+
 int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
 		  char *err, size_t errlen)
 {
@@ -126,10 +187,11 @@ int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
 	if (img->kind != KERNEL_ENTRY_LINUX64 || !ls->payload_fmt)
 		return err_printf(err, errlen, -EINVAL,
 				  "not a bzImage: nothing to unpack");
-	if (strcmp(ls->payload_fmt, "xz") && strcmp(ls->payload_fmt, "zstd"))
+	if (strcmp(ls->payload_fmt, "xz") && strcmp(ls->payload_fmt, "zstd") &&
+	    strcmp(ls->payload_fmt, "lz4"))
 		return err_printf(
 			err, errlen, -ENOTSUP,
-			"bzImage payload is %s: vmrun unpacks xz and zstd (the kernel unpacks the others itself)",
+			"bzImage payload is %s: vmrun unpacks xz, zstd and lz4 (the kernel unpacks the others itself)",
 			ls->payload_fmt);
 	buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		   -1, 0);
@@ -139,8 +201,10 @@ int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
 				  strerror(errno));
 	if (!strcmp(ls->payload_fmt, "xz"))
 		ret = unpack_xz(in, ls->payload_len, buf, n, err, errlen);
-	else
+	else if (!strcmp(ls->payload_fmt, "zstd"))
 		ret = unpack_zstd(in, ls->payload_len, buf, n, err, errlen);
+	else
+		ret = unpack_lz4(in, ls->payload_len, buf, n, err, errlen);
 	if (ret < 0) {
 		munmap(buf, n);
 		return ret;

@@ -4,8 +4,8 @@
  * (kernel_parse(), kernel_unpack(): what vmrun run does with --kernel
  * before anything runs) against arbitrary files. The first byte picks a
  * mode: even, the rest is the file as it is; odd, the rest is wrapped
- * as the compressed payload of a well-formed bzImage (xz or zstd, by the
- * next byte's low bit) and then mutated (offset, xor pairs). Each must be refused
+ * as the compressed payload of a well-formed bzImage (xz, zstd or lz4,
+ * by the next byte) and then mutated (offset, xor pairs). Each must be refused
  * with a reason or accepted; an unpacked kernel is as long as the
  * payload's trailer says, and an unchanged wrapped one unpacks to
  * exactly what was wrapped.
@@ -55,6 +55,7 @@ static int load(const uint8_t *data, size_t size, const uint8_t *want,
 
 static void fuzz_wrapped(const uint8_t *data, size_t size)
 {
+	static const char *const fmts[] = { "xz", "zstd", "lz4" };
 	size_t elf_len, len, off, plen, i;
 	bool changed = false;
 	uint8_t *bz;
@@ -63,8 +64,8 @@ static void fuzz_wrapped(const uint8_t *data, size_t size)
 		return;
 	/* The first half (at least a byte) is what gets compressed. */
 	elf_len = size / 2 ? size / 2 : 1;
-	bz = bzimage_wrap(data + 1, elf_len, data[0] & 1 ? "zstd" : "xz", &len,
-			  &off, &plen);
+	bz = bzimage_wrap(data + 1, elf_len, fmts[data[0] % 3], &len, &off,
+			  &plen);
 	if (!bz)
 		abort();
 	for (i = 1 + elf_len; i + 3 <= size; i += 3) {

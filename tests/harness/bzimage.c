@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "tests/harness/bzimage.h"
 
+#include <lz4.h>
 #include <lzma.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,27 @@ uint8_t *bzimage_wrap(const void *elf, size_t n, const char *fmt, size_t *len,
 		clen = ZSTD_compress(c, cap, elf, n, 19);
 		if (ZSTD_isError(clen))
 			goto fail;
+	} else if (!strcmp(fmt, "lz4")) {
+		/* The legacy frame: magic, then sized blocks of <= 8 MiB. */
+		const uint8_t *p = elf;
+		size_t left = n;
+		int b;
+
+		put32(c, 0, 0x184c2102);
+		clen = 4;
+		while (left) {
+			size_t chunk = left < (8u << 20) ? left : (8u << 20);
+
+			b = LZ4_compress_default(
+				(const char *)p, (char *)c + clen + 4,
+				(int)chunk, (int)(cap - clen - 8));
+			if (b <= 0)
+				goto fail;
+			put32(c, clen, (uint32_t)b);
+			clen += 4 + (size_t)b;
+			p += chunk;
+			left -= chunk;
+		}
 	} else {
 		goto fail;
 	}

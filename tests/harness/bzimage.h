@@ -9,7 +9,7 @@
  * A Linux bzImage around @elf (@n bytes), laid out as the kernel's build
  * lays one out: a one-sector setup with a boot protocol 2.15 header
  * (64-bit entry, loaded at 16 MiB), then the protected-mode part holding
- * the ELF compressed as @fmt ("xz" or "zstd") with its size appended.
+ * the ELF compressed as @fmt ("xz", "zstd" or "lz4", the legacy frame) with its size appended.
  * Returns a malloc()ed image of *@len bytes, or NULL; *@payload_off and
  * *@payload_len (may be NULL) say where the compressed stream lies.
  */

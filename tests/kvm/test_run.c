@@ -54,7 +54,7 @@ static void put_file(const char *path, const void *data, size_t len)
 /*
  * A bzImage boots through the PVH entry of the ELF inside, unpacked on
  * the host and then taken from the cache. The kernel here is
- * hello_pvh.elf wrapped (xz, then zstd) as the kernel's build wraps a
+ * hello_pvh.elf wrapped (xz, zstd, lz4) as the kernel's build wraps a
  * vmlinux; it has no decompressor of its own, so only the unpacked way
  * can boot it. A damaged cache file is replaced, a damaged payload
  * refused, and --kernel-entry pvh refuses a format vmrun does not unpack.
@@ -154,6 +154,16 @@ static void test_run_bzimage_unpacked(void)
 	globfree(&g);
 	snprintf(pat, sizeof(pat), "%s/kernels/vmlinux-old0", cache);
 	TEST_CHECK(access(pat, F_OK) < 0, "the oldest kernel was kept");
+
+	bz = bzimage_wrap(elf, (size_t)n, "lz4", &len, NULL, NULL);
+	TEST_ASSERT(bz, "wrapping");
+	put_file(k, bz, len);
+	free(bz);
+	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "lz4",
+		 "--mem", "64M");
+	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: lz4\n") &&
+			   strstr(err, "unpacked (lz4"),
+		   "lz4: exit %d, console '%s', stderr %s", rc, out, err);
 
 	unsetenv("VMRUN_CACHE");
 	snprintf(pat, sizeof(pat), "rm -rf %s", dir);
