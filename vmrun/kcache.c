@@ -6,7 +6,9 @@
  * runs) is then skipped on every boot after the first. The cache file is
  * named by a hash of the whole bzImage, so a changed kernel is unpacked
  * again; a cache file that does not parse as a PVH kernel is replaced.
- * The newest KCACHE_KEEP kernels are kept (a hit makes one newest).
+ * The newest KCACHE_KEEP kernels are kept (a hit makes one newest). A
+ * kernel whose vmlinux has no PVH note leaves an empty nopvh-* file
+ * instead, so that it is not unpacked again only to find that.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,9 @@
 #include "vmrun/vmrun.h"
 
 #define KCACHE_KEEP 4
+#define NO_PVH                                                      \
+	"the vmlinux inside has no PVH entry note (a kernel built " \
+	"without CONFIG_PVH)"
 
 int vmrun_cache_dir(char *buf, size_t len)
 {
@@ -160,7 +165,7 @@ int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
 {
 	struct kernel_image img;
 	struct timespec t0;
-	char dir[PATH_MAX], path[PATH_MAX + 64];
+	char dir[PATH_MAX], path[PATH_MAX + 64], nopvh[PATH_MAX + 64];
 	void *data;
 	size_t n;
 	int ret;
@@ -171,10 +176,18 @@ int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
 		return ret;
 	if (img.kind != KERNEL_ENTRY_LINUX64)
 		return err_printf(err, errlen, -ENOTSUP, "not a bzImage");
-	path[0] = 0;
-	if (vmrun_cache_dir(dir, sizeof(dir)) == 0)
+	path[0] = nopvh[0] = 0;
+	if (vmrun_cache_dir(dir, sizeof(dir)) == 0) {
+		unsigned long long h = XXH3_64bits(bz, size);
+
 		snprintf(path, sizeof(path), "%s/kernels/vmlinux-%016llx-%zu",
-			 dir, (unsigned long long)XXH3_64bits(bz, size), size);
+			 dir, h, size);
+		snprintf(nopvh, sizeof(nopvh), "%s/kernels/nopvh-%016llx-%zu",
+			 dir, h, size);
+	}
+	/* Unpacked before and found without a PVH note: not again. */
+	if (nopvh[0] && !access(nopvh, F_OK))
+		return err_printf(err, errlen, -ENOTSUP, NO_PVH " (%s)", nopvh);
 	if (path[0] && read_file(path, &data, &n) == 0) {
 		if (data && is_pvh(data, n)) {
 			utimensat(AT_FDCWD, path, NULL, 0);
@@ -195,9 +208,16 @@ int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
 		return ret;
 	if (!is_pvh(data, n)) {
 		munmap(data, n);
-		return err_printf(
-			err, errlen, -ENOTSUP,
-			"the vmlinux inside has no PVH entry note (a kernel built without CONFIG_PVH)");
+		if (nopvh[0]) {
+			char *slash = strrchr(nopvh, '/');
+
+			*slash = 0;
+			ret = make_dirs(nopvh);
+			*slash = '/';
+			if (!ret)
+				ret = store(nopvh, "", 0);
+		}
+		return err_printf(err, errlen, -ENOTSUP, NO_PVH);
 	}
 	if (path[0]) {
 		char *slash = strrchr(path, '/');

@@ -165,6 +165,29 @@ static void test_run_bzimage_unpacked(void)
 			   strstr(err, "unpacked (lz4"),
 		   "lz4: exit %d, console '%s', stderr %s", rc, out, err);
 
+	/* Without a PVH note (its type changed): --kernel-entry pvh refuses
+	 * it, and the second time from the cache's note of that, without
+	 * unpacking it again. */
+	{
+		uint8_t *x = memmem(elf, (size_t)n, "Xen", 4);
+		uint32_t type = 17;
+
+		TEST_ASSERT(x && x - elf >= 4, "no Xen note in hello_pvh.elf");
+		memcpy(x - 4, &type, 4);
+	}
+	bz = bzimage_wrap(elf, (size_t)n, "xz", &len, NULL, NULL);
+	TEST_ASSERT(bz, "wrapping");
+	put_file(k, bz, len);
+	free(bz);
+	rc = RUN(120000, "run", "--kernel-entry", "pvh", "--kernel", k);
+	TEST_CHECK(rc == 2 && strstr(err, "no PVH entry note") &&
+			   !strstr(err, "nopvh-"),
+		   "no PVH note: exit %d, stderr %s", rc, err);
+	rc = RUN(120000, "run", "--kernel-entry", "pvh", "--kernel", k);
+	TEST_CHECK(rc == 2 && strstr(err, "no PVH entry note") &&
+			   strstr(err, "nopvh-"),
+		   "no PVH note, again: exit %d, stderr %s", rc, err);
+
 	unsetenv("VMRUN_CACHE");
 	snprintf(pat, sizeof(pat), "rm -rf %s", dir);
 	TEST_CHECK(system(pat) == 0, "%s", pat);
