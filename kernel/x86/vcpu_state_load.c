@@ -382,17 +382,20 @@ static bool wall_clock_msr(uint32_t index)
 /* Writes @st's wall clock MSRs (see wall_clock_msr()). */
 static int load_wall_clock(struct vcpu *vcpu, const Vmrun__VcpuState *st)
 {
-	struct {
+	/* Room for two entries after the header (no struct after a
+	 * flexible array member: a GNU extension clang warns about). */
+	union {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e[2];
+		uint8_t room[sizeof(struct kvm_msrs) +
+			     2 * sizeof(struct kvm_msr_entry)];
 	} m = { 0 };
 	size_t i;
 	int ret;
 
 	for (i = 0; i < st->n_msrs && m.h.nmsrs < 2; i++)
 		if (wall_clock_msr(st->msrs[i]->index) && st->msrs[i]->value) {
-			m.e[m.h.nmsrs].index = st->msrs[i]->index;
-			m.e[m.h.nmsrs++].data = st->msrs[i]->value;
+			m.h.entries[m.h.nmsrs].index = st->msrs[i]->index;
+			m.h.entries[m.h.nmsrs++].data = st->msrs[i]->value;
 		}
 	if (!m.h.nmsrs)
 		return 0;

@@ -34,6 +34,9 @@ void test_assert_record(bool ok, int line, const char *cond, const char *file,
 			test_fail_msg(__FILE__, __LINE__, __func__, #cond, \
 				      fmt, ##__VA_ARGS__);                 \
 		test_assert_record(ok_, __LINE__, #cond, __FILE__, true);  \
+		/* A fatal failure leaves the test (longjmp); say so. */   \
+		if (!ok_)                                                  \
+			abort();                                           \
 	} while (0)
 
 /* Non-fatal variant. */
