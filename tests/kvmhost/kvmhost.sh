@@ -21,6 +21,12 @@
 #   --dump-after S  after S seconds print every task's kernel stack on the
 #                   guest console (shown on failure): for finding hangs
 #
+# Environment: KVMHOST_CPU, QEMU's -cpu for the emulated host (default
+# max: TCG's AMD CPU of family 0Fh, for which Linux scans PCI config space
+# for an AGP/GART aperture at boot, port I/O exit by exit, in the emulated
+# host and in a stock kernel under vmrun or QEMU alike; max,family=25,model=1
+# presents a current AMD family instead; docs/benchmarks.md, linux_boot).
+#
 # The command's standard output and error arrive on this script's standard
 # output as it runs, and its exit status is this script's. When the guest
 # cannot get /dev/kvm, panics, hangs past the limit or QEMU dies, the script
@@ -216,7 +222,7 @@ start=$(date +%s)
 # restored TSC within a second of the VM's own as a "synchronisation" and
 # drops it; the state suite caught that. See the snapshot issue.)
 qemu-system-x86_64 \
-	-accel tcg,thread=single,tb-size=512 -cpu max -smp "$cpus" -m "$mem" \
+	-accel tcg,thread=single,tb-size=512 -cpu "${KVMHOST_CPU:-max}" -smp "$cpus" -m "$mem" \
 	-machine q35 -nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$dir/vmlinuz" -initrd "$dir/initrd-$recipe" \
 	-append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off nokaslr rdinit=/init vmrun.npt=$npt_arg vmrun.dump=$dump_after vmrun.kvmopts=${KVMHOST_KVM_AMD_OPTS:-none}" \
