@@ -134,6 +134,37 @@ static void explain_no_kvm(int err)
 	}
 }
 
+/*
+ * Whether guest RAM (memfd, shared memory) can get transparent huge pages
+ * here: vmrun asks for them (MADV_HUGEPAGE), the host's shmem_enabled
+ * decides (docs/linux-guest.md, "Guest RAM in huge pages").
+ */
+static void huge_pages(void)
+{
+	static const char path[] =
+		"/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+	char buf[128] = "", *a, *b;
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	a = strchr(buf, '[');
+	b = a ? strchr(a, ']') : NULL;
+	if (!b) {
+		printf("  huge pages    no (this kernel has no transparent huge pages for shared memory)\n");
+		return;
+	}
+	*b = 0;
+	if (!strcmp(a + 1, "never") || !strcmp(a + 1, "deny"))
+		printf("  huge pages    no: guest RAM gets 4 KiB pages (shmem_enabled is %s; as root: echo advise > %s)\n",
+		       a + 1, path);
+	else
+		printf("  huge pages    yes (shmem_enabled is %s)\n", a + 1);
+}
+
 int cmd_info(int argc, char **argv)
 {
 	const struct kvm_cpuid2 *cpuid;
@@ -188,6 +219,7 @@ int cmd_info(int argc, char **argv)
 				  "no (dirty pages found by write faults)");
 	printf("  dirty ring    %s\n",
 	       ring > 0 ? "yes" : "no (dirty log only)");
+	huge_pages();
 	if (vm < 0)
 		printf("  VM creation   FAILED: %s\n", strerror(-vm));
 	printf("KVM API version: %d\n",

@@ -340,6 +340,25 @@ static void test_run_info(void)
 	TEST_ASSERT(!strncmp(out, "KVM: kvm", 8) && strstr(out, "  paging "),
 		    "info does not name the KVM: %s", out);
 	{
+		/* Huge pages for guest RAM as this host's setting says. */
+		FILE *f = fopen(
+			"/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+			"r");
+		char s[128] = "";
+		bool on;
+
+		if (f) {
+			if (!fgets(s, sizeof(s), f))
+				s[0] = 0;
+			fclose(f);
+		}
+		on = strchr(s, '[') && !strstr(s, "[never]") &&
+		     !strstr(s, "[deny]");
+		TEST_CHECK(strstr(out, on ? "  huge pages    yes" :
+					    "  huge pages    no"),
+			   "shmem_enabled '%s', info says: %s", s, out);
+	}
+	{
 		char label[64];
 
 		rc = RUN(60000, "info", "--kvm");
