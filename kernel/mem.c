@@ -170,7 +170,7 @@ static int seg_new(struct vm_mem *mem, const char *name, int fd, size_t size,
 	 * maps guest RAM with 2 MiB nested pages, and the guest takes fewer
 	 * TLB misses. A copy-on-write mapping's pages are not its own.
 	 */
-	if (!cow && size >= (2u << 20))
+	if (!cow && size >= SZ_2M)
 		madvise(seg->hva, size, MADV_HUGEPAGE);
 	if (cow) {
 		/* The file is not this segment's contents: no fd to share. */

@@ -13,6 +13,7 @@
 
 #include "kernel/machine.h"
 #include "kernel/util/log.h"
+#include "kernel/x86/loader.h"
 #include "vmrun/ctl.h"
 #include "vmrun/migrate_cmd.h"
 #include "vmrun/vmrun.h"
@@ -164,21 +165,14 @@ int parse_kernel_boot(const char *s, enum kernel_boot *out)
 	return 0;
 }
 
-/* True for a Linux bzImage (the setup header's magic). */
-static bool is_bzimage(const void *data, size_t size)
-{
-	return data && size > 0x206 &&
-	       !memcmp((const char *)data + 0x202, "HdrS", 4);
-}
-
 /*
- * A bzImage at @path: its vmlinux through the PVH entry, unless @boot
- * says otherwise or (AUTO) it cannot boot that way. Returns 0 (with
- * *@kdata, *@ksize replaced when unpacked) or EXIT_USAGE after saying
- * why.
+ * The bzImage at @path (parsed into @img): its vmlinux through the PVH
+ * entry, unless @boot says otherwise or (AUTO) it cannot boot that way.
+ * Returns 0 (with *@kdata, *@ksize replaced when unpacked) or EXIT_USAGE
+ * after saying why.
  */
-static int config_bzimage(const char *path, enum kernel_boot boot, void **kdata,
-			  size_t *ksize)
+static int config_bzimage(const char *path, const struct kernel_image *img,
+			  enum kernel_boot boot, void **kdata, size_t *ksize)
 {
 	char why[512];
 	void *data;
@@ -193,8 +187,7 @@ static int config_bzimage(const char *path, enum kernel_boot boot, void **kdata,
 		pr_warn("this host's KVM is PVM: a stock Linux kernel needs VMX or SVM and will not boot here in reasonable time (a PVM guest kernel would)");
 	if (boot == KBOOT_BZIMAGE)
 		return 0;
-	ret = kernel_unpacked(path, *kdata, *ksize, &data, &n, why,
-			      sizeof(why));
+	ret = kernel_unpacked(path, img, &data, &n, why, sizeof(why));
 	if (ret == -ENOTSUP && boot == KBOOT_AUTO) {
 		pr_info("%s: booting through its own 64-bit entry: %s", path,
 			why);
@@ -217,6 +210,7 @@ int config_kernel(struct machine_config *cfg, const char *path,
 		  enum kernel_boot boot, const char *default_cmdline,
 		  bool cmdline_set, void **kdata, size_t *ksize)
 {
+	struct kernel_image img;
 	int ret;
 
 	if (path) {
@@ -227,8 +221,11 @@ int config_kernel(struct machine_config *cfg, const char *path,
 						 strerror(-ret));
 			return EXIT_USAGE;
 		}
-		if (is_bzimage(*kdata, *ksize) &&
-		    config_bzimage(path, boot, kdata, ksize))
+		/* A bzImage that does not parse is refused, with the
+		 * parser's reason, where the machine is built. */
+		if (kernel_parse(*kdata, *ksize, &img, NULL, 0) == 0 &&
+		    img.kind == KERNEL_ENTRY_LINUX64 &&
+		    config_bzimage(path, &img, boot, kdata, ksize))
 			return EXIT_USAGE;
 		cfg->kernel = *kdata;
 		cfg->kernel_size = *ksize;

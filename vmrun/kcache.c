@@ -117,7 +117,7 @@ static int store(const char *path, const void *data, size_t size)
 /* Deletes all but the KCACHE_KEEP newest kernels in @dir. */
 static void evict(const char *dir)
 {
-	char pat[PATH_MAX + 16];
+	char pat[PATH_MAX + 32];
 	size_t left;
 	glob_t g;
 
@@ -160,35 +160,34 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
-		    size_t *outlen, char *err, size_t errlen)
+int kernel_unpacked(const char *name, const struct kernel_image *img,
+		    void **out, size_t *outlen, char *err, size_t errlen)
 {
-	struct kernel_image img;
 	struct timespec t0;
-	char dir[PATH_MAX], path[PATH_MAX + 64], nopvh[PATH_MAX + 64];
+	char dir[PATH_MAX], kdir[PATH_MAX + 16], path[PATH_MAX + 64],
+		nopvh[PATH_MAX + 64];
+	bool cache = false;
 	void *data;
 	size_t n;
 	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = kernel_parse(bz, size, &img, err, errlen);
-	if (ret < 0)
-		return ret;
-	if (img.kind != KERNEL_ENTRY_LINUX64)
+	if (img->kind != KERNEL_ENTRY_LINUX64)
 		return err_printf(err, errlen, -ENOTSUP, "not a bzImage");
-	path[0] = nopvh[0] = 0;
 	if (vmrun_cache_dir(dir, sizeof(dir)) == 0) {
-		unsigned long long h = XXH3_64bits(bz, size);
+		unsigned long long h = XXH3_64bits(img->data, img->size);
 
-		snprintf(path, sizeof(path), "%s/kernels/vmlinux-%016llx-%zu",
-			 dir, h, size);
-		snprintf(nopvh, sizeof(nopvh), "%s/kernels/nopvh-%016llx-%zu",
-			 dir, h, size);
+		snprintf(kdir, sizeof(kdir), "%s/kernels", dir);
+		snprintf(path, sizeof(path), "%s/vmlinux-%016llx-%zu", kdir, h,
+			 img->size);
+		snprintf(nopvh, sizeof(nopvh), "%s/nopvh-%016llx-%zu", kdir, h,
+			 img->size);
+		cache = true;
 	}
 	/* Unpacked before and found without a PVH note: not again. */
-	if (nopvh[0] && !access(nopvh, F_OK))
+	if (cache && !access(nopvh, F_OK))
 		return err_printf(err, errlen, -ENOTSUP, NO_PVH " (%s)", nopvh);
-	if (path[0] && read_file(path, &data, &n) == 0) {
+	if (cache && read_file(path, &data, &n) == 0) {
 		if (data && is_pvh(data, n)) {
 			utimensat(AT_FDCWD, path, NULL, 0);
 			pr_info("%s: booting the vmlinux inside through its PVH entry, unpacked before (%s; %.1f ms)",
@@ -203,41 +202,27 @@ int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
 			munmap(data, n);
 		unlink(path);
 	}
-	ret = kernel_unpack(&img, &data, &n, err, errlen);
+	ret = kernel_unpack(img, &data, &n, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (!is_pvh(data, n)) {
 		munmap(data, n);
-		if (nopvh[0]) {
-			char *slash = strrchr(nopvh, '/');
-
-			*slash = 0;
-			ret = make_dirs(nopvh);
-			*slash = '/';
-			if (!ret)
-				ret = store(nopvh, "", 0);
-		}
+		if (cache && !make_dirs(kdir))
+			store(nopvh, "", 0);
 		return err_printf(err, errlen, -ENOTSUP, NO_PVH);
 	}
-	if (path[0]) {
-		char *slash = strrchr(path, '/');
-
-		*slash = 0;
-		ret = make_dirs(path);
-		*slash = '/';
+	if (cache) {
+		ret = make_dirs(kdir);
 		if (!ret)
 			ret = store(path, data, n);
-		if (!ret) {
-			*slash = 0;
-			evict(path);
-			*slash = '/';
-		}
-		if (ret < 0)
+		if (!ret)
+			evict(kdir);
+		else
 			pr_info("%s: not caching the unpacked kernel in %s: %s",
 				name, path, strerror(-ret));
 	}
 	pr_info("%s: booting the vmlinux inside through its PVH entry, unpacked (%s, %zu bytes) in %.1f ms",
-		name, img.bz.payload_fmt, n, ms_since(&t0));
+		name, img->bz.payload_fmt, n, ms_since(&t0));
 	*out = data;
 	*outlen = n;
 	return 0;

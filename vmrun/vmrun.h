@@ -67,15 +67,16 @@ int config_kernel(struct machine_config *cfg, const char *path,
  */
 int vmrun_cache_dir(char *buf, size_t len);
 /*
- * The vmlinux inside bzImage @bz (@size bytes, from file @name), as a
- * PVH kernel: from the cache or unpacked now (and cached when the cache
+ * The vmlinux inside parsed bzImage @img (from file @name), as a PVH
+ * kernel: from the cache or unpacked now (and cached when the cache
  * directory is writable). *@out is a mapping of *@outlen bytes for the
  * caller to munmap(). -ENOTSUP (with the reason in @err) when it cannot
  * boot that way: a payload format vmrun does not unpack, or no PVH note;
  * -EINVAL for a corrupt payload.
  */
-int kernel_unpacked(const char *name, const void *bz, size_t size, void **out,
-		    size_t *outlen, char *err, size_t errlen);
+struct kernel_image;
+int kernel_unpacked(const char *name, const struct kernel_image *img,
+		    void **out, size_t *outlen, char *err, size_t errlen);
 
 struct machine;
 

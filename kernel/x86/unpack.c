@@ -16,11 +16,31 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "kernel/util/compiler.h"
 #include "kernel/util/log.h"
 #include "kernel/x86/loader.h"
 
 /* liblzma's decoder for one xz stream; a kernel's uses a 32 MiB window. */
 #define XZ_MEMLIMIT (256ULL << 20)
+
+/* The payload holds more than its trailer says. */
+static int too_long(char *err, size_t errlen, const char *fmt, size_t outlen)
+{
+	return err_printf(
+		err, errlen, -EINVAL,
+		"bzImage payload (%s) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
+		fmt, outlen);
+}
+
+/* The payload ended short of what its trailer says. */
+static int too_short(char *err, size_t errlen, const char *fmt, size_t got,
+		     size_t outlen)
+{
+	return err_printf(
+		err, errlen, -EINVAL,
+		"bzImage payload (%s) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
+		fmt, got, outlen);
+}
 
 static const char *lzma_why(lzma_ret r)
 {
@@ -62,20 +82,15 @@ static int unpack_xz(const uint8_t *in, size_t len, uint8_t *out, size_t outlen,
 	r = lzma_code(&s, LZMA_FINISH);
 	lzma_end(&s);
 	if (r == LZMA_OK || (r == LZMA_BUF_ERROR && !s.avail_out))
-		return err_printf(
-			err, errlen, -EINVAL,
-			"bzImage payload (xz) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
-			outlen);
+		return too_long(err, errlen, "xz", outlen);
 	if (r != LZMA_STREAM_END)
 		return err_printf(err, errlen,
 				  r == LZMA_MEM_ERROR ? -ENOMEM : -EINVAL,
 				  "bzImage payload (xz) at byte %zu of %zu: %s",
 				  len - s.avail_in, len, lzma_why(r));
 	if (s.avail_out)
-		return err_printf(
-			err, errlen, -EINVAL,
-			"bzImage payload (xz) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
-			outlen - s.avail_out, outlen);
+		return too_short(err, errlen, "xz", outlen - s.avail_out,
+				 outlen);
 	return 0;
 }
 
@@ -99,19 +114,13 @@ static int unpack_zstd(const uint8_t *in, size_t len, uint8_t *out,
 	ZSTD_freeDCtx(dc);
 	if (ZSTD_isError(n) &&
 	    ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
-		return err_printf(
-			err, errlen, -EINVAL,
-			"bzImage payload (zstd) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
-			outlen);
+		return too_long(err, errlen, "zstd", outlen);
 	if (ZSTD_isError(n))
 		return err_printf(err, errlen, -EINVAL,
 				  "bzImage payload (zstd): %s",
 				  ZSTD_getErrorName(n));
 	if (n != outlen)
-		return err_printf(
-			err, errlen, -EINVAL,
-			"bzImage payload (zstd) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
-			n, outlen);
+		return too_short(err, errlen, "zstd", n, outlen);
 	return 0;
 }
 
@@ -150,10 +159,7 @@ static int unpack_lz4(const uint8_t *in, size_t len, uint8_t *out,
 				"bzImage payload (lz4) has a %u-byte block at byte %zu of %zu: the file is corrupt",
 				c, at - 4, len);
 		if (pos == outlen)
-			return err_printf(
-				err, errlen, -EINVAL,
-				"bzImage payload (lz4) decompresses to more than the %zu bytes its trailer says: the file is corrupt",
-				outlen);
+			return too_long(err, errlen, "lz4", outlen);
 		n = LZ4_decompress_safe((const char *)in + at,
 					(char *)out + pos, (int)c,
 					(int)(outlen - pos < LZ4_LEGACY_BLOCK ?
@@ -168,27 +174,37 @@ static int unpack_lz4(const uint8_t *in, size_t len, uint8_t *out,
 		pos += (size_t)n;
 	}
 	if (pos != outlen)
-		return err_printf(
-			err, errlen, -EINVAL,
-			"bzImage payload (lz4) decompresses to %zu bytes, its trailer says %zu: the file is corrupt",
-			pos, outlen);
+		return too_short(err, errlen, "lz4", pos, outlen);
 	return 0;
 }
+
+/* The formats unpacked here, by the name the parser gives them. */
+static const struct {
+	const char *fmt;
+	int (*unpack)(const uint8_t *in, size_t len, uint8_t *out,
+		      size_t outlen, char *err, size_t errlen);
+} unpackers[] = {
+	{ "xz", unpack_xz },
+	{ "zstd", unpack_zstd },
+	{ "lz4", unpack_lz4 },
+};
 
 int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
 		  char *err, size_t errlen)
 {
 	const struct linux_setup *ls = &img->bz;
 	const uint8_t *in = img->data + ls->payload_off;
-	size_t n = ls->payload_size;
+	size_t n = ls->payload_size, i;
 	uint8_t *buf;
 	int ret;
 
 	if (img->kind != KERNEL_ENTRY_LINUX64 || !ls->payload_fmt)
 		return err_printf(err, errlen, -EINVAL,
 				  "not a bzImage: nothing to unpack");
-	if (strcmp(ls->payload_fmt, "xz") && strcmp(ls->payload_fmt, "zstd") &&
-	    strcmp(ls->payload_fmt, "lz4"))
+	for (i = 0; i < ARRAY_SIZE(unpackers); i++)
+		if (!strcmp(ls->payload_fmt, unpackers[i].fmt))
+			break;
+	if (i == ARRAY_SIZE(unpackers))
 		return err_printf(
 			err, errlen, -ENOTSUP,
 			"bzImage payload is %s: vmrun unpacks xz, zstd and lz4 (the kernel unpacks the others itself)",
@@ -199,12 +215,7 @@ int kernel_unpack(const struct kernel_image *img, void **out, size_t *outlen,
 		return err_printf(err, errlen, -ENOMEM,
 				  "%zu bytes for the unpacked kernel: %s", n,
 				  strerror(errno));
-	if (!strcmp(ls->payload_fmt, "xz"))
-		ret = unpack_xz(in, ls->payload_len, buf, n, err, errlen);
-	else if (!strcmp(ls->payload_fmt, "zstd"))
-		ret = unpack_zstd(in, ls->payload_len, buf, n, err, errlen);
-	else
-		ret = unpack_lz4(in, ls->payload_len, buf, n, err, errlen);
+	ret = unpackers[i].unpack(in, ls->payload_len, buf, n, err, errlen);
 	if (ret < 0) {
 		munmap(buf, n);
 		return ret;

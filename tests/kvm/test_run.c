@@ -51,6 +51,32 @@ static void put_file(const char *path, const void *data, size_t len)
 	close(fd);
 }
 
+/* @elf (@n bytes) wrapped as a bzImage (@fmt) into file @k; the image
+ * (malloc()ed) and where its payload lies. */
+static uint8_t *put_wrapped(const char *k, const uint8_t *elf, size_t n,
+			    const char *fmt, size_t *len, size_t *off,
+			    size_t *plen)
+{
+	uint8_t *bz = bzimage_wrap(elf, n, fmt, len, off, plen);
+
+	TEST_ASSERT(bz, "wrapping as %s", fmt);
+	put_file(k, bz, *len);
+	return bz;
+}
+
+/* hello_pvh.elf wrapped in @k boots with @word on its command line, and
+ * vmrun -v says @says (how it got the vmlinux). */
+static void boot_wrapped(const char *k, const char *word, const char *says)
+{
+	char hello[64];
+	int rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", word,
+		     "--mem", "64M");
+
+	snprintf(hello, sizeof(hello), "hello from pvh: %s\n", word);
+	TEST_CHECK(rc == 0 && strstr(out, hello) && strstr(err, says),
+		   "%s: exit %d, console '%s', stderr %s", word, rc, out, err);
+}
+
 /*
  * A bzImage boots through the PVH entry of the ELF inside, unpacked on
  * the host and then taken from the cache. The kernel here is
@@ -80,31 +106,14 @@ static void test_run_bzimage_unpacked(void)
 	snprintf(pat, sizeof(pat), "%s/kernels/vmlinux-*", cache);
 	setenv("VMRUN_CACHE", cache, 1);
 
-	bz = bzimage_wrap(elf, (size_t)n, "xz", &len, &off, &plen);
-	TEST_ASSERT(bz, "wrapping");
-	put_file(k, bz, len);
-	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "unpacked",
-		 "--mem", "64M");
-	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: unpacked\n") &&
-			   strstr(err, "unpacked (xz"),
-		   "first boot: exit %d, console '%s', stderr %s", rc, out,
-		   err);
+	bz = put_wrapped(k, elf, (size_t)n, "xz", &len, &off, &plen);
+	boot_wrapped(k, "unpacked", "unpacked (xz");
 	TEST_CHECK(glob(pat, 0, NULL, &g) == 0 && g.gl_pathc == 1,
 		   "no cached kernel %s", pat);
-	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "cached",
-		 "--mem", "64M");
-	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: cached\n") &&
-			   strstr(err, "unpacked before"),
-		   "cached boot: exit %d, console '%s', stderr %s", rc, out,
-		   err);
+	boot_wrapped(k, "cached", "unpacked before");
 	if (g.gl_pathc == 1) {
 		TEST_CHECK(truncate(g.gl_pathv[0], 100) == 0, "truncate");
-		rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline",
-			 "again", "--mem", "64M");
-		TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: again\n") &&
-				   strstr(err, "damaged"),
-			   "damaged cache: exit %d, console '%s', stderr %s",
-			   rc, out, err);
+		boot_wrapped(k, "again", "damaged");
 	}
 	globfree(&g);
 
@@ -140,30 +149,16 @@ static void test_run_bzimage_unpacked(void)
 		put_file(junk, "old", 3);
 		TEST_CHECK(utimes(junk, tv) == 0, "utimes %s", junk);
 	}
-	bz = bzimage_wrap(elf, (size_t)n, "zstd", &len, NULL, NULL);
-	TEST_ASSERT(bz, "wrapping");
-	put_file(k, bz, len);
-	free(bz);
-	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "zstd",
-		 "--mem", "64M");
-	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: zstd\n") &&
-			   strstr(err, "unpacked (zstd"),
-		   "zstd: exit %d, console '%s', stderr %s", rc, out, err);
+	free(put_wrapped(k, elf, (size_t)n, "zstd", &len, NULL, NULL));
+	boot_wrapped(k, "zstd", "unpacked (zstd");
 	TEST_CHECK(glob(pat, 0, NULL, &g) == 0 && g.gl_pathc == 4,
 		   "%zu kernels cached, want 4", g.gl_pathc);
 	globfree(&g);
 	snprintf(pat, sizeof(pat), "%s/kernels/vmlinux-old0", cache);
 	TEST_CHECK(access(pat, F_OK) < 0, "the oldest kernel was kept");
 
-	bz = bzimage_wrap(elf, (size_t)n, "lz4", &len, NULL, NULL);
-	TEST_ASSERT(bz, "wrapping");
-	put_file(k, bz, len);
-	free(bz);
-	rc = RUN(120000, "run", "-v", "--kernel", k, "--cmdline", "lz4",
-		 "--mem", "64M");
-	TEST_CHECK(rc == 0 && strstr(out, "hello from pvh: lz4\n") &&
-			   strstr(err, "unpacked (lz4"),
-		   "lz4: exit %d, console '%s', stderr %s", rc, out, err);
+	free(put_wrapped(k, elf, (size_t)n, "lz4", &len, NULL, NULL));
+	boot_wrapped(k, "lz4", "unpacked (lz4");
 
 	/* Without a PVH note (its type changed): --kernel-entry pvh refuses
 	 * it, and the second time from the cache's note of that, without
@@ -175,10 +170,7 @@ static void test_run_bzimage_unpacked(void)
 		TEST_ASSERT(x && x - elf >= 4, "no Xen note in hello_pvh.elf");
 		memcpy(x - 4, &type, 4);
 	}
-	bz = bzimage_wrap(elf, (size_t)n, "xz", &len, NULL, NULL);
-	TEST_ASSERT(bz, "wrapping");
-	put_file(k, bz, len);
-	free(bz);
+	free(put_wrapped(k, elf, (size_t)n, "xz", &len, NULL, NULL));
 	rc = RUN(120000, "run", "--kernel-entry", "pvh", "--kernel", k);
 	TEST_CHECK(rc == 2 && strstr(err, "no PVH entry note") &&
 			   !strstr(err, "nopvh-"),
