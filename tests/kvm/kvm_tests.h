@@ -16,6 +16,8 @@ extern const struct test_case state_tests[];
 extern const struct test_case snapshot_tests[];
 extern const struct test_case fuzz_tests[];
 extern const struct test_case linux_tests[];
+/* test_linux_bad.c, one of linux_tests. */
+void test_linux_bad_images(void);
 extern const struct test_case migrate_tests[];
 
 #endif /* VMM_TESTS_KVM_TESTS_H */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,27 @@ pid_t spawn_vmrun(const char *const *argv, const char *err_path, int keep_fd)
 		_exit(127);
 	}
 	return pid;
+}
+
+void *slurp_file(const char *path, size_t *n)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	p = malloc((size_t)st.st_size);
+	if (p && pread(fd, p, (size_t)st.st_size, 0) != st.st_size) {
+		free(p);
+		p = NULL;
+	}
+	close(fd);
+	*n = (size_t)st.st_size;
+	return p;
 }
 
 long long now_ms(void)

@@ -80,6 +80,9 @@ struct console_scan {
 	char last_line[160];	  /* the file's last line, for messages */
 };
 
+/* The whole file at @path, malloc()ed, and its size; NULL if unreadable. */
+void *slurp_file(const char *path, size_t *n);
+
 /* Monotonic milliseconds, for deadlines. */
 long long now_ms(void);
 
